@@ -1,0 +1,1 @@
+"""Stream agents: aggregate, decide, execute."""

@@ -1,0 +1,125 @@
+"""The aggregate agent: signals records in, workspace windows updated, observations out.
+
+A thin shell over the pure core: decode (topics.codec), fold (tables.windows), then send what
+the core returned. Bad input goes to the dead-letter topic and the ledger, never stops the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from agents.boundary import crash_on_unexpected
+from agents.emit import send_entry
+from app.faust_app import Autopilot
+from tables import windows
+from tables.windows import SourcePosition, WindowConfig
+from tables.write_behind import WriteBehindStates
+from topics.codec import decode_signals
+from topics.observations import encode_observations
+from topics.rejections import dlq_headers, rejection_entry
+from topics.signals import Signal
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Held:
+    """Events of one partition whose acks wait for the next flush of that partition's state."""
+
+    events: list[Any] = field(default_factory=list)
+    sent: list[Awaitable[Any]] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)
+
+
+def attach(autopilot: Autopilot) -> faust.types.AgentT:
+    """Register the aggregate agent on the app."""
+    settings = autopilot.settings
+    config = WindowConfig(settings.window_seconds, settings.window_grace_seconds)
+    states = WriteBehindStates(autopilot.states, settings.state_cache_max_workspaces)
+    held: dict[int, _Held] = {}
+
+    @autopilot.app.on_partitions_revoked.connect
+    async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        # Unacked records of a revoked partition are redelivered to its next owner, which
+        # folds them onto the state stored at the last flush.
+        for tp in revoked:
+            if tp.topic == autopilot.signals.get_topic_name():
+                states.forget(tp.partition)
+                held.pop(tp.partition, None)
+
+    async def reject(rejections: list[Any], source: SourcePosition, key: bytes | None) -> list[Any]:
+        sent = []
+        now = datetime.now(UTC)
+        for rejection in rejections:
+            entry = rejection_entry(rejection, source, now)
+            logger.warning(
+                "signal rejected",
+                extra={"reason": rejection.reason, "workspace_id": entry.workspace_id,
+                       "partition": source.partition, "offset": source.offset},
+            )
+            sent.append(
+                await autopilot.signals_dlq.send(
+                    key=key,
+                    value=rejection.raw,
+                    partition=source.partition,
+                    headers=dlq_headers(rejection, source),
+                )
+            )
+            sent.append(await send_entry(autopilot, entry, source.partition))
+        return sent
+
+    @autopilot.app.agent(autopilot.signals, name="aggregate")
+    async def aggregate(stream: faust.StreamT[bytes]) -> None:
+        with crash_on_unexpected("aggregate"):
+            async for event in stream.noack().events():
+                message = event.message
+                partition = message.partition
+                source = SourcePosition(message.topic, partition, message.offset)
+                decoded = decode_signals(message.value)
+                pending = held.setdefault(partition, _Held())
+                if decoded.rejections:
+                    pending.sent.extend(await reject(decoded.rejections, source, message.key))
+
+                observations = []
+                for workspace_id, signals in _by_workspace(decoded.signals).items():
+                    folded = windows.add(states.get(partition, workspace_id), signals, source, config)
+                    states.put(partition, workspace_id, folded.state)
+                    observations.extend(folded.observations)
+                if observations:
+                    pending.sent.append(
+                        await autopilot.observations.send(
+                            value=encode_observations(observations), partition=partition
+                        )
+                    )
+                pending.events.append(event)
+
+                caught_up = message.offset + 1 >= autopilot.app.consumer.highwater(message.tp)
+                if (
+                    caught_up
+                    or states.dirty_count(partition) >= settings.state_flush_max_dirty
+                    or time.monotonic() - pending.since >= settings.state_flush_interval_seconds
+                ):
+                    # Table writes need a current event of this partition: this one is.
+                    states.flush(partition)
+                    for sent in pending.sent:
+                        await sent
+                    for held_event in pending.events:
+                        held_event.ack()
+                    held[partition] = _Held()
+
+    return aggregate
+
+
+def _by_workspace(signals: list[Signal]) -> dict[str, list[Signal]]:
+    grouped: dict[str, list[Signal]] = {}
+    for signal in signals:
+        grouped.setdefault(signal.workspace_id, []).append(signal)
+    return grouped
+

@@ -1,0 +1,1 @@
+"""The Faust app, settings, CLI commands and web views."""

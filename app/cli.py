@@ -1,0 +1,63 @@
+"""The `autopilot` command: the worker (Faust's CLI) plus Autopilot's own commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from app.broker import provide_bootstrap
+from app.errors import AutopilotError
+from app.kafka_admin import ensure_topics
+from app.settings import Settings, load_settings
+from app.worker import build_worker
+
+logger = logging.getLogger(__name__)
+
+USAGE = """usage: autopilot COMMAND
+
+  worker        run a worker (aggregate, decide, execute); Faust's worker options apply
+  topics        create Autopilot's topics on the broker and exit
+  kafka ...     the local Maven-assembled broker (assemble | run)
+
+The broker is KAFKA_BOOTSTRAP_SERVERS if set, else a testcontainers Kafka when a Docker engine
+answers, else a local broker started for the lifetime of the command.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `autopilot` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return
+    try:
+        if args[0] == "kafka":
+            from app.local_kafka import main as kafka_main
+
+            kafka_main(args[1:])
+            return
+        settings = load_settings()
+        if args[0] == "topics":
+            with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as boot:
+                asyncio.run(ensure_topics(settings, boot))
+            return
+        if args[0] == "worker":
+            run_worker(settings, args)
+            return
+    except AutopilotError as exc:
+        print(f"autopilot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    print(USAGE, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run_worker(settings: Settings, args: list[str]) -> None:
+    """Run the Faust worker until it is stopped; stops a broker it had to start."""
+    if not any(arg in {"-l", "--loglevel"} for arg in args):
+        args = [*args, "--loglevel", settings.log_level]
+    with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as bootstrap:
+        asyncio.run(ensure_topics(settings, bootstrap))
+        autopilot = build_worker(settings, bootstrap)
+        sys.argv = [sys.argv[0], *args]
+        autopilot.app.main()

@@ -1,0 +1,126 @@
+"""`make demo`: a broker, a worker, a realistic stream for ~1,000 workspaces, a ledger summary.
+
+Everything it starts it stops, on success or failure. The summary is read back from the ledger
+topic, and checked against an offline replay of the same signals through the pure core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from app.broker import provide_bootstrap
+from app.client import SignalPublisher
+from app.kafka_admin import ensure_topics
+from app.settings import Settings, load_settings
+from app.worker_process import WorkerProcess
+from app.workload import realistic_stream
+from projections.ledger_reader import read_ledger
+from projections.replay import replay_decisions
+from projections.summary import LedgerSummary, summarize
+from tables.windows import WindowConfig
+from topics.ledger import LedgerEntry, LedgerKind
+
+WORKSPACES = 1_000
+SIGNALS = 20_000
+SPAN_SECONDS = 30 * 60
+# What a third-party producer might get wrong; each must come back as signal.rejected.
+MALFORMED = [
+    b"{this is not json",
+    b'{"workspace_id": "ws-000001", "type": "disk_full", "occurred_at": "2026-11-21T09:00:00Z"}',
+    b'{"workspace_id": "../../etc/passwd", "type": "followup_due", '
+    b'"occurred_at": "2026-11-21T09:00:00Z"}',
+]
+LEDGER_TIMEOUT_SECONDS = 180.0
+
+
+def main() -> None:
+    """Run the demo and print the ledger summary; exit 1 if the ledger disagrees with replay."""
+    base = load_settings()
+    run = f"demo{int(time.time())}"
+    settings = base.model_copy(update={"topic_prefix": f"{run}.", "app_id": f"autopilot-{run}"})
+    with tempfile.TemporaryDirectory(prefix="autopilot-demo-") as tmp:
+        ok = asyncio.run(_run(settings, Path(tmp)))
+    sys.exit(0 if ok else 1)
+
+
+async def _run(settings: Settings, tmp: Path) -> bool:
+    with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as bootstrap:
+        print(f"broker: {bootstrap}")
+        await ensure_topics(settings, bootstrap)
+        worker = WorkerProcess(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+                "AUTOPILOT_APP_ID": settings.app_id,
+                "AUTOPILOT_DATA_DIR": str(tmp / "worker"),
+                "AUTOPILOT_LOG_LEVEL": "warn",
+            },
+            tmp / "worker.log",
+        )
+        with worker:
+            signals = realistic_stream(
+                workspaces=WORKSPACES,
+                signals=SIGNALS,
+                start=datetime(2026, 11, 21, 9, 0, tzinfo=UTC),
+                span_seconds=SPAN_SECONDS,
+            )
+            started = time.monotonic()
+            async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
+                await publisher.publish_many(signals)
+            await _send_malformed(bootstrap, settings.topic("signals"))
+            print(f"published {len(signals)} signals for {WORKSPACES} workspaces "
+                  f"({publisher.records_sent} records) and {len(MALFORMED)} malformed records")
+
+            config = WindowConfig(settings.window_seconds, settings.window_grace_seconds)
+            expected = len(replay_decisions(signals, config))
+            try:
+                entries = await read_ledger(
+                    bootstrap,
+                    settings.topic("ledger"),
+                    until=lambda got: _complete(got, expected),
+                    timeout=LEDGER_TIMEOUT_SECONDS,
+                )
+            except TimeoutError as exc:
+                print(f"demo failed: {exc}\n--- worker log ---\n{worker.log_tail()}")
+                return False
+            elapsed = time.monotonic() - started
+        summary = summarize(entries)
+        print(f"\nread back from the ledger topic after {elapsed:.1f} s:\n")
+        print(summary.render())
+        return _check(summary, expected)
+
+
+def _complete(entries: list[LedgerEntry], expected_decisions: int) -> bool:
+    kinds = [entry.kind for entry in entries]
+    decisions = kinds.count(LedgerKind.DECISION_MADE)
+    outcomes = kinds.count(LedgerKind.ACTION_SUCCEEDED) + kinds.count(LedgerKind.ACTION_FAILED)
+    rejected = kinds.count(LedgerKind.SIGNAL_REJECTED)
+    return decisions >= expected_decisions and outcomes >= decisions and rejected >= len(MALFORMED)
+
+
+def _check(summary: LedgerSummary, expected: int) -> bool:
+    ok = summary.decisions == expected and summary.outcomes == expected
+    verdict = "matches" if ok else "DOES NOT match"
+    print(f"\noffline replay of the same signals expects {expected} decisions: the ledger {verdict}")
+    return ok
+
+
+async def _send_malformed(bootstrap: str, topic: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in MALFORMED:
+            await producer.send_and_wait(topic, value, key=b"ws-000001")
+    finally:
+        await producer.stop()
+
+
+if __name__ == "__main__":
+    main()

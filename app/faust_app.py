@@ -1,0 +1,85 @@
+"""The Faust app: its settings, topics and table. The one place that configures Faust."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from app.settings import Settings
+from topics import catalog
+
+STATE_TABLE = "workspace-state"
+
+
+@dataclass(frozen=True)
+class Autopilot:
+    """A configured Faust app with Autopilot's topics and state table."""
+
+    app: faust.App
+    settings: Settings
+    signals: faust.TopicT
+    signals_dlq: faust.TopicT
+    observations: faust.TopicT
+    commands: faust.TopicT
+    commands_dlq: faust.TopicT
+    ledger: faust.TopicT
+    states: faust.Table
+
+
+def create_app(settings: Settings, bootstrap: str) -> Autopilot:
+    """Build the app for one broker; agents are attached by app.worker."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Autopilot creates its topics itself (app/kafka_admin.py) with their retention.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # Fast group join (shared/FAUST-NOTES.md): worker start to ready in seconds, not 30 s.
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        # Measured: a short linger and large batches are what helps Faust's producer.
+        producer_linger=0.005,
+        producer_max_batch_size=1024 * 1024,
+        producer_max_request_size=8 * 1024 * 1024,
+        web_enabled=settings.web_enabled,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(
+            settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            internal=False,
+        )
+
+    states = app.Table(
+        STATE_TABLE,
+        key_type=str,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options={"block_cache_size": settings.rocksdb_block_cache_bytes},
+    )
+    return Autopilot(
+        app=app,
+        settings=settings,
+        signals=raw_topic(catalog.SIGNALS),
+        signals_dlq=raw_topic(catalog.SIGNALS_DLQ),
+        observations=raw_topic(catalog.OBSERVATIONS),
+        commands=raw_topic(catalog.COMMANDS),
+        commands_dlq=raw_topic(catalog.COMMANDS_DLQ),
+        ledger=raw_topic(catalog.LEDGER),
+        states=states,
+    )

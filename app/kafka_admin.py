@@ -1,0 +1,58 @@
+"""Creating Autopilot's topics on the broker; idempotent, and loud about a shard-count mismatch."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from app.errors import BrokerUnavailableError, ConfigurationError
+from app.settings import Settings
+from topics.catalog import catalog
+
+logger = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings, bootstrap: str) -> None:
+    """Create the missing topics; fail if an existing one has a different partition count."""
+    specs = catalog(settings.topic_prefix, settings.partitions)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {bootstrap}: check KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    try:
+        # Describe only topics that exist: a metadata request for a missing topic can
+        # auto-create it with the broker's default partition count.
+        names = await admin.list_topics()
+        existing = await admin.describe_topics([s.name for s in specs if s.name in names])
+        partitions = {t["topic"]: len(t["partitions"]) for t in existing}
+        missing = [spec for spec in specs if spec.name not in partitions]
+        for spec in specs:
+            found = partitions.get(spec.name)
+            if found is not None and found != spec.partitions:
+                raise ConfigurationError(
+                    f"topic {spec.name} has {found} partitions but AUTOPILOT_PARTITIONS is "
+                    f"{spec.partitions}: all workspace topics must share one shard count"
+                )
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            settings.replication_factor,
+                            topic_configs=spec.config,
+                        )
+                        for spec in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another worker created them first
+            logger.info("topics created", extra={"topics": [spec.name for spec in missing]})
+    finally:
+        await admin.close()

@@ -1,0 +1,74 @@
+"""The one frozen Settings object, built once at the edge; nothing else reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Worker, demo and test configuration; every field can be set as AUTOPILOT_<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOPILOT_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # Broker choice (app/broker.py): this if set, else testcontainers, else the local broker.
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "AUTOPILOT_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+        ),
+    )
+    app_id: str = Field(default="autopilot", pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
+    topic_prefix: str = Field(default="", pattern=r"^[a-z0-9_.-]{0,64}$")
+    partitions: int = Field(default=8, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=5)
+    data_dir: Path = Path("data")
+    cache_dir: Path = Path.home() / ".cache" / "autopilot"
+    log_level: str = Field(default="info", pattern=r"^(debug|info|warn|error|crit)$")
+
+    web_enabled: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+
+    # Event-time windows (tables/windows.py).
+    window_seconds: int = Field(default=300, ge=1, le=86_400)
+    window_grace_seconds: int = Field(default=60, ge=0, le=86_400)
+
+    # Write-behind of workspace state (tables/write_behind.py): why it exists is in the README.
+    state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    state_flush_max_dirty: int = Field(default=5_000, ge=1)
+    state_cache_max_workspaces: int = Field(default=100_000, ge=1)
+    rocksdb_block_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value.strip()
+
+    def topic(self, name: str) -> str:
+        """The full name of one of Autopilot's topics, with this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings() -> Settings:
+    """Build the Settings from the environment, failing loudly with what to fix."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"AUTOPILOT_{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration, fix the environment: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Ledger replay, read models and reports."""

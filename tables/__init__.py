@@ -1,0 +1,1 @@
+"""Per-workspace state and what is derived from it."""

@@ -1,0 +1,48 @@
+"""Autopilot's topics: names, partition counts and configs, in one place.
+
+Every workspace-keyed topic shares one partition count, so a partition is a workspace shard
+(shared/DESIGN.md): a workspace's signals, state, commands and ledger entries live on one shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SIGNALS = "signals"
+SIGNALS_DLQ = "signals.dlq"
+OBSERVATIONS = "observations"
+COMMANDS = "commands"
+COMMANDS_DLQ = "commands.dlq"
+LEDGER = "ledger"
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic as Autopilot creates it."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def catalog(prefix: str, partitions: int) -> list[TopicSpec]:
+    """All of Autopilot's topics for one deployment (prefix) and shard count."""
+    retention = {
+        SIGNALS: str(7 * _DAY_MS),
+        SIGNALS_DLQ: str(30 * _DAY_MS),
+        OBSERVATIONS: str(1 * _DAY_MS),
+        COMMANDS: str(7 * _DAY_MS),
+        COMMANDS_DLQ: str(30 * _DAY_MS),
+        # The ledger is the source of truth: append-only and never expired by default.
+        LEDGER: "-1",
+    }
+    return [
+        TopicSpec(
+            f"{prefix}{name}",
+            partitions,
+            {"cleanup.policy": "delete", "retention.ms": ms},
+        )
+        for name, ms in retention.items()
+    ]

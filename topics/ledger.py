@@ -1,0 +1,36 @@
+"""The LedgerEntry event: every decision and every outcome, append-only, keyed by workspace."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from topics.signals import EventId, WorkspaceId
+
+
+class LedgerKind(StrEnum):
+    """What a ledger entry records."""
+
+    DECISION_MADE = "decision.made"
+    ACTION_SUCCEEDED = "action.succeeded"
+    ACTION_FAILED = "action.failed"
+    SIGNAL_REJECTED = "signal.rejected"
+
+
+class LedgerEntry(BaseModel):
+    """One fact on the ledger; the payload is redacted (no secrets, no third-party payloads)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    entry_id: EventId
+    kind: LedgerKind
+    # None only for input that names no valid workspace (a rejected, unreadable signal).
+    workspace_id: WorkspaceId | None
+    correlation_id: EventId
+    causation_id: EventId
+    policy_version: str | None = None
+    recorded_at: AwareDatetime
+    payload: dict[str, Any]
