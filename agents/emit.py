@@ -1,4 +1,9 @@
-"""Sending events: ledger entries and commands, keyed by workspace so they stay on its shard."""
+"""Sending events: ledger entries and commands, keyed by workspace so they stay on its shard.
+
+These go straight to the app's producer rather than through Faust's Topic.send, whose
+per-message futures, sensors and debug formatting cost more than the send itself here. It is the
+same producer, so Faust still flushes it before every offset commit (at-least-once holds).
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,23 @@ async def send_entry(
 ) -> Awaitable[Any]:
     """Append an entry to the ledger; one that names no workspace goes to the given shard."""
     key = entry.workspace_id.encode() if entry.workspace_id else None
-    return await autopilot.ledger.send(
-        key=key,
-        value=entry.model_dump_json().encode(),
+    return await autopilot.app.producer.send(
+        autopilot.ledger.get_topic_name(),
+        key,
+        entry.model_dump_json().encode(),
         partition=None if key else shard,
+        timestamp=None,
+        headers=None,
     )
 
 
 async def send_command(autopilot: Autopilot, command: Command) -> Awaitable[Any]:
     """Queue a command for the executors, keyed by its workspace."""
-    return await autopilot.commands.send(
-        key=command.workspace_id.encode(), value=command.model_dump_json().encode()
+    return await autopilot.app.producer.send(
+        autopilot.commands.get_topic_name(),
+        command.workspace_id.encode(),
+        command.model_dump_json().encode(),
+        partition=None,
+        timestamp=None,
+        headers=None,
     )

@@ -55,6 +55,8 @@ class SignalPublisher:
             compression_type=None,
         )
         self._partitions = 0
+        # murmur2 is pure Python in aiokafka (~10 us a call): remember each workspace's shard.
+        self._shards: dict[str, int] = {}
         self._buffers: dict[int, list[Signal]] = {}
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -84,7 +86,10 @@ class SignalPublisher:
         """Queue many signals, sending every shard batch that fills up."""
         async with self._lock:
             for signal in signals:
-                shard = shard_of(signal.workspace_id, self._partitions)
+                shard = self._shards.get(signal.workspace_id)
+                if shard is None:
+                    shard = shard_of(signal.workspace_id, self._partitions)
+                    self._shards[signal.workspace_id] = shard
                 buffer = self._buffers.setdefault(shard, [])
                 buffer.append(signal)
                 if len(buffer) >= self._max_batch:

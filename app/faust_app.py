@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import faust
@@ -10,6 +11,19 @@ from app.settings import Settings
 from topics import catalog
 
 STATE_TABLE = "workspace-state"
+
+
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    The spinner sets the root logger to DEBUG whenever the log level is WARN or higher, so every
+    debug call in Faust and aiokafka builds a log record: measured at a quarter of the decide
+    agent's time. It also writes terminal escape codes into log files.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Configure the root logger without the spinner handler."""
+        self.spinner = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        Worker=QuietWorker,
     )
 
     def raw_topic(name: str) -> faust.TopicT:

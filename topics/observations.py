@@ -24,7 +24,7 @@ def encode_observations(observations: Sequence[Observation]) -> bytes:
                 [
                     o.signal_id,
                     o.workspace_id,
-                    o.signal_type.value,
+                    o.signal_type,
                     o.occurred_at,
                     o.attributes,
                     o.window_start,

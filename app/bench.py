@@ -1,0 +1,179 @@
+"""`make bench`: Autopilot end-to-end against raw aiokafka consumption of the same topic.
+
+Each round uses fresh topics and a fresh worker. The worker is proven live first (a warm-up
+signal's decision reaches the ledger), then the clock runs from the first published signal until
+every decision that an offline replay of the same signals expects is on the ledger. The raw
+figure is a plain consumer reading that signals topic from offset 0 with getmany and decoding
+every signal with orjson. Rates are medians over the rounds; the ratio is of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from app.broker import provide_bootstrap
+from app.client import SignalPublisher
+from app.kafka_admin import ensure_topics
+from app.settings import Settings, load_settings
+from app.worker_process import WorkerProcess
+from app.workload import realistic_stream
+from projections.ledger_reader import read_ledger
+from projections.replay import replay_decisions
+from tables.windows import WindowConfig
+from topics.ledger import LedgerEntry, LedgerKind
+from topics.signals import Signal, SignalType
+
+START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+TIMEOUT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round's measurements."""
+
+    raw_rate: float
+    e2e_rate: float
+    decisions: int
+    records: int
+
+
+def main() -> None:
+    """Parse options, run the rounds, print rates and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--signals", type=int, default=100_000)
+    parser.add_argument("--workspaces", type=int, default=1_000)
+    parser.add_argument("--span-seconds", type=int, default=600, help="event-time span of the stream")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(_bench(load_settings(), args))
+
+
+async def _bench(base: Settings, args: argparse.Namespace) -> None:
+    signals = realistic_stream(
+        workspaces=args.workspaces, signals=args.signals, start=START, span_seconds=args.span_seconds
+    )
+    config = WindowConfig(base.window_seconds, base.window_grace_seconds)
+    expected_ids = {d.decision_id for d in replay_decisions(signals, config)}
+    print(
+        f"workload: {len(signals)} signals, {args.workspaces} workspaces, "
+        f"{args.span_seconds} s of event time, {base.partitions} partitions, "
+        f"{len(expected_ids)} decisions expected"
+    )
+    rounds = []
+    with (
+        provide_bootstrap(base.kafka_bootstrap_servers, base.cache_dir) as bootstrap,
+        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+    ):
+        for number in range(1, args.rounds + 1):
+            run = f"bench{int(time.time())}r{number}"
+            settings = base.model_copy(update={"topic_prefix": f"{run}.", "app_id": f"ap-{run}"})
+            result = await _round(settings, bootstrap, signals, expected_ids, Path(tmp) / run)
+            rounds.append(result)
+            print(
+                f"round {number}: raw {result.raw_rate:,.0f} signals/s, "
+                f"end-to-end {result.e2e_rate:,.0f} signals/s "
+                f"({result.records} records, {result.decisions} decisions on the ledger), "
+                f"ratio {result.e2e_rate / result.raw_rate:.3f}"
+            )
+    raw = statistics.median(r.raw_rate for r in rounds)
+    e2e = statistics.median(r.e2e_rate for r in rounds)
+    print(f"\nraw aiokafka (getmany + orjson decode):   {raw:>12,.0f} signals/s (median)")
+    print(f"autopilot end-to-end (to decision.made): {e2e:>12,.0f} signals/s (median)")
+    print(f"ratio end-to-end / raw:                  {e2e / raw:>12.3f}")
+
+
+async def _round(
+    settings: Settings, bootstrap: str, signals: list[Signal], expected: set[str], tmp: Path
+) -> Round:
+    await ensure_topics(settings, bootstrap)
+    worker = WorkerProcess(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+            "AUTOPILOT_APP_ID": settings.app_id,
+            "AUTOPILOT_DATA_DIR": str(tmp / "data"),
+            "AUTOPILOT_LOG_LEVEL": "warn",
+        },
+        tmp / "worker.log",
+    )
+    with worker:
+        ledger = settings.topic("ledger")
+        try:
+            await _warm_up(settings, bootstrap)
+            started = time.perf_counter()
+            async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
+                await publisher.publish_many(signals)
+            entries = await read_ledger(
+                bootstrap,
+                ledger,
+                until=lambda got: _decisions(got) >= len(expected) + 1,
+                timeout=TIMEOUT_SECONDS,
+            )
+            elapsed = time.perf_counter() - started
+        except TimeoutError as exc:
+            raise SystemExit(f"bench failed: {exc}\n--- worker log ---\n{worker.log_tail()}") from exc
+    decided = {e.entry_id for e in entries if e.kind is LedgerKind.DECISION_MADE}
+    missing = expected - decided
+    if missing:
+        raise SystemExit(f"bench failed: {len(missing)} expected decisions not on the ledger")
+    raw_rate = await _raw_rate(bootstrap, settings.topic("signals"), len(signals) + 1)
+    return Round(raw_rate, len(signals) / elapsed, len(decided) - 1, publisher.records_sent)
+
+
+async def _warm_up(settings: Settings, bootstrap: str) -> None:
+    signal = Signal(
+        id="warm-up",
+        workspace_id="ws-warm-up",
+        type=SignalType.FOLLOWUP_DUE,
+        occurred_at=START,
+        source="bench",
+    )
+    async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
+        await publisher.publish(signal)
+    await read_ledger(
+        bootstrap, settings.topic("ledger"), until=lambda got: _decisions(got) >= 1, timeout=120
+    )
+
+
+def _decisions(entries: list[LedgerEntry]) -> int:
+    return sum(1 for e in entries if e.kind is LedgerKind.DECISION_MADE)
+
+
+async def _raw_rate(bootstrap: str, topic: str, total: int) -> float:
+    """Signals/s for a plain consumer: getmany, and orjson-decode every signal of every record."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=0)  # join and fetch metadata outside the clock
+        await consumer.seek_to_beginning()
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                for record in records:
+                    decoded = orjson.loads(record.value)
+                    seen += len(decoded) if isinstance(decoded, list) else 1
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+if __name__ == "__main__":
+    main()
