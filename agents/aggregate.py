@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -38,14 +38,15 @@ class _Held:
     since: float = field(default_factory=time.monotonic)
 
 
-def attach(autopilot: Autopilot) -> faust.types.AgentT:
+def attach(autopilot: Autopilot) -> None:
     """Register the aggregate agent on the app."""
     settings = autopilot.settings
     config = WindowConfig(settings.window_seconds, settings.window_grace_seconds)
     states = WriteBehindStates(autopilot.states, settings.state_cache_max_workspaces)
     held: dict[int, _Held] = {}
 
-    @autopilot.app.on_partitions_revoked.connect
+    # Faust types signal receivers as sync callables without keyword arguments; async works.
+    @autopilot.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:
         # Unacked records of a revoked partition are redelivered to its next owner, which
         # folds them onto the state stored at the last flush.
@@ -61,8 +62,12 @@ def attach(autopilot: Autopilot) -> faust.types.AgentT:
             entry = rejection_entry(rejection, source, now)
             logger.warning(
                 "signal rejected",
-                extra={"reason": rejection.reason, "workspace_id": entry.workspace_id,
-                       "partition": source.partition, "offset": source.offset},
+                extra={
+                    "reason": rejection.reason,
+                    "workspace_id": entry.workspace_id,
+                    "partition": source.partition,
+                    "offset": source.offset,
+                },
             )
             sent.append(
                 await autopilot.signals_dlq.send(
@@ -78,7 +83,8 @@ def attach(autopilot: Autopilot) -> faust.types.AgentT:
     @autopilot.app.agent(autopilot.signals, name="aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("aggregate"):
-            async for event in stream.noack().events():
+            # noack lives on Stream, not on the StreamT interface Faust types agents with.
+            async for event in cast(faust.Stream[bytes], stream).noack().events():
                 message = event.message
                 partition = message.partition
                 source = SourcePosition(message.topic, partition, message.offset)
@@ -89,7 +95,9 @@ def attach(autopilot: Autopilot) -> faust.types.AgentT:
 
                 observations = []
                 for workspace_id, signals in _by_workspace(decoded.signals).items():
-                    folded = windows.add(states.get(partition, workspace_id), signals, source, config)
+                    folded = windows.add(
+                        states.get(partition, workspace_id), signals, source, config
+                    )
                     states.put(partition, workspace_id, folded.state)
                     observations.extend(folded.observations)
                 if observations:
@@ -114,12 +122,9 @@ def attach(autopilot: Autopilot) -> faust.types.AgentT:
                         held_event.ack()
                     held[partition] = _Held()
 
-    return aggregate
-
 
 def _by_workspace(signals: list[Signal]) -> dict[str, list[Signal]]:
     grouped: dict[str, list[Signal]] = {}
     for signal in signals:
         grouped.setdefault(signal.workspace_id, []).append(signal)
     return grouped
-

@@ -13,7 +13,7 @@ from app.faust_app import Autopilot
 from topics.observations import decode_observations
 
 
-def attach(autopilot: Autopilot, policy: Policy = SEED_POLICY) -> faust.types.AgentT:
+def attach(autopilot: Autopilot, policy: Policy = SEED_POLICY) -> None:
     """Register the decide agent on the app."""
 
     @autopilot.app.agent(autopilot.observations, name="decide")
@@ -27,5 +27,3 @@ def attach(autopilot: Autopilot, policy: Policy = SEED_POLICY) -> faust.types.Ag
                         # The decision is on the ledger before its command can be executed.
                         await send_entry(autopilot, entry)
                         await send_command(autopilot, command)
-
-    return decide_agent

@@ -20,7 +20,7 @@ from topics.rejections import dlq_headers
 logger = logging.getLogger(__name__)
 
 
-def attach(autopilot: Autopilot) -> faust.types.AgentT:
+def attach(autopilot: Autopilot) -> None:
     """Register the execute agent on the app."""
 
     @autopilot.app.agent(autopilot.commands, name="execute")
@@ -54,9 +54,13 @@ def attach(autopilot: Autopilot) -> faust.types.AgentT:
                     error = exc
                     logger.warning(
                         "action failed",
-                        extra={"workspace_id": command.workspace_id, "command_id": command.command_id,
-                               "correlation_id": command.correlation_id, "error": type(exc).__name__},
+                        extra={
+                            "workspace_id": command.workspace_id,
+                            "command_id": command.command_id,
+                            "correlation_id": command.correlation_id,
+                            "error": type(exc).__name__,
+                        },
                     )
-                await send_entry(autopilot, outcome_entry(command, datetime.now(UTC), outcome, error))
-
-    return execute
+                await send_entry(
+                    autopilot, outcome_entry(command, datetime.now(UTC), outcome, error)
+                )

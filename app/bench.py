@@ -52,7 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--signals", type=int, default=100_000)
     parser.add_argument("--workspaces", type=int, default=1_000)
-    parser.add_argument("--span-seconds", type=int, default=600, help="event-time span of the stream")
+    parser.add_argument(
+        "--span-seconds", type=int, default=600, help="event-time span of the stream"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     asyncio.run(_bench(load_settings(), args))
@@ -60,7 +62,10 @@ def main() -> None:
 
 async def _bench(base: Settings, args: argparse.Namespace) -> None:
     signals = realistic_stream(
-        workspaces=args.workspaces, signals=args.signals, start=START, span_seconds=args.span_seconds
+        workspaces=args.workspaces,
+        signals=args.signals,
+        start=START,
+        span_seconds=args.span_seconds,
     )
     config = WindowConfig(base.window_seconds, base.window_grace_seconds)
     expected_ids = {d.decision_id for d in replay_decisions(signals, config)}
@@ -121,7 +126,9 @@ async def _round(
             )
             elapsed = time.perf_counter() - started
         except TimeoutError as exc:
-            raise SystemExit(f"bench failed: {exc}\n--- worker log ---\n{worker.log_tail()}") from exc
+            raise SystemExit(
+                f"bench failed: {exc}\n--- worker log ---\n{worker.log_tail()}"
+            ) from exc
     decided = {e.entry_id for e in entries if e.kind is LedgerKind.DECISION_MADE}
     missing = expected - decided
     if missing:

@@ -26,7 +26,7 @@ _BATCH: TypeAdapter[list[Signal]] = TypeAdapter(list[Signal])
 
 def shard_of(workspace_id: str, partitions: int) -> int:
     """The partition that owns a workspace: murmur2 as Java's and aiokafka's default."""
-    return (murmur2(workspace_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(workspace_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class SignalPublisher:
@@ -118,7 +118,10 @@ class SignalPublisher:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 

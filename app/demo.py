@@ -75,8 +75,10 @@ async def _run(settings: Settings, tmp: Path) -> bool:
             async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
                 await publisher.publish_many(signals)
             await _send_malformed(bootstrap, settings.topic("signals"))
-            print(f"published {len(signals)} signals for {WORKSPACES} workspaces "
-                  f"({publisher.records_sent} records) and {len(MALFORMED)} malformed records")
+            print(
+                f"published {len(signals)} signals for {WORKSPACES} workspaces "
+                f"({publisher.records_sent} records) and {len(MALFORMED)} malformed records"
+            )
 
             config = WindowConfig(settings.window_seconds, settings.window_grace_seconds)
             expected = len(replay_decisions(signals, config))
@@ -108,7 +110,9 @@ def _complete(entries: list[LedgerEntry], expected_decisions: int) -> bool:
 def _check(summary: LedgerSummary, expected: int) -> bool:
     ok = summary.decisions == expected and summary.outcomes == expected
     verdict = "matches" if ok else "DOES NOT match"
-    print(f"\noffline replay of the same signals expects {expected} decisions: the ledger {verdict}")
+    print(
+        f"\noffline replay of the same signals expects {expected} decisions: the ledger {verdict}"
+    )
     return ok
 
 

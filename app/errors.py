@@ -1,4 +1,4 @@
-"""The one root error of Autopilot; infrastructure errors are translated into it with `raise ... from`."""
+"""The one root error of Autopilot; infrastructure errors are translated with `raise ... from`."""
 
 
 class AutopilotError(Exception):

@@ -38,7 +38,7 @@ class Autopilot:
     commands: faust.TopicT
     commands_dlq: faust.TopicT
     ledger: faust.TopicT
-    states: faust.Table
+    states: faust.types.TableT[str, bytes]
 
 
 def create_app(settings: Settings, bootstrap: str) -> Autopilot:

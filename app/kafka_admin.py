@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -12,6 +14,8 @@ from app.settings import Settings
 from topics.catalog import catalog
 
 logger = logging.getLogger(__name__)
+
+LEADER_WAIT_SECONDS = 30.0
 
 
 async def ensure_topics(settings: Settings, bootstrap: str) -> None:
@@ -39,20 +43,45 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
                     f"{spec.partitions}: all workspace topics must share one shard count"
                 )
         if missing:
-            try:
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            spec.name,
-                            spec.partitions,
-                            settings.replication_factor,
-                            topic_configs=spec.config,
-                        )
-                        for spec in missing
-                    ]
-                )
-            except TopicAlreadyExistsError:
-                pass  # another worker created them first
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        spec.name,
+                        spec.partitions,
+                        settings.replication_factor,
+                        topic_configs=spec.config,
+                    )
+                    for spec in missing
+                ]
+            )
+            # Errors come back per topic, not raised; "already exists" means another worker won.
+            failed = [
+                f"{name}: {message or code}"
+                for name, code, *rest in response.topic_errors
+                for message in [rest[0] if rest else None]
+                if code not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if failed:
+                raise BrokerUnavailableError(f"could not create topics: {'; '.join(failed)}")
             logger.info("topics created", extra={"topics": [spec.name for spec in missing]})
+            await _wait_for_leaders(admin, [spec.name for spec in missing])
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Return once every partition of the new topics has a leader, so first sends succeed."""
+    deadline = time.monotonic() + LEADER_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        described = await admin.describe_topics(names)
+        if all(
+            t.get("error_code", 0) == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise BrokerUnavailableError(
+        f"topics {names} have no leader after {LEADER_WAIT_SECONDS:.0f} s: check the broker's log"
+    )

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "KAFKA_BOOTSTRAP_SERVERS", "AUTOPILOT_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "AUTOPILOT_KAFKA_BOOTSTRAP_SERVERS",
+            "kafka_bootstrap_servers",
         ),
     )
     app_id: str = Field(default="autopilot", pattern=r"^[a-z][a-z0-9_.-]{0,63}$")

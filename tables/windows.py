@@ -1,8 +1,9 @@
 """Per-workspace tumbling windows on event time: a pure fold over signals.
 
 The state of one workspace is one JSON-ready dict, so it is written once per batch as one table
-value (ids per window are kept as a dict: O(1) de-duplication, and still plain JSON). Window close and expiry follow event time (the workspace's watermark) plus a grace
-period, never the wall clock, so a replay gives the same state as the live run.
+value (ids per window are kept as a dict: O(1) de-duplication, and still plain JSON). Window
+close and expiry follow event time (the workspace's watermark) plus a grace period, never the
+wall clock, so a replay gives the same state as the live run.
 """
 
 from __future__ import annotations

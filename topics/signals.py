@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 # A workspace id is an opaque platform id, never free text: it becomes a Kafka key, a table key
 # and a path segment in URLs, so only a safe alphabet and a bounded length are accepted.
@@ -14,9 +24,25 @@ WorkspaceId = Annotated[str, StringConstraints(pattern=WORKSPACE_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]
 AttributeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-AttributeValue = (
-    Annotated[str, StringConstraints(max_length=256)] | int | float | bool | None
-)
+MAX_ATTRIBUTE_CHARS = 256
+
+
+def _one_attribute_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # A union reports one error per member; a producer needs one sentence.
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        raise PydanticCustomError(
+            "attribute_value",
+            "must be a string of at most {limit} characters, a number, a boolean or null",
+            {"limit": MAX_ATTRIBUTE_CHARS},
+        ) from exc
+
+
+AttributeValue = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_CHARS)] | int | float | bool | None,
+    WrapValidator(_one_attribute_error),
+]
 
 MAX_ATTRIBUTES = 16
 

@@ -1,0 +1,67 @@
+"""Integration fixtures: one real broker per test session, fresh topics and worker per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.broker import provide_bootstrap
+from app.kafka_admin import ensure_topics
+from app.settings import Settings, load_settings
+from app.worker_process import WorkerProcess
+
+WAIT_SECONDS = 60.0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS, else a container, else the local Maven-assembled broker."""
+    settings = load_settings()
+    with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+async def settings(kafka_bootstrap: str) -> Settings:
+    """Settings for one test: its own topic prefix and consumer group, topics created."""
+    run = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"{run}.",
+        app_id=f"autopilot-{run}",
+        partitions=4,
+    )
+    await ensure_topics(settings, kafka_bootstrap)
+    return settings
+
+
+StartWorker = Callable[[], WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[StartWorker]:
+    """Start `python -m app worker` processes for this test; all are stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+                "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+                "AUTOPILOT_APP_ID": settings.app_id,
+                "AUTOPILOT_PARTITIONS": str(settings.partitions),
+                # One data dir per test, shared by successive workers: a restart finds its state.
+                "AUTOPILOT_DATA_DIR": str(tmp_path / "data"),
+                "AUTOPILOT_LOG_LEVEL": "info",
+            },
+            tmp_path / f"worker-{len(started)}.log",
+        )
+        started.append(worker.start())
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,213 @@
+"""The README's commands, run as a user runs them, so that they cannot drift."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from app.local_kafka import broker_answers
+from app.settings import Settings
+from tests.integration.conftest import StartWorker
+
+TOPICS = ("signals", "signals.dlq", "observations", "commands", "commands.dlq", "ledger")
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def autopilot_processes() -> set[int]:
+    """Workers and local brokers alive right now (from /proc, no extra dependency)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"-m app worker" in cmdline or b"kafka.Kafka" in cmdline:
+            found.add(int(proc.name))
+    return found
+
+
+def test_demo_prints_a_summary_read_from_the_ledger_and_leaves_nothing_running() -> None:
+    # Given no configured broker, as on a fresh machine (the demo starts its own)
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    before = autopilot_processes()
+    # When the demo runs
+    result = subprocess.run(
+        [sys.executable, "-m", "app.demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
+    # Then it succeeds and its summary, read from the ledger, agrees with the offline replay
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "published 20000 signals for 1000 workspaces" in out
+    assert re.search(r"expects (\d+) decisions: the ledger matches", out)
+    for rule in ("followup_due", "health_degraded", "integration_offline", "webhook_failed"):
+        assert re.search(rf"seed\.{rule}\s+\d+", out), out
+    assert re.search(r"send_followup\s+action\.succeeded \d+", out), out
+    assert re.search(r"undecodable\s+1\n\s+invalid\s+2|invalid\s+2\n\s+undecodable\s+1", out), out
+    assert re.search(r"workspaces affected: \d{3}", out), out
+    # And every worker and broker it started is gone
+    assert autopilot_processes() <= before
+
+
+def test_bench_prints_both_rates_and_their_ratio(kafka_bootstrap: str) -> None:
+    # Given a broker, when a small benchmark runs
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.bench",
+            "--signals",
+            "3000",
+            "--workspaces",
+            "100",
+            "--rounds",
+            "1",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # Then it prints the raw rate, the end-to-end rate and their ratio
+    assert result.returncode == 0, result.stdout + result.stderr
+    raw = re.search(r"raw aiokafka .*?([\d,]+) signals/s", result.stdout)
+    e2e = re.search(r"autopilot end-to-end .*?([\d,]+) signals/s", result.stdout)
+    ratio = re.search(r"ratio end-to-end / raw:\s+([\d.]+)", result.stdout)
+    assert raw and e2e and ratio, result.stdout
+    raw_rate, e2e_rate = (float(m.group(1).replace(",", "")) for m in (raw, e2e))
+    assert raw_rate > 0 and e2e_rate > 0
+    assert float(ratio.group(1)) == pytest.approx(e2e_rate / raw_rate, abs=0.002)
+
+
+def readme_python_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert match, "the README has no python example"
+    return match.group(1)
+
+
+def test_readme_example_publishes_and_reads_the_decision_back(
+    settings: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    # Given a worker, when the README's example runs as a script against the same deployment
+    start_worker()
+    script = tmp_path / "example.py"
+    script.write_text(readme_python_example())
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+        "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Then it prints the decision and the outcome it promises
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "decision.made ws-acme seed.health_degraded",
+        "action.succeeded ws-acme seed.health_degraded",
+    ]
+
+
+async def test_autopilot_topics_creates_every_topic_with_the_shard_count(
+    kafka_bootstrap: str,
+) -> None:
+    prefix = f"cli{uuid.uuid4().hex[:8]}."
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "AUTOPILOT_TOPIC_PREFIX": prefix,
+        "AUTOPILOT_PARTITIONS": "3",
+    }
+    # When `autopilot topics` runs twice (the second time finds them all)
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "topics"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    # Then every topic exists with three partitions
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([prefix + name for name in TOPICS])
+    finally:
+        await admin.close()
+    assert {t["topic"]: len(t["partitions"]) for t in described} == {
+        prefix + name: 3 for name in TOPICS
+    }
+    # And a worker configured for another shard count is refused with what to fix
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "topics"],
+        cwd=ROOT,
+        env={**env, "AUTOPILOT_PARTITIONS": "5"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "has 3 partitions but AUTOPILOT_PARTITIONS is 5" in result.stderr
+
+
+def test_autopilot_kafka_run_serves_until_terminated() -> None:
+    # When the local broker runs in the foreground
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "kafka", "run"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        bootstrap = None
+        deadline = time.monotonic() + 120
+        while bootstrap is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("KAFKA_BOOTSTRAP_SERVERS="):
+                bootstrap = line.strip().split("=", 1)[1]
+        # Then it prints where it listens, and answers there
+        assert bootstrap is not None
+        assert broker_answers(bootstrap)
+        # And SIGTERM stops it cleanly, leaving no broker behind
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert not broker_answers(bootstrap, timeout=2)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

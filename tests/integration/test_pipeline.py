@@ -1,0 +1,237 @@
+"""End to end on the real broker: signals in, the exact ledger entries out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from app.client import SignalPublisher
+from app.settings import Settings
+from projections.ledger_reader import read_ledger
+from tests.integration.conftest import WAIT_SECONDS, StartWorker
+from topics.ledger import LedgerEntry, LedgerKind
+from topics.signals import Signal, SignalType
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+def signal(
+    n: str, workspace: str, kind: SignalType, minute: float = 0, **attributes: Any
+) -> Signal:
+    return Signal(
+        id=n,
+        workspace_id=workspace,
+        type=kind,
+        occurred_at=T0 + timedelta(minutes=minute),
+        source="test",
+        attributes=attributes,
+    )
+
+
+async def publish(settings: Settings, signals: list[Signal]) -> None:
+    assert settings.kafka_bootstrap_servers
+    async with SignalPublisher(settings.kafka_bootstrap_servers, settings.topic("signals")) as pub:
+        await pub.publish_many(signals)
+
+
+async def ledger_exactly(settings: Settings, count: int) -> list[LedgerEntry]:
+    """Read `count` entries, then make sure no further entry arrives within a few seconds."""
+    assert settings.kafka_bootstrap_servers
+    topic = settings.topic("ledger")
+    entries = await read_ledger(
+        settings.kafka_bootstrap_servers,
+        topic,
+        until=lambda got: len(got) >= count,
+        timeout=WAIT_SECONDS,
+    )
+    with pytest.raises(TimeoutError):
+        entries = await read_ledger(
+            settings.kafka_bootstrap_servers, topic, until=lambda got: len(got) > count, timeout=4
+        )
+    return entries
+
+
+async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def decisions(entries: list[LedgerEntry]) -> set[tuple[str | None, str, str]]:
+    return {
+        (e.workspace_id, e.payload["rule_id"], e.payload["priority"])
+        for e in entries
+        if e.kind is LedgerKind.DECISION_MADE
+    }
+
+
+async def test_known_signals_give_exactly_the_expected_ledger_entries(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a running worker
+    start_worker()
+    # When these signals are published (two records' worth, across workspaces and windows)
+    await publish(
+        settings,
+        [
+            signal("a1", "ws-a", SignalType.WEBHOOK_FAILED, 0, status=503),
+            signal("a2", "ws-a", SignalType.WEBHOOK_FAILED, 1),  # same window: no new decision
+            signal("a3", "ws-a", SignalType.FOLLOWUP_DUE, 2),
+            signal("b1", "ws-b", SignalType.HEALTH_DEGRADED, 0, health_score=31),
+            signal("c1", "ws-c", SignalType.INTEGRATION_OFFLINE, 3),
+            signal("c1", "ws-c", SignalType.INTEGRATION_OFFLINE, 3),  # duplicate id: once
+            signal("d1", "ws-d", SignalType.PROVISIONING_NEEDED, 0),
+            signal("d2", "ws-d", SignalType.PROVISIONING_NEEDED, 6),  # the next 5-min window
+        ],
+    )
+    # Then the ledger holds exactly six decisions and six outcomes, and nothing else
+    entries = await ledger_exactly(settings, 12)
+    assert decisions(entries) == {
+        ("ws-a", "seed.webhook_failed", "medium"),
+        ("ws-a", "seed.followup_due", "low"),
+        ("ws-b", "seed.health_degraded", "critical"),
+        ("ws-c", "seed.integration_offline", "high"),
+        ("ws-d", "seed.provisioning_needed", "medium"),
+    }
+    made = [e for e in entries if e.kind is LedgerKind.DECISION_MADE]
+    assert len(made) == 6
+    assert sorted(e.payload["window_start"] for e in made if e.workspace_id == "ws-d") == [
+        int(T0.timestamp()),
+        int(T0.timestamp()) + 300,
+    ]
+    # Each decision's command ran once and its outcome names the decision as its cause
+    outcomes = {e.payload["command_id"]: e for e in entries if e.kind.value.startswith("action.")}
+    assert {e.kind for e in outcomes.values()} == {LedgerKind.ACTION_SUCCEEDED}
+    assert set(outcomes) == {e.payload["command_id"] for e in made}
+    for decision in made:
+        outcome = outcomes[decision.payload["command_id"]]
+        assert outcome.causation_id == decision.entry_id
+        assert outcome.workspace_id == decision.workspace_id
+        assert outcome.payload["action"] == decision.payload["action"]
+    # And every decision carries the signal and the source position that caused it
+    assert {e.causation_id for e in made} == {"a1", "a3", "b1", "c1", "d1", "d2"}
+    assert all(e.payload["source"]["topic"] == settings.topic("signals") for e in made)
+
+
+async def test_worker_survives_malformed_input_and_keeps_processing(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    assert settings.kafka_bootstrap_servers
+    bootstrap = settings.kafka_bootstrap_servers
+    # Given a running worker
+    worker = start_worker()
+    # When a plain Kafka client sends three malformed records, then a batch with one bad item
+    bad = [
+        b"{not json at all",
+        b'{"workspace_id": "ws-x", "type": "disk_full", "occurred_at": "2026-11-21T10:00:00Z"}',
+        b'{"workspace_id": "../../etc", "type": "followup_due", '
+        b'"occurred_at": "2026-11-21T10:00:00Z"}',
+    ]
+    # A plain client's single signal, without an id (derived from its content)
+    good = {
+        "workspace_id": "ws-good",
+        "type": "followup_due",
+        "occurred_at": "2026-11-21T10:00:00Z",
+    }
+    good_in_batch = {
+        "id": "g2",
+        "workspace_id": "ws-good2",
+        "type": "integration_offline",
+        "occurred_at": "2026-11-21T10:00:00Z",
+    }
+    batch_bad_item = {
+        "id": "g3",
+        "workspace_id": "ws-good2",
+        "type": "webhook_failed",
+        "occurred_at": "2026-11-21T10:00:00+00:00",
+        "attributes": {"x": "y" * 300},
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in bad:
+            await producer.send_and_wait(settings.topic("signals"), value, key=b"ws-x")
+        await producer.send_and_wait(settings.topic("signals"), orjson.dumps(good), key=b"ws-good")
+        await producer.send_and_wait(
+            settings.topic("signals"), orjson.dumps([good_in_batch, batch_bad_item])
+        )
+    finally:
+        await producer.stop()
+
+    # Then each bad input has a signal.rejected entry with its reason, and the good signals
+    # around them were decided and acted on: two decisions and two outcomes
+    entries = await ledger_exactly(settings, 8)
+    rejected = sorted(e.payload["reason"] for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED)
+    assert len(rejected) == 4
+    assert rejected[0] == (
+        "invalid: attributes.x: must be a string of at most 256 characters, a number, "
+        "a boolean or null"
+    )
+    assert rejected[1].startswith("invalid: type: Input should be")
+    assert rejected[2].startswith("invalid: workspace_id: String should match pattern")
+    assert rejected[3] == "undecodable: not UTF-8 JSON"
+    assert all("etc" not in reason and "disk_full" not in reason for reason in rejected)
+    assert decisions(entries) == {
+        ("ws-good", "seed.followup_due", "low"),
+        ("ws-good2", "seed.integration_offline", "high"),
+    }
+    succeeded = [e.workspace_id for e in entries if e.kind is LedgerKind.ACTION_SUCCEEDED]
+    assert sorted(succeeded) == ["ws-good", "ws-good2"]
+    derived = next(e for e in entries if e.workspace_id == "ws-good")
+    assert derived.causation_id.startswith("d-")
+
+    # And the dead-letter topic has the original bytes with where they came from and why
+    dead = await read_topic(bootstrap, settings.topic("signals.dlq"), 4)
+    values = {record.value for record in dead}
+    assert set(bad) <= values
+    assert orjson.dumps(batch_bad_item) in values
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["autopilot.source.topic"] == settings.topic("signals").encode()
+        assert headers["autopilot.reason"]
+        if record.value == orjson.dumps(batch_bad_item):
+            assert headers["autopilot.source.index"] == b"1"
+    # And the worker is still running
+    assert worker.alive, worker.log_tail()
+
+
+async def test_state_survives_a_worker_restart(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a worker that has counted one webhook failure for ws-r in the 10:00 window
+    first = start_worker()
+    await publish(settings, [signal("r1", "ws-r", SignalType.WEBHOOK_FAILED, 0)])
+    await ledger_exactly(settings, 2)
+    # When it is stopped and a new worker takes over the same data directory and group
+    assert first.stop() == 0, first.log_tail()
+    start_worker()
+    # And a second failure in the same window, a redelivered first one, and one in the next
+    # window arrive
+    await publish(
+        settings,
+        [
+            signal("r2", "ws-r", SignalType.WEBHOOK_FAILED, 2),
+            signal("r1", "ws-r", SignalType.WEBHOOK_FAILED, 0),
+            signal("r3", "ws-r", SignalType.WEBHOOK_FAILED, 7),
+        ],
+    )
+    # Then only the next window decides again: the restarted worker remembered the count and
+    # the id it had already seen
+    entries = await ledger_exactly(settings, 4)
+    made = [e for e in entries if e.kind is LedgerKind.DECISION_MADE]
+    assert [e.causation_id for e in made] == ["r1", "r3"]
