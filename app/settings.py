@@ -20,11 +20,8 @@ class Settings(BaseSettings):
     # Broker choice (app/broker.py): this if set, else testcontainers, else the local broker.
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            "AUTOPILOT_KAFKA_BOOTSTRAP_SERVERS",
-            "kafka_bootstrap_servers",
-        ),
+        # The name every Kafka tool uses, without the prefix: one name, so errors name it too.
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
     app_id: str = Field(default="autopilot", pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
     topic_prefix: str = Field(default="", pattern=r"^[a-z0-9_.-]{0,64}$")
@@ -55,7 +52,7 @@ class Settings(BaseSettings):
             return None
         for server in value.split(","):
             host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return value.strip()
 
@@ -70,7 +67,14 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"AUTOPILOT_{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
+            f"{_variable(str(err['loc'][0]) if err['loc'] else '')}: {err['msg']}"
+            for err in exc.errors(include_url=False)
         )
         raise ConfigurationError(f"invalid configuration, fix the environment: {problems}") from exc
+
+
+def _variable(location: str) -> str:
+    """The environment variable to fix: an aliased field's error is located at the alias used."""
+    if location in Settings.model_fields:
+        return f"AUTOPILOT_{location.upper()}"
+    return location

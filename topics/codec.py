@@ -5,6 +5,7 @@ Pure: bytes in, accepted signals and per-item rejections out. Nothing here raise
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ MAX_BATCH_SIGNALS = 10_000
 MAX_REASON_CHARS = 400
 
 _BATCH: TypeAdapter[list[Signal]] = TypeAdapter(list[Signal])
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ def decode_signals(raw: bytes | None) -> DecodedRecord:
             rejections.append(
                 Rejection(
                     reason=describe(exc),
-                    raw=raw if single else orjson.dumps(item),
+                    raw=raw if single else _item_bytes(item, raw),
                     index=None if single else index,
                 )
             )
@@ -91,18 +93,36 @@ def derive_signal_id(item: dict[str, Any]) -> str:
     """An id for a signal whose producer gave none: the same content gives the same id."""
     try:
         canonical = orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:  # unserialisable content is rejected by validation anyway
-        canonical = repr(item)
+    except (TypeError, RecursionError):  # e.g. nested too deep: validation rejects it anyway
+        canonical = "unserialisable"
     return stable_id("d", canonical)
 
 
 def describe(exc: ValidationError) -> str:
-    """A short reason naming the fields and rules, never echoing the input values."""
+    """A short reason naming the fields and rules, never echoing the input values.
+
+    Locations can hold input too (an attribute's key, an unknown field's name): a part that
+    is not a plain identifier is shown as `<redacted>`, since reasons reach the ledger.
+    """
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "signal"
+        location = ".".join(_safe_part(part) for part in error["loc"]) or "signal"
         parts.append(f"{location}: {error['msg']}")
     return ("invalid: " + "; ".join(parts))[:MAX_REASON_CHARS]
+
+
+def _safe_part(part: str | int) -> str:
+    if isinstance(part, int) or part == "[key]" or _IDENTIFIER.fullmatch(part):
+        return str(part)
+    return "<redacted>"
+
+
+def _item_bytes(item: object, record: bytes) -> bytes:
+    """The refused item's own JSON, or the whole record when it cannot be re-serialised."""
+    try:
+        return orjson.dumps(item)
+    except (TypeError, RecursionError):  # orjson's writer stops at ~255 levels of nesting
+        return record
 
 
 def _whole(reason: str, raw: bytes) -> DecodedRecord:

@@ -13,7 +13,7 @@ from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import WORKSPACE_ID_PATTERN
 
-_WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN)
+_WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def dlq_headers(rejection: Rejection, source: SourcePosition) -> list[tuple[str, bytes]]:
@@ -60,4 +60,5 @@ def claimed_workspace(raw: bytes) -> str | None:
     except orjson.JSONDecodeError:
         return None
     value = item.get("workspace_id") if isinstance(item, dict) else None
-    return value if isinstance(value, str) and _WORKSPACE_ID.match(value) else None
+    # fullmatch: `re.match` with `$` accepts a trailing newline, which the model refuses.
+    return value if isinstance(value, str) and _WORKSPACE_ID.fullmatch(value) else None

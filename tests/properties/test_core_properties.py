@@ -1,0 +1,296 @@
+"""Properties of the pure core: no input crashes the decoder, no event is lost or counted
+twice whatever the batching, and the same signals always give the same decisions."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.replay import replay_decisions
+from tables import windows
+from tables.windows import SourcePosition, WindowConfig
+from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES, decode_signals
+from topics.signals import Signal, SignalType
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+# Small windows over a wider span of event time, so streams cross windows, arrive late and
+# expire windows often.
+CONFIG = WindowConfig(size_seconds=100, grace_seconds=30)
+SOURCE = SourcePosition("signals", 0, 0)
+REASON_CLASSES = ("undecodable: ", "invalid: ", "oversize: ")
+
+# --- strategies -------------------------------------------------------------------------------
+
+text = st.text(st.characters(codec="utf-8"), max_size=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(text, children, max_size=5),
+    max_leaves=20,
+)
+
+# Signal-shaped objects mixing valid and invalid field values, so both the accepting and the
+# rejecting paths of the decoder are exercised (an arbitrary JSON value is almost never valid).
+signal_like = st.fixed_dictionaries(
+    {
+        "workspace_id": st.sampled_from(["ws-1", "ws-2", "../etc", "", "a" * 65, "ws 1", 7]),
+        "type": st.sampled_from([*(t.value for t in SignalType), "drop_tables", None]),
+        "occurred_at": st.sampled_from(
+            ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00+02:00", "2024-01-01T00:00:00", "soon"]
+        ),
+    },
+    optional={
+        "id": st.sampled_from(["a", "b", "c:1", "bad id", ""]),
+        "source": st.sampled_from(["monitor", "bad source!"]),
+        "attributes": st.dictionaries(
+            st.sampled_from(["health_score", "status", "Bad-Key", "note"]),
+            st.none() | st.integers(-100, 100) | st.booleans() | st.text(max_size=300),
+            max_size=4,
+        ),
+        "extra": json_scalars,
+    },
+)
+records = json_values | signal_like | st.lists(signal_like | json_values, min_size=1, max_size=8)
+
+
+def expected_inputs(raw: bytes | None) -> int:
+    """How many inputs a record holds: one per batch item, else the record itself."""
+    if raw is None or len(raw) > MAX_RECORD_BYTES:
+        return 1
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 1
+    if isinstance(parsed, list) and 0 < len(parsed) <= MAX_BATCH_SIGNALS:
+        return len(parsed)
+    return 1
+
+
+def check_accounting(raw: bytes | None) -> None:
+    """Every input of the record is accepted or rejected exactly once, with a classed
+    reason, and a rejected batch item keeps its original content."""
+    decoded = decode_signals(raw)
+
+    assert len(decoded.signals) + len(decoded.rejections) == expected_inputs(raw)
+    assert all(r.reason.startswith(REASON_CLASSES) for r in decoded.rejections)
+    indices = [r.index for r in decoded.rejections]
+    if None in indices:
+        assert len(decoded.rejections) == 1
+        assert decoded.signals == []
+        assert decoded.rejections[0].raw == (raw or b"")
+    else:
+        items = orjson.loads(raw or b"")
+        assert indices == sorted(set(indices))
+        for rejection in decoded.rejections:
+            assert orjson.loads(rejection.raw) == items[rejection.index]
+
+
+# Signals of a few workspaces with few ids over six windows: reused ids, out-of-order and late
+# signals, and expired windows are all common.
+ATTRIBUTES = ({}, {"health_score": 10}, {"health_score": 50}, {"health_score": True})
+signal_streams = st.lists(
+    st.builds(
+        lambda signal_id, workspace_id, signal_type, seconds, attributes: Signal(
+            id=signal_id,
+            workspace_id=workspace_id,
+            type=signal_type,
+            occurred_at=T0 + timedelta(seconds=seconds),
+            attributes=attributes,
+        ),
+        st.sampled_from("abcd"),
+        st.sampled_from(["ws-1", "ws-2", "ws-3"]),
+        st.sampled_from(list(SignalType)),
+        st.integers(0, 600),
+        st.sampled_from(ATTRIBUTES),
+    ),
+    max_size=30,
+)
+
+
+def split(draw: st.DrawFn, signals: list[Signal]) -> list[list[Signal]]:
+    """The signals cut into consecutive batches at drawn positions (empty batches too)."""
+    cuts = sorted(draw(st.lists(st.integers(0, len(signals)), max_size=6)))
+    bounds = [0, *cuts, len(signals)]
+    return [signals[start:end] for start, end in pairwise(bounds)]
+
+
+def fold(batches: list[list[Signal]]) -> tuple[windows.WorkspaceState, list[windows.FoldResult]]:
+    state = windows.initialize()
+    return state, [windows.add(state, batch, SOURCE, CONFIG) for batch in batches]
+
+
+def single_workspace(signals: list[Signal]) -> list[Signal]:
+    # One fold holds one workspace's state, as the aggregate agent keys it.
+    return [s.model_copy(update={"workspace_id": "ws-1"}) for s in signals]
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.none() | st.binary(max_size=200))
+def test_decoding_arbitrary_bytes_never_raises_and_accounts_for_every_input(
+    raw: bytes | None,
+) -> None:
+    """Given any bytes, when decoded, then nothing raises and accepted + rejected equals
+    the inputs the record holds."""
+    check_accounting(raw)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records)
+def test_decoding_any_json_never_raises_and_accounts_for_every_input(value: Any) -> None:
+    """Given any JSON value (signal-shaped or not, single or batch), when decoded, then
+    nothing raises and accepted + rejected equals 1 for an object or scalar and the
+    length of a non-empty array."""
+    raw = orjson.dumps(value)
+
+    check_accounting(raw)
+
+    expected = len(value) if isinstance(value, list) and value else 1
+    decoded = decode_signals(raw)
+    assert len(decoded.signals) + len(decoded.rejections) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(signal_like, min_size=1, max_size=6))
+def test_decoding_is_deterministic_including_derived_ids(batch: list[dict[str, Any]]) -> None:
+    """Given the same record twice, then the same signals (ids included) and rejections."""
+    raw = orjson.dumps(batch)
+
+    assert decode_signals(raw) == decode_signals(raw)
+
+
+# --- folding ----------------------------------------------------------------------------------
+
+
+def observed(results: list[windows.FoldResult]) -> list[tuple[str, int, int]]:
+    return [(o.signal_id, o.window_start, o.count) for r in results for o in r.observations]
+
+
+def set_aside(results: list[windows.FoldResult], kind: str) -> list[str]:
+    return [s.id for r in results for s in getattr(r, kind)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_split_into_batches_folds_like_one_batch(data: st.DataObject) -> None:
+    """Given a workspace's signals, when folded in any split into batches, then the
+    observations, duplicates, late signals and final state equal one single-batch fold."""
+    signals = single_workspace(data.draw(signal_streams))
+    batches = split(data.draw, signals)
+
+    whole_state, whole = fold([signals])
+    split_state, parts = fold(batches)
+
+    assert observed(parts) == observed(whole)
+    assert set_aside(parts, "duplicates") == set_aside(whole, "duplicates")
+    assert set_aside(parts, "late") == set_aside(whole, "late")
+    assert split_state == whole_state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_refolding_a_redelivered_batch_observes_nothing_new(data: st.DataObject) -> None:
+    """Given a folded stream, when its last batch is delivered again (at-least-once
+    delivery), then nothing is observed twice and the windows and watermark are unchanged."""
+    signals = single_workspace(data.draw(signal_streams))
+    batches = split(data.draw, signals)
+    state, _ = fold(batches)
+    before = copy.deepcopy(state)
+
+    again = windows.add(state, batches[-1], SOURCE, CONFIG)
+
+    assert again.observations == []
+    assert len(again.duplicates) + len(again.late) == len(batches[-1])
+    assert (state["windows"], state["watermark"]) == (before["windows"], before["watermark"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_no_signal_is_lost_or_counted_twice(data: st.DataObject) -> None:
+    """Given any signals in any batches, then every signal ends in exactly one of
+    observations, duplicates or late, and the state's counters agree."""
+    signals = single_workspace(data.draw(signal_streams))
+    state, results = fold(split(data.draw, signals))
+
+    observed_ids = [o.signal_id for r in results for o in r.observations]
+    duplicates = set_aside(results, "duplicates")
+    late = set_aside(results, "late")
+    assert len(observed_ids) + len(duplicates) + len(late) == len(signals)
+    assert Counter(observed_ids) + Counter(duplicates) + Counter(late) == Counter(
+        s.id for s in signals
+    )
+    assert (state["duplicates"], state["late"]) == (len(duplicates), len(late))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_counts_in_a_window_are_one_per_distinct_id(data: st.DataObject) -> None:
+    """Given any signals, then the last count observed per window and type equals the number
+    of distinct ids observed there (a duplicate never inflates a count)."""
+    signals = single_workspace(data.draw(signal_streams))
+    _, results = fold(split(data.draw, signals))
+
+    last_count: dict[tuple[int, SignalType], int] = {}
+    ids: dict[tuple[int, SignalType], set[str]] = {}
+    for observation in (o for r in results for o in r.observations):
+        key = (observation.window_start, observation.signal_type)
+        last_count[key] = observation.count
+        ids.setdefault(key, set()).add(observation.signal_id)
+    assert last_count == {key: len(seen) for key, seen in ids.items()}
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(signal_streams)
+def test_replaying_the_same_signals_gives_the_same_decisions(signals: list[Signal]) -> None:
+    """Given the same signals replayed twice, then the decisions, their ids and their
+    command ids are identical."""
+    first = replay_decisions(signals, CONFIG)
+    second = replay_decisions(list(signals), CONFIG)
+
+    assert [(d.decision_id, d.command_id) for d in first] == [
+        (d.decision_id, d.command_id) for d in second
+    ]
+    assert first == second
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_decisions_do_not_depend_on_how_workspaces_interleave(data: st.DataObject) -> None:
+    """Given the same signals with workspaces interleaved differently (each workspace's own
+    order kept, as shards are read in any order), then the decisions are identical."""
+    signals = data.draw(signal_streams)
+    order = data.draw(st.permutations(["ws-1", "ws-2", "ws-3"]))
+    regrouped = sorted(signals, key=lambda s: order.index(s.workspace_id))
+
+    assert replay_decisions(regrouped, CONFIG) == replay_decisions(signals, CONFIG)
+
+
+@settings(max_examples=150, deadline=None)
+@given(signal_streams)
+def test_at_most_one_decision_per_rule_workspace_and_window(signals: list[Signal]) -> None:
+    """Given any signals, then no decision id repeats: each seed rule fires at most once per
+    workspace per window, whatever duplicates or late signals arrive."""
+    decisions = replay_decisions(signals, CONFIG)
+
+    keys = [(d.rule_id, d.workspace_id, d.window_start) for d in decisions]
+    assert len(set(keys)) == len(keys)
+    assert len({d.decision_id for d in decisions}) == len(decisions)
+    assert len({d.command_id for d in decisions}) == len(decisions)
