@@ -101,16 +101,7 @@ async def _round(
     settings: Settings, bootstrap: str, signals: list[Signal], expected: set[str], tmp: Path
 ) -> Round:
     await ensure_topics(settings, bootstrap)
-    worker = WorkerProcess(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
-            "AUTOPILOT_APP_ID": settings.app_id,
-            "AUTOPILOT_DATA_DIR": str(tmp / "data"),
-            "AUTOPILOT_LOG_LEVEL": "warn",
-        },
-        tmp / "worker.log",
-    )
+    worker = WorkerProcess.for_deployment(settings, bootstrap, tmp)
     with worker:
         ledger = settings.topic("ledger")
         try:

@@ -54,16 +54,7 @@ async def _run(settings: Settings, tmp: Path) -> bool:
     with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as bootstrap:
         print(f"broker: {bootstrap}")
         await ensure_topics(settings, bootstrap)
-        worker = WorkerProcess(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
-                "AUTOPILOT_APP_ID": settings.app_id,
-                "AUTOPILOT_DATA_DIR": str(tmp / "worker"),
-                "AUTOPILOT_LOG_LEVEL": "warn",
-            },
-            tmp / "worker.log",
-        )
+        worker = WorkerProcess.for_deployment(settings, bootstrap, tmp)
         with worker:
             signals = realistic_stream(
                 workspaces=WORKSPACES,

@@ -50,7 +50,7 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        # Autopilot creates its topics itself (app/kafka_admin.py) with their retention.
+        # Autopilot creates its own topics (app/kafka_admin.py); Faust creates its changelog.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         # Fast group join (shared/FAUST-NOTES.md): worker start to ready in seconds, not 30 s.

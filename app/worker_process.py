@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
+
+from app.settings import Settings
 
 STOP_TIMEOUT_SECONDS = 30.0
 
@@ -30,6 +31,27 @@ class WorkerProcess:
         self.env.setdefault("AUTOPILOT_WEB_PORT", str(free_port()))
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def for_deployment(
+        cls,
+        settings: Settings,
+        bootstrap: str,
+        workdir: Path,
+        *,
+        log_level: str = "warn",
+        name: str = "worker",
+    ) -> WorkerProcess:
+        """A worker of this deployment (topic prefix, group, shard count); data in workdir."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+            "AUTOPILOT_APP_ID": settings.app_id,
+            "AUTOPILOT_PARTITIONS": str(settings.partitions),
+            "AUTOPILOT_DATA_DIR": str(workdir / "data"),
+            "AUTOPILOT_LOG_LEVEL": log_level,
+        }
+        return cls(env, workdir / f"{name}.log")
 
     def start(self) -> WorkerProcess:
         """Start the worker; returns at once (it consumes from the earliest offset)."""
@@ -76,14 +98,6 @@ class WorkerProcess:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-    def wait_exit(self, timeout: float) -> int:
-        """Wait for the worker to exit on its own; returns the exit code."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while self.alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.process.wait(timeout=1)
 
     def __enter__(self) -> WorkerProcess:
         return self.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -40,7 +39,6 @@ async def read_ledger(
             batches = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
             for records in batches.values():
                 entries.extend(LedgerEntry.model_validate_json(r.value) for r in records)
-            await asyncio.sleep(0)
     finally:
         await consumer.stop()
     return entries

@@ -42,22 +42,14 @@ StartWorker = Callable[[], WorkerProcess]
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator[StartWorker]:
+def start_worker(settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> Iterator[StartWorker]:
     """Start `python -m app worker` processes for this test; all are stopped afterwards."""
     started: list[WorkerProcess] = []
 
     def start() -> WorkerProcess:
-        worker = WorkerProcess(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
-                "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
-                "AUTOPILOT_APP_ID": settings.app_id,
-                "AUTOPILOT_PARTITIONS": str(settings.partitions),
-                # One data dir per test, shared by successive workers: a restart finds its state.
-                "AUTOPILOT_DATA_DIR": str(tmp_path / "data"),
-                "AUTOPILOT_LOG_LEVEL": "info",
-            },
-            tmp_path / f"worker-{len(started)}.log",
+        # One data dir per test, shared by successive workers: a restart finds its state.
+        worker = WorkerProcess.for_deployment(
+            settings, kafka_bootstrap, tmp_path, log_level="info", name=f"worker-{len(started)}"
         )
         started.append(worker.start())
         return worker
