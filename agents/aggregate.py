@@ -19,7 +19,7 @@ from agents.boundary import crash_on_unexpected
 from agents.emit import send_entry
 from app.faust_app import Autopilot
 from tables import windows
-from tables.windows import SourcePosition, WindowConfig
+from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
 from topics.codec import decode_signals
 from topics.observations import encode_observations
@@ -41,7 +41,7 @@ class _Held:
 def attach(autopilot: Autopilot) -> None:
     """Register the aggregate agent on the app."""
     settings = autopilot.settings
-    config = WindowConfig(settings.window_seconds, settings.window_grace_seconds)
+    config = settings.window_config()
     states = WriteBehindStates(autopilot.states, settings.state_cache_max_workspaces)
     held: dict[int, _Held] = {}
 

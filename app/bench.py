@@ -29,7 +29,6 @@ from app.worker_process import WorkerProcess
 from app.workload import realistic_stream
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
-from tables.windows import WindowConfig
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import Signal, SignalType
 
@@ -67,7 +66,7 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
         start=START,
         span_seconds=args.span_seconds,
     )
-    config = WindowConfig(base.window_seconds, base.window_grace_seconds)
+    config = base.window_config()
     expected_ids = {d.decision_id for d in replay_decisions(signals, config)}
     print(
         f"workload: {len(signals)} signals, {args.workspaces} workspaces, "

@@ -24,7 +24,6 @@ from app.workload import realistic_stream
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
 from projections.summary import LedgerSummary, summarize
-from tables.windows import WindowConfig
 from topics.ledger import LedgerEntry, LedgerKind
 
 WORKSPACES = 1_000
@@ -71,7 +70,7 @@ async def _run(settings: Settings, tmp: Path) -> bool:
                 f"({publisher.records_sent} records) and {len(MALFORMED)} malformed records"
             )
 
-            config = WindowConfig(settings.window_seconds, settings.window_grace_seconds)
+            config = settings.window_config()
             expected = len(replay_decisions(signals, config))
             try:
                 entries = await read_ledger(

@@ -55,11 +55,11 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
                 ]
             )
             # Errors come back per topic, not raised; "already exists" means another worker won.
+            # (topic, error_code[, error_message]) per topic, depending on the protocol version.
             failed = [
-                f"{name}: {message or code}"
-                for name, code, *rest in response.topic_errors
-                for message in [rest[0] if rest else None]
-                if code not in (0, TopicAlreadyExistsError.errno)
+                f"{error[0]}: {error[2] if len(error) > 2 and error[2] else error[1]}"
+                for error in response.topic_errors
+                if error[1] not in (0, TopicAlreadyExistsError.errno)
             ]
             if failed:
                 raise BrokerUnavailableError(f"could not create topics: {'; '.join(failed)}")

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigurationError
+from tables.windows import WindowConfig
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return value.strip()
+
+    def window_config(self) -> WindowConfig:
+        """The event-time window every part (worker, demo, bench, replay) must agree on."""
+        return WindowConfig(self.window_seconds, self.window_grace_seconds)
 
     def topic(self, name: str) -> str:
         """The full name of one of Autopilot's topics, with this deployment's prefix."""
