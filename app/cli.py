@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from app.broker import provide_bootstrap
 from app.errors import AutopilotError
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
 from app.worker import build_worker
+from topics import schema_files
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +21,8 @@ USAGE = """usage: autopilot COMMAND
 
   worker        run a worker (aggregate, decide, execute); Faust's worker options apply
   topics        create Autopilot's topics on the broker and exit
+  schemas       write the signals' JSON Schema files (topics/schemas/); no broker needed
+                [--check: exit 1 if they are out of date] [--dir DIR: another directory]
   kafka ...     the local Maven-assembled broker (assemble | run)
 
 The broker is KAFKA_BOOTSTRAP_SERVERS if set, else a testcontainers Kafka when a Docker engine
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
 
             kafka_main(args[1:])
             return
+        if args[0] == "schemas":
+            raise SystemExit(run_schemas(args[1:]))
         settings = load_settings()
         if args[0] == "topics":
             with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as boot:
@@ -61,3 +68,41 @@ def run_worker(settings: Settings, args: list[str]) -> None:
         autopilot = build_worker(settings, bootstrap)
         sys.argv = [sys.argv[0], *args]
         autopilot.app.main()
+
+
+def run_schemas(args: list[str]) -> int:
+    """Write the signals' JSON Schema files, or with --check say which are out of date (1)."""
+    parser = argparse.ArgumentParser(
+        prog="autopilot schemas",
+        description="Generate the JSON Schema files of the signals from the models.",
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=schema_files.SCHEMA_DIR,
+        help="the directory of the files (default: topics/schemas/ of the installed code)",
+    )
+    options = parser.parse_args(args)
+    directory: Path = options.dir
+    if options.check:
+        drifted = schema_files.check(directory)
+        if drifted:
+            again = "" if directory == schema_files.SCHEMA_DIR else f" --dir {directory}"
+            print(
+                f"autopilot: signal schema files out of date in {directory}: "
+                f"{', '.join(drifted)}. Run `autopilot schemas{again}` to regenerate them.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"signal schema files up to date in {directory}")
+        return 0
+    try:
+        written = schema_files.write(directory)
+    except OSError as exc:
+        raise AutopilotError(
+            f"cannot write the signal schema files to {directory} ({exc.strerror}); "
+            "pass a writable directory with --dir"
+        ) from exc
+    print(f"wrote {len(written)} signal schema files to {directory}")
+    return 0

@@ -10,17 +10,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from topics.ids import stable_id
-from topics.signals import Signal
+from topics.signals import SIGNAL, SIGNALS, Signal, SignalType
 
 MAX_RECORD_BYTES = 1024 * 1024
 MAX_BATCH_SIGNALS = 10_000
 MAX_REASON_CHARS = 400
+# How far past the time its record was written a signal's event time may lie (clock skew).
+DEFAULT_MAX_FUTURE_SECONDS = 300
 
-_BATCH: TypeAdapter[list[Signal]] = TypeAdapter(list[Signal])
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
+_TYPE_TAGS = frozenset(SignalType)
+# pydantic's own messages for these echo the input; a producer needs the list of what is known.
+_TYPE_ERROR = "unknown or missing signal type, expected one of: " + ", ".join(SignalType)
+_TYPE_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,11 @@ class Rejection:
     raw: bytes
     index: int | None = None
 
+    @property
+    def kind(self) -> str:
+        """What went wrong, in one word: undecodable, oversize or invalid (the reason's prefix)."""
+        return self.reason.partition(":")[0]
+
 
 @dataclass(frozen=True, slots=True)
 class DecodedRecord:
@@ -40,8 +50,16 @@ class DecodedRecord:
     rejections: list[Rejection]
 
 
-def decode_signals(raw: bytes | None) -> DecodedRecord:
-    """Decode one record; every input ends either accepted or rejected with a reason."""
+def decode_signals(
+    raw: bytes | None,
+    written_at: float | None = None,
+    max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
+) -> DecodedRecord:
+    """Decode one record; every input ends either accepted or rejected with a reason.
+
+    `written_at` (epoch seconds, the record's own timestamp, so a replay decides the same) bounds
+    event time: a signal more than `max_future_seconds` after it is refused.
+    """
     if raw is None:
         return _whole("undecodable: empty record (no value)", b"")
     if len(raw) > MAX_RECORD_BYTES:
@@ -67,21 +85,35 @@ def decode_signals(raw: bytes | None) -> DecodedRecord:
         else item
         for item in items
     ]
+    limit = None if written_at is None else written_at + max_future_seconds
     try:
         # Fast path: one call validates the whole batch inside pydantic-core.
-        return DecodedRecord(_BATCH.validate_python(prepared), [])
+        signals = SIGNALS.validate_python(prepared)
+        if limit is None or all(s.occurred_at.timestamp() <= limit for s in signals):
+            return DecodedRecord(signals, [])
     except ValidationError:
         pass
-    signals: list[Signal] = []
+    signals = []
     rejections: list[Rejection] = []
     single = isinstance(parsed, dict)
     for index, (item, ready) in enumerate(zip(items, prepared, strict=True)):
+        reason = None
         try:
-            signals.append(Signal.model_validate(ready))
+            signal = SIGNAL.validate_python(ready)
         except ValidationError as exc:
+            reason = describe(exc)
+        else:
+            if limit is not None and signal.occurred_at.timestamp() > limit:
+                reason = (
+                    "invalid: occurred_at: more than "
+                    f"{max_future_seconds} s after the record was written"
+                )
+            else:
+                signals.append(signal)
+        if reason is not None:
             rejections.append(
                 Rejection(
-                    reason=describe(exc),
+                    reason=reason,
                     raw=raw if single else _item_bytes(item, raw),
                     index=None if single else index,
                 )
@@ -106,9 +138,21 @@ def describe(exc: ValidationError) -> str:
     """
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        location = ".".join(_safe_part(part) for part in error["loc"]) or "signal"
+        if error["type"] in _TYPE_ERRORS:
+            parts.append(f"type: {_TYPE_ERROR}")
+            continue
+        location = ".".join(_safe_part(part) for part in _without_tag(error["loc"])) or "signal"
         parts.append(f"{location}: {error['msg']}")
     return ("invalid: " + "; ".join(parts))[:MAX_REASON_CHARS]
+
+
+def _without_tag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # The union's tag (`queue_depth`) leads every location, after a batch item's index: the
+    # type is known, drop it, and only it (a field may share a type's name).
+    at = 1 if loc and isinstance(loc[0], int) else 0
+    if len(loc) > at and loc[at] in _TYPE_TAGS:
+        return loc[:at] + loc[at + 1 :]
+    return loc
 
 
 def _safe_part(part: str | int) -> str:

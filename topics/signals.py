@@ -1,4 +1,9 @@
-"""The Signal event: what a producing service says about a workspace."""
+"""Signals: what a producing service says about a workspace, one frozen model per signal type.
+
+`Signal` is the union of every type, told apart by `type`. Each type has its own typed, bounded
+attributes (topics/signal_attributes.py) and a `schema_version`; the JSON Schema files in
+topics/schemas/ are generated from these models (`autopilot schemas`) for non-Python producers.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,24 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
+    TypeAdapter,
 )
-from pydantic_core import PydanticCustomError
+
+from topics.signal_attributes import (
+    ErrorReportedAttributes,
+    FollowupDueAttributes,
+    HealthDegradedAttributes,
+    HeartbeatAttributes,
+    IntegrationOfflineAttributes,
+    OldestPendingAgeAttributes,
+    ProvisioningNeededAttributes,
+    PublishFailedAttributes,
+    QueueDepthAttributes,
+    WebhookFailedAttributes,
+)
 
 # A workspace id is an opaque platform id, never free text: it becomes a Kafka key, a table key
 # and a path segment in URLs, so only a safe alphabet and a bounded length are accepted.
@@ -23,51 +39,143 @@ WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 WorkspaceId = Annotated[str, StringConstraints(pattern=WORKSPACE_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]
-AttributeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-MAX_ATTRIBUTE_CHARS = 256
-
-
-def _one_attribute_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    # A union reports one error per member; a producer needs one sentence.
-    try:
-        return handler(value)
-    except ValidationError as exc:
-        raise PydanticCustomError(
-            "attribute_value",
-            "must be a string of at most {limit} characters, a number, a boolean or null",
-            {"limit": MAX_ATTRIBUTE_CHARS},
-        ) from exc
-
-
-AttributeValue = Annotated[
-    Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_CHARS)] | int | float | bool | None,
-    WrapValidator(_one_attribute_error),
-]
-
-MAX_ATTRIBUTES = 16
 
 
 class SignalType(StrEnum):
-    """The signal types the seed policy knows (shared/DESIGN.md)."""
+    """Every signal type: the operator signals of the seed policy, then monitoring signals."""
 
     HEALTH_DEGRADED = "health_degraded"
     PROVISIONING_NEEDED = "provisioning_needed"
     FOLLOWUP_DUE = "followup_due"
     WEBHOOK_FAILED = "webhook_failed"
     INTEGRATION_OFFLINE = "integration_offline"
+    QUEUE_DEPTH = "queue_depth"
+    OLDEST_PENDING_AGE = "oldest_pending_age"
+    PUBLISH_FAILED = "publish_failed"
+    ERROR_REPORTED = "error_reported"
+    HEARTBEAT = "heartbeat"
 
 
-class Signal(BaseModel):
-    """One observation about one workspace, at an event time given by its producer."""
+# Gauges report a level rather than an occurrence: the state keeps their latest reading.
+GAUGE_ATTRIBUTE: dict[SignalType, str] = {
+    SignalType.QUEUE_DEPTH: "pending",
+    SignalType.OLDEST_PENDING_AGE: "age_seconds",
+}
+
+
+class _Envelope(BaseModel):
+    """The fields every signal has; a concrete type adds `type` and its `attributes`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     id: EventId
     workspace_id: WorkspaceId
-    type: SignalType
     occurred_at: AwareDatetime
     source: SourceName = "unknown"
-    attributes: Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)] = (
-        Field(default_factory=dict)
-    )
+
+
+class HealthDegraded(_Envelope):
+    """A service saw the workspace's health degrade."""
+
+    type: Literal[SignalType.HEALTH_DEGRADED]
+    attributes: HealthDegradedAttributes = Field(default_factory=HealthDegradedAttributes)
+
+
+class ProvisioningNeeded(_Envelope):
+    """The workspace needs (re-)provisioning."""
+
+    type: Literal[SignalType.PROVISIONING_NEEDED]
+    attributes: ProvisioningNeededAttributes = Field(default_factory=ProvisioningNeededAttributes)
+
+
+class FollowupDue(_Envelope):
+    """A follow-up with the workspace is due."""
+
+    type: Literal[SignalType.FOLLOWUP_DUE]
+    attributes: FollowupDueAttributes = Field(default_factory=FollowupDueAttributes)
+
+
+class WebhookFailed(_Envelope):
+    """A webhook delivery for the workspace failed."""
+
+    type: Literal[SignalType.WEBHOOK_FAILED]
+    attributes: WebhookFailedAttributes = Field(default_factory=WebhookFailedAttributes)
+
+
+class IntegrationOffline(_Envelope):
+    """An integration of the workspace went offline."""
+
+    type: Literal[SignalType.INTEGRATION_OFFLINE]
+    attributes: IntegrationOfflineAttributes = Field(default_factory=IntegrationOfflineAttributes)
+
+
+class QueueDepth(_Envelope):
+    """The workspace's queue depth (pending jobs), a gauge."""
+
+    type: Literal[SignalType.QUEUE_DEPTH]
+    attributes: QueueDepthAttributes
+
+
+class OldestPendingAge(_Envelope):
+    """The age of the workspace's oldest pending job, a gauge."""
+
+    type: Literal[SignalType.OLDEST_PENDING_AGE]
+    attributes: OldestPendingAgeAttributes
+
+
+class PublishFailed(_Envelope):
+    """A publish or delivery for the workspace failed."""
+
+    type: Literal[SignalType.PUBLISH_FAILED]
+    attributes: PublishFailedAttributes = Field(default_factory=PublishFailedAttributes)
+
+
+class ErrorReported(_Envelope):
+    """An error was recorded for the workspace."""
+
+    type: Literal[SignalType.ERROR_REPORTED]
+    attributes: ErrorReportedAttributes = Field(default_factory=ErrorReportedAttributes)
+
+
+class Heartbeat(_Envelope):
+    """A component of the workspace reported that it is alive."""
+
+    type: Literal[SignalType.HEARTBEAT]
+    attributes: HeartbeatAttributes = Field(default_factory=HeartbeatAttributes)
+
+
+SIGNAL_MODELS: dict[SignalType, type[_Envelope]] = {
+    SignalType.HEALTH_DEGRADED: HealthDegraded,
+    SignalType.PROVISIONING_NEEDED: ProvisioningNeeded,
+    SignalType.FOLLOWUP_DUE: FollowupDue,
+    SignalType.WEBHOOK_FAILED: WebhookFailed,
+    SignalType.INTEGRATION_OFFLINE: IntegrationOffline,
+    SignalType.QUEUE_DEPTH: QueueDepth,
+    SignalType.OLDEST_PENDING_AGE: OldestPendingAge,
+    SignalType.PUBLISH_FAILED: PublishFailed,
+    SignalType.ERROR_REPORTED: ErrorReported,
+    SignalType.HEARTBEAT: Heartbeat,
+}
+
+Signal = Annotated[
+    HealthDegraded
+    | ProvisioningNeeded
+    | FollowupDue
+    | WebhookFailed
+    | IntegrationOffline
+    | QueueDepth
+    | OldestPendingAge
+    | PublishFailed
+    | ErrorReported
+    | Heartbeat,
+    Discriminator("type"),
+]
+
+SIGNAL: TypeAdapter[Signal] = TypeAdapter(Signal)
+SIGNALS: TypeAdapter[list[Signal]] = TypeAdapter(list[Signal])
+
+
+def signal_from(fields: dict[str, Any]) -> Signal:
+    """Validate one signal of any type from its fields (the JSON object's content)."""
+    return SIGNAL.validate_python(fields)

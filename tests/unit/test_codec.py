@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,6 +12,7 @@ from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES, decode_signals
 from topics.signals import SignalType
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+E0 = 1_704_067_200
 
 
 def item(**overrides: Any) -> dict[str, Any]:
@@ -51,7 +52,11 @@ def test_a_single_object_is_one_accepted_signal() -> None:
 
 def test_a_batch_is_accepted_in_order() -> None:
     """Given a JSON array of three signals, when decoded, then all three come out in order."""
-    batch = [item(id="a"), item(id="b", type="followup_due"), item(id="c", workspace_id="ws-2")]
+    batch = [
+        item(id="a"),
+        item(id="b", type="followup_due", attributes={"topic": "renewal"}),
+        item(id="c", workspace_id="ws-2"),
+    ]
 
     decoded = decode_signals(record(batch))
 
@@ -144,13 +149,15 @@ def test_a_derived_id_does_not_depend_on_key_order() -> None:
         {"type": "followup_due"},
         {"occurred_at": "2024-01-01T00:00:01Z"},
         {"source": "other"},
-        {"attributes": {"health_score": 43}},
+        {"attributes": {"reason": "disk fuller"}},
     ],
     ids=["workspace", "type", "occurred_at", "source", "attributes"],
 )
 def test_a_derived_id_changes_with_the_content(change: dict[str, Any]) -> None:
     """Given two id-less signals differing in one field, then their derived ids differ."""
-    assert derived_id(item()) != derived_id(item(**change))
+    base = item(attributes={"reason": "disk full"})
+
+    assert derived_id(base) != derived_id({**base, **change})
 
 
 def test_a_derived_id_is_the_same_in_a_batch_and_alone() -> None:
@@ -273,16 +280,34 @@ INVALID_SIGNALS = [
     pytest.param(item(occurred_at="yesterday"), "occurred_at", "yesterday", id="not-a-time"),
     pytest.param(item(role="admin-override"), "role", "admin-override", id="extra-field"),
     pytest.param(
-        item(attributes={f"k{n}": n for n in range(17)}), "attributes", None, id="17-attributes"
+        item(attributes={"note": "tok-123"}), "attributes.note", "tok-123", id="unknown-attribute"
     ),
     pytest.param(
-        item(attributes={"note": "s3cr3t" * 43}), "attributes.note", "s3cr3t" * 43, id="long-value"
+        item(attributes={"reason": "s3cr3t" * 43}),
+        "attributes.reason",
+        "s3cr3t" * 43,
+        id="long-text",
     ),
     pytest.param(
-        item(attributes={"nested": {"token": "tok-123"}}),
-        "attributes.nested",
+        item(attributes={"reason": {"token": "tok-123"}}),
+        "attributes.reason",
         "tok-123",
         id="nested",
+    ),
+    pytest.param(
+        item(attributes={"health_score": "42"}), "attributes.health_score", None, id="numeric-str"
+    ),
+    pytest.param(
+        item(type="queue_depth", attributes={"queue": "q-secret"}),
+        "attributes.pending",
+        "q-secret",
+        id="gauge-missing",
+    ),
+    pytest.param(
+        item(type="webhook_failed", attributes={"status": 5003}),
+        "attributes.status",
+        "5003",
+        id="status-range",
     ),
     pytest.param(item(schema_version=2), "schema_version", None, id="schema-version"),
     pytest.param(item(id="has space"), "id", "has space", id="bad-id"),
@@ -309,15 +334,20 @@ def test_an_invalid_signal_is_rejected_naming_the_field_not_the_value(
         assert secret not in rejection.reason
 
 
-def test_sixteen_attributes_and_a_256_char_value_are_accepted() -> None:
-    """Given the attribute limits exactly, then the signal is accepted."""
-    attributes: dict[str, Any] = {f"k{n}": n for n in range(15)}
-    attributes["note"] = "x" * 256
+def test_every_attribute_of_a_type_at_its_limit_is_accepted() -> None:
+    """Given a webhook failure with every attribute at its limit, then it is accepted as is."""
+    attributes = {
+        "webhook_id": "w" * 128,
+        "endpoint_id": "e" * 128,
+        "status": 599,
+        "attempt": 1000,
+        "error": "x" * 256,
+    }
 
-    [signal] = decode_signals(record(item(attributes=attributes))).signals
+    [signal] = decode_signals(record(item(type="webhook_failed", attributes=attributes))).signals
 
-    assert len(signal.attributes) == 16
-    assert signal.attributes["note"] == "x" * 256
+    assert signal.type is SignalType.WEBHOOK_FAILED
+    assert signal.attributes == attributes
 
 
 def test_a_64_char_workspace_id_is_accepted() -> None:
@@ -329,7 +359,7 @@ def test_a_64_char_workspace_id_is_accepted() -> None:
 
 def test_a_reason_is_bounded_in_length() -> None:
     """Given a signal breaking many rules at once, then the reason is at most 400 chars."""
-    value = {f"extra_{n}": n for n in range(50)}
+    value = item(**{f"extra_{n}": n for n in range(50)})
 
     [rejection] = decode_signals(record(value)).rejections
 
@@ -343,8 +373,57 @@ def test_an_invalid_attribute_key_is_not_echoed_in_the_reason() -> None:
 
     [rejection] = decode_signals(raw).rejections
 
-    assert rejection.reason.startswith("invalid: attributes")
-    assert "alice@example.com" not in rejection.reason
+    assert rejection.reason == "invalid: attributes.<redacted>: Extra inputs are not permitted"
+
+
+def test_a_location_names_the_field_without_the_signal_type() -> None:
+    """Given a webhook failure with a status out of range, then the reason locates the field
+    as the producer wrote it (attributes.status), not pydantic's union branch."""
+    raw = record(item(type="webhook_failed", attributes={"status": 600}))
+
+    [rejection] = decode_signals(raw).rejections
+
+    assert rejection.reason == (
+        "invalid: attributes.status: Input should be less than or equal to 599"
+    )
+
+
+def test_every_broken_rule_is_named_in_one_reason() -> None:
+    """Given a signal with two bad fields, then one reason names both, so one fix round is
+    enough."""
+    raw = record(item(workspace_id="../etc", attributes={"health_score": 101}))
+
+    [rejection] = decode_signals(raw).rejections
+
+    assert rejection.reason.startswith("invalid: workspace_id: ")
+    assert "; attributes.health_score: Input should be less than or equal to 100" in (
+        rejection.reason
+    )
+
+
+TYPE_REASON = (
+    "invalid: type: unknown or missing signal type, expected one of: health_degraded, "
+    "provisioning_needed, followup_due, webhook_failed, integration_offline, queue_depth, "
+    "oldest_pending_age, publish_failed, error_reported, heartbeat"
+)
+
+
+@pytest.mark.parametrize(
+    "signal_type",
+    ["drop_tables", "Bearer sk-live-0123", "HEALTH_DEGRADED", 7, None, ["heartbeat"], ...],
+    ids=["unknown", "secret", "wrong-case", "number", "null", "list", "missing"],
+)
+def test_an_unknown_type_lists_the_known_ones_and_does_not_echo_the_input(
+    signal_type: Any,
+) -> None:
+    """Given a signal whose type is unknown, of the wrong JSON type or missing, then the
+    reason lists every known type, and says nothing of what was sent."""
+    raw = record(item(type=signal_type))
+
+    [rejection] = decode_signals(raw).rejections
+
+    assert rejection.reason == TYPE_REASON
+    assert rejection.raw == raw
 
 
 # --- mixed batches ----------------------------------------------------------------------------
@@ -354,11 +433,12 @@ def test_a_mixed_batch_keeps_good_items_and_rejects_bad_ones_by_index() -> None:
     """Given a batch of good, bad, non-object and good items, then the good ones are accepted
     in order and each bad one is rejected with its index and its original content."""
     bad = item(workspace_id="../etc")
-    batch = [item(id="first"), bad, 42, item(type="followup_due")]
+    followup = item(type="followup_due", attributes={})
+    batch = [item(id="first"), bad, 42, followup]
 
     decoded = decode_signals(record(batch))
 
-    assert [s.id for s in decoded.signals] == ["first", derived_id(item(type="followup_due"))]
+    assert [s.id for s in decoded.signals] == ["first", derived_id(followup)]
     assert [s.type for s in decoded.signals] == [
         SignalType.HEALTH_DEGRADED,
         SignalType.FOLLOWUP_DUE,
@@ -371,18 +451,20 @@ def test_a_mixed_batch_keeps_good_items_and_rejects_bad_ones_by_index() -> None:
     assert first.reason.startswith("invalid: workspace_id")
     assert "../etc" not in first.reason
     assert second.raw == b"42"
-    assert second.reason.startswith("invalid: ")
+    assert second.reason == (
+        "invalid: signal: Input should be a valid dictionary or object to extract fields from"
+    )
 
 
 def test_a_batch_item_rejection_carries_the_item_not_the_whole_record() -> None:
     """Given a batch with one bad item, then its raw bytes are that item only."""
-    batch = [item(id="ok", attributes={"padding": "p" * 200}), item(id="bad", type="nope")]
+    batch = [item(id="ok", attributes={"reason": "p" * 200}), item(id="bad", type="nope")]
 
     [rejection] = decode_signals(record(batch)).rejections
 
     assert rejection.index == 1
     assert orjson.loads(rejection.raw) == batch[1]
-    assert b"padding" not in rejection.raw
+    assert b"p" * 200 not in rejection.raw
 
 
 def test_a_deeply_nested_batch_item_is_rejected_not_raised() -> None:
@@ -394,3 +476,156 @@ def test_a_deeply_nested_batch_item_is_rejected_not_raised() -> None:
 
     assert decoded.signals == []
     assert [r.index for r in decoded.rejections] == [0]
+
+
+# --- event time too far ahead of the record ---------------------------------------------------
+
+# A record written at T0 (epoch seconds, as Kafka timestamps it); the default limit is 300 s.
+WRITTEN_AT = float(E0)
+
+
+def at(seconds: float) -> str:
+    """An occurred_at `seconds` after T0, as a producer writes it."""
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+def future_reason(limit: int = 300) -> str:
+    return f"invalid: occurred_at: more than {limit} s after the record was written"
+
+
+def test_a_signal_exactly_at_the_future_limit_is_accepted() -> None:
+    """Given a signal dated exactly 300 s after its record was written, then it is accepted."""
+    decoded = decode_signals(record(item(id="edge", occurred_at=at(300))), WRITTEN_AT)
+
+    assert [s.id for s in decoded.signals] == ["edge"]
+    assert decoded.rejections == []
+
+
+def test_a_signal_one_second_past_the_future_limit_is_refused() -> None:
+    """Given a signal dated 301 s after its record was written, then it is refused as a
+    whole record, saying the limit, with its bytes kept."""
+    raw = record(item(id="ahead", occurred_at=at(301)))
+
+    decoded = decode_signals(raw, WRITTEN_AT)
+
+    assert decoded.signals == []
+    [rejection] = decoded.rejections
+    assert rejection.reason == future_reason()
+    assert rejection.raw == raw
+    assert rejection.index is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "offset", "accepted"),
+    [(0, 0, True), (0, 0.001, False), (60, 60, True), (60, 61, False), (86_400, 86_401, False)],
+)
+def test_the_future_limit_is_the_one_configured(limit: int, offset: float, accepted: bool) -> None:
+    """Given a configured limit, then a signal up to exactly that far ahead is accepted and
+    anything further is refused, naming the configured limit."""
+    decoded = decode_signals(record(item(occurred_at=at(offset))), WRITTEN_AT, limit)
+
+    assert len(decoded.signals) == int(accepted)
+    assert [r.reason for r in decoded.rejections] == ([] if accepted else [future_reason(limit)])
+
+
+def test_the_future_limit_is_measured_in_utc_whatever_the_offset_written() -> None:
+    """Given the same instant 301 s ahead written with a +02:00 offset, then it is refused
+    too: the limit compares instants, not wall-clock digits."""
+    local = "2024-01-01T02:05:01+02:00"
+
+    [rejection] = decode_signals(record(item(occurred_at=local)), WRITTEN_AT).rejections
+
+    assert rejection.reason == future_reason()
+
+
+def test_a_signal_from_the_past_is_never_too_far_ahead() -> None:
+    """Given a signal dated a day before its record was written (a backfill), then it is
+    accepted: only the future is bounded here; lateness is the window's business."""
+    decoded = decode_signals(record(item(occurred_at=at(-86_400))), WRITTEN_AT)
+
+    assert len(decoded.signals) == 1
+    assert decoded.rejections == []
+
+
+def test_without_a_record_time_the_future_is_not_bounded() -> None:
+    """Given a record with no timestamp, then even a signal a year ahead is accepted."""
+    decoded = decode_signals(record(item(occurred_at="2025-01-01T00:00:00Z")), None)
+
+    assert len(decoded.signals) == 1
+
+
+def test_in_a_batch_only_the_item_too_far_ahead_is_refused() -> None:
+    """Given a batch whose middle item is 301 s ahead, then the others are accepted in
+    order and only that item is refused, with its index and its own bytes."""
+    batch = [
+        item(id="now", occurred_at=at(0)),
+        item(id="ahead", occurred_at=at(301)),
+        item(id="edge", occurred_at=at(300)),
+    ]
+
+    decoded = decode_signals(record(batch), WRITTEN_AT)
+
+    assert [s.id for s in decoded.signals] == ["now", "edge"]
+    [rejection] = decoded.rejections
+    assert (rejection.index, rejection.reason) == (1, future_reason())
+    assert orjson.loads(rejection.raw) == batch[1]
+
+
+def test_a_batch_item_that_is_invalid_and_ahead_is_refused_for_being_invalid() -> None:
+    """Given a batch item both too far ahead and with a bad workspace id, then its reason
+    is the validation error (what the producer must fix first); the rest is accepted."""
+    batch = [item(id="ok"), item(id="bad", workspace_id="../etc", occurred_at=at(3600))]
+
+    decoded = decode_signals(record(batch), WRITTEN_AT)
+
+    assert [s.id for s in decoded.signals] == ["ok"]
+    [rejection] = decoded.rejections
+    assert rejection.index == 1
+    assert rejection.reason.startswith("invalid: workspace_id: ")
+
+
+# --- the kind of a rejection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (None, "undecodable"),
+        (b"{not json", "undecodable"),
+        (b"[]", "invalid"),
+        (b"42", "invalid"),
+        (record(item(workspace_id="../etc")), "invalid"),
+        (record([{}] * (MAX_BATCH_SIGNALS + 1)), "oversize"),
+    ],
+    ids=["no-value", "not-json", "empty-batch", "scalar", "bad-signal", "batch-too-long"],
+)
+def test_a_rejection_says_its_kind_in_one_word(raw: bytes | None, kind: str) -> None:
+    """Given refused input, then its kind is the class its reason starts with, which the
+    ingest endpoint maps to an HTTP status (400 / 413 / 422)."""
+    [rejection] = decode_signals(raw).rejections
+
+    assert rejection.kind == kind
+    assert rejection.reason.startswith(f"{kind}: ")
+
+
+def test_a_record_too_far_ahead_is_an_invalid_rejection() -> None:
+    """Given a signal too far ahead, then its rejection is of kind invalid (422, not 400)."""
+    [rejection] = decode_signals(record(item(occurred_at=at(301))), WRITTEN_AT).rejections
+
+    assert rejection.kind == "invalid"
+
+
+# --- known bugs -------------------------------------------------------------------------------
+
+
+def test_a_field_named_like_a_signal_type_is_still_named_in_the_reason() -> None:
+    """Given a signal with an unknown top-level field called `heartbeat` and an unknown
+    attribute called `queue_depth`, then the reason names both where they are."""
+    raw = record(item(heartbeat=1, attributes={"queue_depth": 3}))
+
+    [rejection] = decode_signals(raw).rejections
+
+    assert rejection.reason == (
+        "invalid: attributes.queue_depth: Extra inputs are not permitted; "
+        "heartbeat: Extra inputs are not permitted"
+    )

@@ -18,13 +18,13 @@ SECRET = "Bearer sk-live-0123456789"
 
 
 def bad_signal(workspace_id: object = "ws-1") -> bytes:
-    """A refused signal carrying a secret in an attribute value that is too long."""
+    """A refused signal carrying a secret in a free-text attribute that is too long."""
     return orjson.dumps(
         {
             "workspace_id": workspace_id,
             "type": "webhook_failed",
             "occurred_at": "2024-01-01T00:00:00Z",
-            "attributes": {"authorization": SECRET * 20},
+            "attributes": {"error": SECRET * 20},
         }
     )
 
@@ -69,7 +69,9 @@ def test_a_rejection_entry_records_reason_and_position_never_the_payload() -> No
         "reason": rejection.reason,
         "source": {"topic": "signals", "partition": 4, "offset": 981, "index": None},
     }
-    assert entry.payload["reason"].startswith("invalid: attributes.authorization")
+    assert entry.payload["reason"] == (
+        "invalid: attributes.error: String should have at most 256 characters"
+    )
     assert "sk-live" not in entry.model_dump_json()
 
 
