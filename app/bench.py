@@ -30,7 +30,7 @@ from app.workload import realistic_stream
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import Signal, SignalType
+from topics.signals import FollowupDue, Signal, SignalType
 
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 TIMEOUT_SECONDS = 600.0
@@ -128,7 +128,7 @@ async def _round(
 
 
 async def _warm_up(settings: Settings, bootstrap: str) -> None:
-    signal = Signal(
+    signal = FollowupDue(
         id="warm-up",
         workspace_id="ws-warm-up",
         type=SignalType.FOLLOWUP_DUE,

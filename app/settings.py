@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigurationError
-from tables.windows import WindowConfig
+from tables.windows import MAX_GRACE_SECONDS, WindowConfig
+
+MIN_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -35,16 +37,33 @@ class Settings(BaseSettings):
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    # How other workers reach this one (they forward GET /workspaces/{id} to the owner);
+    # default http://<web_host>:<web_port>. Set it when web_host is 0.0.0.0 or behind NAT.
+    web_canonical_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
 
-    # Event-time windows (tables/windows.py).
-    window_seconds: int = Field(default=300, ge=1, le=86_400)
-    window_grace_seconds: int = Field(default=60, ge=0, le=86_400)
+    # Tokens for the worker's HTTP endpoints; an endpoint whose token is unset answers 503.
+    ingest_token: SecretStr | None = None
+    control_token: SecretStr | None = None
+
+    # Event-time windows (tables/windows.py): 1-minute and 5-minute buckets, late grace.
+    window_grace_seconds: int = Field(default=60, ge=0, le=MAX_GRACE_SECONDS)
+    # Signals dated further than this past their record's timestamp are refused (clock skew).
+    signal_max_future_seconds: int = Field(default=300, ge=0, le=86_400)
 
     # Write-behind of workspace state (tables/write_behind.py): why it exists is in the README.
     state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     state_flush_max_dirty: int = Field(default=5_000, ge=1)
     state_cache_max_workspaces: int = Field(default=100_000, ge=1)
     rocksdb_block_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+
+    @field_validator("ingest_token", "control_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return None  # unset: the endpoint answers 503 and says which variable to set
+        if isinstance(value, str) and len(value) < MIN_TOKEN_CHARS:
+            raise ValueError(f"a token needs at least {MIN_TOKEN_CHARS} characters")
+        return value
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -59,7 +78,7 @@ class Settings(BaseSettings):
 
     def window_config(self) -> WindowConfig:
         """The event-time window every part (worker, demo, bench, replay) must agree on."""
-        return WindowConfig(self.window_seconds, self.window_grace_seconds)
+        return WindowConfig(self.window_grace_seconds)
 
     def topic(self, name: str) -> str:
         """The full name of one of Autopilot's topics, with this deployment's prefix."""

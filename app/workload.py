@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
-from topics.signals import Signal, SignalType
+from topics.signals import Signal, SignalType, signal_from
 
 # Roughly what the operator runtime this replaces saw: follow-ups and webhook failures dominate.
 TYPE_WEIGHTS = {
@@ -21,6 +22,19 @@ SOURCES = {
     SignalType.HEALTH_DEGRADED: "health-monitor",
     SignalType.PROVISIONING_NEEDED: "provisioner",
     SignalType.INTEGRATION_OFFLINE: "integration-hub",
+    SignalType.QUEUE_DEPTH: "job-queue",
+    SignalType.OLDEST_PENDING_AGE: "job-queue",
+    SignalType.PUBLISH_FAILED: "publisher",
+    SignalType.ERROR_REPORTED: "api",
+    SignalType.HEARTBEAT: "agent",
+}
+# What a platform's monitoring adds on top, when asked for (the demo): gauges, errors, liveness.
+MONITORING_WEIGHTS = {
+    SignalType.HEARTBEAT: 20,
+    SignalType.QUEUE_DEPTH: 12,
+    SignalType.OLDEST_PENDING_AGE: 6,
+    SignalType.ERROR_REPORTED: 6,
+    SignalType.PUBLISH_FAILED: 4,
 }
 
 
@@ -30,30 +44,50 @@ def workspace_ids(count: int) -> list[str]:
 
 
 def realistic_stream(
-    *, workspaces: int, signals: int, start: datetime, span_seconds: int, seed: int = 7
+    *,
+    workspaces: int,
+    signals: int,
+    start: datetime,
+    span_seconds: int,
+    seed: int = 7,
+    monitoring: bool = False,
 ) -> list[Signal]:
-    """Signals in event-time order; a few noisy workspaces send far more than the rest."""
+    """Signals in event-time order; a few noisy workspaces send far more than the rest.
+
+    Operator signals only by default (the benchmark's workload, kept comparable across changes);
+    `monitoring` mixes in gauges, errors and heartbeats, which move health scores.
+    """
     rng = random.Random(seed)
     ids = workspace_ids(workspaces)
     # Zipf-like skew: the 1/(rank+1) weights make the first workspaces the noisy ones.
     weights = [1 / (rank + 1) ** 0.8 for rank in range(workspaces)]
     chosen = rng.choices(ids, weights=weights, k=signals)
-    types = rng.choices(list(TYPE_WEIGHTS), weights=list(TYPE_WEIGHTS.values()), k=signals)
+    mix = {**TYPE_WEIGHTS, **(MONITORING_WEIGHTS if monitoring else {})}
+    types = rng.choices(list(mix), weights=list(mix.values()), k=signals)
     out = []
     for n, (workspace_id, signal_type) in enumerate(zip(chosen, types, strict=True)):
-        attributes: dict[str, str | int | float | bool | None] = {}
-        if signal_type is SignalType.HEALTH_DEGRADED:
-            attributes["health_score"] = rng.randint(20, 79)
-        elif signal_type is SignalType.WEBHOOK_FAILED:
-            attributes["status"] = rng.choice([500, 502, 503, 504])
         out.append(
-            Signal(
-                id=f"{seed}-{n}",
-                workspace_id=workspace_id,
-                type=signal_type,
-                occurred_at=start + timedelta(seconds=span_seconds * n / signals),
-                source=SOURCES[signal_type],
-                attributes=attributes,
+            signal_from(
+                {
+                    "id": f"{seed}-{n}",
+                    "workspace_id": workspace_id,
+                    "type": signal_type,
+                    "occurred_at": start + timedelta(seconds=span_seconds * n / signals),
+                    "source": SOURCES[signal_type],
+                    "attributes": _attributes(signal_type, rng),
+                }
             )
         )
     return out
+
+
+def _attributes(signal_type: SignalType, rng: random.Random) -> dict[str, Any]:
+    if signal_type is SignalType.HEALTH_DEGRADED:
+        return {"health_score": rng.randint(20, 79)}
+    if signal_type is SignalType.WEBHOOK_FAILED:
+        return {"status": rng.choice([500, 502, 503, 504])}
+    if signal_type is SignalType.QUEUE_DEPTH:
+        return {"pending": int(rng.expovariate(1 / 25))}
+    if signal_type is SignalType.OLDEST_PENDING_AGE:
+        return {"age_seconds": round(rng.expovariate(1 / 900), 1)}
+    return {}

@@ -1,9 +1,17 @@
-"""Per-workspace tumbling windows on event time: a pure fold over signals.
+"""Per-workspace windows on event time: a pure fold over signals.
 
-The state of one workspace is one JSON-ready dict, so it is written once per batch as one table
-value (ids per window are kept as a dict: O(1) de-duplication, and still plain JSON). Window
-close and expiry follow event time (the workspace's watermark) plus a grace period, never the
-wall clock, so a replay gives the same state as the live run.
+The state of one workspace is one JSON-ready dict, written once per batch as one table value:
+- `minutes`: per-type counts in 1-minute tumbling windows (the current one, and any still open
+  to late signals);
+- `steps`: per-type counts and signal ids in 5-minute buckets; the last hour, in 5-minute steps,
+  is the sum of the last 12 buckets, so a hopping hour costs one bucket write per signal, not 12;
+- `last_seen` per type, and `gauges`: the latest reading of each gauge type (queue depth, oldest
+  pending age) with its event time.
+
+Window close and expiry follow event time (the workspace's watermark, the latest event time it
+has sent) plus a grace period, never the wall clock, so a replay, or a worker restored from its
+changelog, gives the same state as the live run. Duplicate ids within a 5-minute bucket count
+once (ids live in the bucket of their event time, so a resent signal meets its first copy).
 """
 
 from __future__ import annotations
@@ -12,10 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from topics.signals import Signal, SignalType
+from topics.signals import GAUGE_ATTRIBUTE, Signal, SignalType
 
-STATE_VERSION = 1
-# Bounds a noisy workspace's state: past this many ids in one window, duplicates are no longer
+STATE_VERSION = 2
+MINUTE_SECONDS = 60
+STEP_SECONDS = 300
+HOUR_SECONDS = 3600
+STEPS_PER_HOUR = HOUR_SECONDS // STEP_SECONDS
+# A late signal must still land in a bucket of the last hour: grace stays well inside it.
+MAX_GRACE_SECONDS = 600
+# Bounds a noisy workspace's state: past this many ids in one bucket, duplicates are no longer
 # detected and are counted in `dedup_unchecked`, so the loss of precision is visible.
 MAX_IDS_PER_WINDOW = 4096
 
@@ -24,10 +38,13 @@ WorkspaceState = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class WindowConfig:
-    """Window size and how long after its end a window still accepts late signals."""
+    """How long after a 1-minute window's end it still accepts late signals."""
 
-    size_seconds: int
     grace_seconds: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.grace_seconds <= MAX_GRACE_SECONDS:
+            raise ValueError(f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +58,7 @@ class SourcePosition:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One counted signal and its window as the policy sees it."""
+    """One counted signal and its 5-minute bucket as the policy sees it."""
 
     signal_id: str
     workspace_id: str
@@ -68,21 +85,53 @@ def initialize() -> WorkspaceState:
     return {
         "v": STATE_VERSION,
         "watermark": None,
-        "windows": {},
+        "minutes": {},
+        "steps": {},
+        "last_seen": {},
+        "gauges": {},
         "late": 0,
         "duplicates": 0,
         "dedup_unchecked": 0,
     }
 
 
-def window_start(occurred_at: int, config: WindowConfig) -> int:
-    """The start (epoch seconds) of the tumbling window holding this event time."""
-    return occurred_at - occurred_at % config.size_seconds
+def upcast(state: WorkspaceState) -> WorkspaceState:
+    """A stored state of any earlier version, in the current shape."""
+    if state.get("v") == STATE_VERSION:
+        return state
+    # Version 1 kept 5-minute tumbling windows (counts and ids): they are version 2's steps.
+    current = initialize()
+    current.update(
+        watermark=state["watermark"],
+        steps=state["windows"],
+        late=state["late"],
+        duplicates=state["duplicates"],
+        dedup_unchecked=state["dedup_unchecked"],
+    )
+    return current
 
 
-def is_closed(start: int, watermark: int | None, config: WindowConfig) -> bool:
-    """A window closes once event time has passed its end plus the grace period."""
-    return watermark is not None and start + config.size_seconds + config.grace_seconds <= watermark
+def step_start(occurred_at: int) -> int:
+    """The start (epoch seconds) of the 5-minute bucket holding this event time."""
+    return occurred_at - occurred_at % STEP_SECONDS
+
+
+def minute_start(occurred_at: int) -> int:
+    """The start (epoch seconds) of the 1-minute window holding this event time."""
+    return occurred_at - occurred_at % MINUTE_SECONDS
+
+
+def is_late(occurred_at: int, watermark: int | None, config: WindowConfig) -> bool:
+    """Late: the signal's minute closed (its end plus the grace period has passed)."""
+    return (
+        watermark is not None
+        and minute_start(occurred_at) + MINUTE_SECONDS + config.grace_seconds <= watermark
+    )
+
+
+def hour_start(watermark: int) -> int:
+    """The first 5-minute bucket of the hour that ends with the watermark's bucket."""
+    return step_start(watermark) - (STEPS_PER_HOUR - 1) * STEP_SECONDS
 
 
 def add(
@@ -93,11 +142,14 @@ def add(
 ) -> FoldResult:
     """Fold signals (in arrival order) into the state, updating it in place, and return it.
 
-    In place on purpose: copying a window's ids on every batch made the fold O(ids) per batch,
+    In place on purpose: copying a bucket's ids on every batch made the fold O(ids) per batch,
     measured at 26k signals/s against 140k/s in place. The state belongs to the caller, which
     replaces it anyway; determinism (no clock, I/O or randomness) is unchanged.
     """
-    windows = state["windows"]
+    minutes = state["minutes"]
+    steps = state["steps"]
+    last_seen = state["last_seen"]
+    gauges = state["gauges"]
     watermark: int | None = state["watermark"]
     observations: list[Observation] = []
     duplicates: list[Signal] = []
@@ -105,16 +157,16 @@ def add(
 
     for signal in signals:
         at = int(signal.occurred_at.timestamp())
-        start = window_start(at, config)
-        if is_closed(start, watermark, config):
+        if is_late(at, watermark, config):
             state["late"] += 1
             late.append(signal)
             continue
+        start = at - at % STEP_SECONDS
         key = str(start)
-        window = windows.get(key)
-        if window is None:
-            window = windows[key] = {"counts": {}, "ids": {}}
-        ids = window["ids"]
+        step = steps.get(key)
+        if step is None:
+            step = steps[key] = {"counts": {}, "ids": {}}
+        ids = step["ids"]
         if signal.id in ids:
             state["duplicates"] += 1
             duplicates.append(signal)
@@ -124,10 +176,22 @@ def add(
             ids[signal.id] = 1
         else:
             state["dedup_unchecked"] += 1
-        counts = window["counts"]
         signal_type = signal.type
         type_name = signal_type.value
+        counts = step["counts"]
         count = counts[type_name] = counts.get(type_name, 0) + 1
+        minute_key = str(at - at % MINUTE_SECONDS)
+        minute = minutes.get(minute_key)
+        if minute is None:
+            minute = minutes[minute_key] = {}
+        minute[type_name] = minute.get(type_name, 0) + 1
+        if last_seen.get(type_name, at - 1) < at:
+            last_seen[type_name] = at
+        gauge = GAUGE_ATTRIBUTE.get(signal_type)
+        if gauge is not None:
+            reading = gauges.get(type_name)
+            if reading is None or reading[0] <= at:
+                gauges[type_name] = [at, signal.attributes[gauge]]  # type: ignore[literal-required]
         if watermark is None or at > watermark:
             watermark = at
         observations.append(
@@ -143,19 +207,56 @@ def add(
             )
         )
 
-    for key in [key for key in windows if is_closed(int(key), watermark, config)]:
-        del windows[key]
+    if watermark is not None:
+        _expire(state, watermark, config)
     state["watermark"] = watermark
     return FoldResult(state, observations, duplicates, late)
 
 
-def result(state: WorkspaceState) -> dict[str, Any]:
-    """The readable view of a workspace's state: open windows and their counts per type."""
+def _expire(state: WorkspaceState, watermark: int, config: WindowConfig) -> None:
+    minutes = state["minutes"]
+    for key in [key for key in minutes if is_late(int(key), watermark, config)]:
+        del minutes[key]
+    first = hour_start(watermark)
+    steps = state["steps"]
+    for key in [key for key in steps if int(key) < first]:
+        del steps[key]
+
+
+def view(state: WorkspaceState) -> dict[str, Any]:
+    """The readable view of a workspace as of its watermark: last minute, last hour, gauges."""
+    watermark = state["watermark"]
+    counters = {name: state[name] for name in ("late", "duplicates", "dedup_unchecked")}
+    if watermark is None:
+        return {
+            "as_of": None,
+            "minute": None,
+            "hour": None,
+            "last_seen": {},
+            "gauges": {},
+            **counters,
+        }
+    minute = minute_start(watermark)
+    first = hour_start(watermark)
+    steps = []
+    hour: dict[str, int] = {}
+    for start in range(first, first + HOUR_SECONDS, STEP_SECONDS):
+        counts = state["steps"].get(str(start), {}).get("counts", {})
+        steps.append({"start": start, "counts": dict(counts)})
+        for type_name, count in counts.items():
+            hour[type_name] = hour.get(type_name, 0) + count
     return {
-        "watermark": state["watermark"],
-        "windows": {
-            int(start): dict(window["counts"]) for start, window in sorted(state["windows"].items())
+        "as_of": watermark,
+        "minute": {
+            "start": minute,
+            "end": minute + MINUTE_SECONDS,
+            "counts": dict(state["minutes"].get(str(minute), {})),
         },
-        "late": state["late"],
-        "duplicates": state["duplicates"],
+        "hour": {"start": first, "end": first + HOUR_SECONDS, "counts": hour, "steps": steps},
+        "last_seen": dict(state["last_seen"]),
+        "gauges": {
+            type_name: {"at": at, "value": value}
+            for type_name, (at, value) in state["gauges"].items()
+        },
+        **counters,
     }

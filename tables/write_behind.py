@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 
 import orjson
 
-from tables.windows import WorkspaceState, initialize
+from tables.windows import WorkspaceState, initialize, upcast
 
 
 class WriteBehindStates:
@@ -30,9 +30,21 @@ class WriteBehindStates:
         state = states.get(workspace_id)
         if state is None:
             stored = self._table.get(workspace_id)
-            state = initialize() if stored is None else orjson.loads(stored)
+            state = initialize() if stored is None else upcast(orjson.loads(stored))
             states[workspace_id] = state
         return state
+
+    def peek(self, partition: int, workspace_id: str) -> WorkspaceState | None:
+        """The workspace's latest state (cached, else stored) without caching it; None if unseen.
+
+        For readers outside the stream (the HTTP view): the cache is newer than the table
+        between flushes, and a read must not change what the agent holds.
+        """
+        state = self._states.get(partition, {}).get(workspace_id)
+        if state is not None:
+            return state
+        stored = self._table.get(workspace_id)
+        return None if stored is None else upcast(orjson.loads(stored))
 
     def put(self, partition: int, workspace_id: str, state: WorkspaceState) -> None:
         """Replace the workspace's state; it is written at the partition's next flush."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 
-from tables.windows import Observation, SourcePosition
+from tables import windows
+from tables.windows import Observation, SourcePosition, WindowConfig
 from topics.observations import decode_observations, encode_observations
-from topics.signals import SignalType
+from topics.signals import SignalType, signal_from
 
 SOURCE = SourcePosition("dev.signals", 5, 123_456_789)
 
@@ -52,3 +55,35 @@ def test_the_record_is_compact_rows_with_the_source_once() -> None:
             ["b", "ws-000042", "followup_due", 1_704_067_242, {}, 1_704_067_200, 2],
         ],
     }
+
+
+def test_observations_of_typed_signals_survive_the_round_trip() -> None:
+    """Given a gauge, a float gauge and a webhook failure folded as the aggregate agent
+    does, when their observations are encoded and decoded, then they are equal to those the
+    fold produced, typed attributes included."""
+    signals = [
+        signal_from(
+            {
+                "id": signal_id,
+                "workspace_id": "ws-000042",
+                "type": signal_type,
+                "occurred_at": datetime(2024, 1, 1, 0, 0, 42, tzinfo=UTC),
+                "attributes": attributes,
+            }
+        )
+        for signal_id, signal_type, attributes in [
+            ("q", "queue_depth", {"pending": 51, "queue": "emails"}),
+            ("o", "oldest_pending_age", {"age_seconds": 1801.5}),
+            ("w", "webhook_failed", {"status": 503, "attempt": 2, "error": "timed out"}),
+        ]
+    ]
+    folded = windows.add(windows.initialize(), signals, SOURCE, WindowConfig(60))
+
+    decoded = decode_observations(encode_observations(folded.observations))
+
+    assert decoded == folded.observations
+    assert [o.attributes for o in decoded] == [
+        {"pending": 51, "queue": "emails"},
+        {"age_seconds": 1801.5},
+        {"status": 503, "attempt": 2, "error": "timed out"},
+    ]

@@ -13,11 +13,11 @@ from tables import windows
 from tables.windows import Observation, SourcePosition, WindowConfig
 from topics.commands import Action, Priority
 from topics.ledger import LedgerKind
-from topics.signals import Signal, SignalType
+from topics.signals import GAUGE_ATTRIBUTE, Signal, SignalType, signal_from
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 E0 = 1_704_067_200
-CONFIG = WindowConfig(size_seconds=300, grace_seconds=60)
+CONFIG = WindowConfig(grace_seconds=60)
 SOURCE = SourcePosition("signals", 2, 77)
 RECORDED_AT = datetime(2024, 1, 1, 0, 5, tzinfo=UTC)
 
@@ -45,11 +45,16 @@ def observation(
 
 
 def sig(signal_id: str, at: float, signal_type: SignalType, workspace_id: str = "ws-1") -> Signal:
-    return Signal(
-        id=signal_id,
-        workspace_id=workspace_id,
-        type=signal_type,
-        occurred_at=T0 + timedelta(seconds=at),
+    """A signal `at` seconds after T0; a gauge reads 1."""
+    gauge = GAUGE_ATTRIBUTE.get(signal_type)
+    return signal_from(
+        {
+            "id": signal_id,
+            "workspace_id": workspace_id,
+            "type": signal_type,
+            "occurred_at": T0 + timedelta(seconds=at),
+            "attributes": {} if gauge is None else {gauge: 1},
+        }
     )
 
 
@@ -139,7 +144,8 @@ def test_a_redelivered_signal_never_fires_twice() -> None:
 
 
 def test_different_types_in_one_window_fire_their_own_rules() -> None:
-    """Given one signal of each seed type in a window, then each seed rule fires once."""
+    """Given one signal of each of the ten types in a window, then each seed rule fires once
+    and the monitoring types (gauges, errors, heartbeats) fire nothing."""
     decisions = decisions_for([sig(t.value, n, t) for n, t in enumerate(SignalType)])
 
     assert [d.rule_id for d in decisions] == [
@@ -149,6 +155,22 @@ def test_different_types_in_one_window_fire_their_own_rules() -> None:
         "seed.webhook_failed",
         "seed.integration_offline",
     ]
+
+
+MONITORING_TYPES = [
+    SignalType.QUEUE_DEPTH,
+    SignalType.OLDEST_PENDING_AGE,
+    SignalType.PUBLISH_FAILED,
+    SignalType.ERROR_REPORTED,
+    SignalType.HEARTBEAT,
+]
+
+
+@pytest.mark.parametrize("signal_type", MONITORING_TYPES)
+def test_no_seed_rule_fires_on_a_monitoring_signal(signal_type: SignalType) -> None:
+    """Given the first monitoring signal of its type in a window, then the seed policy
+    decides nothing: those signals feed the health score, not commands."""
+    assert decide(observation(signal_type, attributes={"pending": 500})) == []
 
 
 # --- escalation -------------------------------------------------------------------------------

@@ -8,22 +8,24 @@ from agents.policy import SEED_POLICY
 from projections.replay import replay_decisions
 from tables.windows import SourcePosition, WindowConfig
 from topics.commands import Action, Priority
-from topics.signals import Signal, SignalType
+from topics.signals import Signal, SignalType, signal_from
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 E0 = 1_704_067_200
-CONFIG = WindowConfig(size_seconds=300, grace_seconds=60)
+CONFIG = WindowConfig(grace_seconds=60)
 
 
 def sig(
     signal_id: str, at: int, workspace_id: str, signal_type: SignalType, **attributes: object
 ) -> Signal:
-    return Signal(
-        id=signal_id,
-        workspace_id=workspace_id,
-        type=signal_type,
-        occurred_at=T0 + timedelta(seconds=at),
-        attributes=attributes,
+    return signal_from(
+        {
+            "id": signal_id,
+            "workspace_id": workspace_id,
+            "type": signal_type,
+            "occurred_at": T0 + timedelta(seconds=at),
+            "attributes": attributes,
+        }
     )
 
 

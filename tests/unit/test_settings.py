@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from app.errors import AutopilotError, ConfigurationError
 from app.settings import Settings, load_settings
+from tables.windows import WindowConfig
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,10 @@ def test_defaults_when_nothing_is_set() -> None:
         "127.0.0.1",
         6066,
     )
-    assert (settings.window_seconds, settings.window_grace_seconds) == (300, 60)
+    assert settings.window_grace_seconds == 60
+    assert settings.window_config() == WindowConfig(grace_seconds=60)
+    assert settings.signal_max_future_seconds == 300
+    assert (settings.ingest_token, settings.control_token) == (None, None)
 
 
 def test_autopilot_variables_set_fields(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,8 +124,12 @@ def test_a_bad_bootstrap_list_names_the_variable_to_fix(
         ("AUTOPILOT_TOPIC_PREFIX", "Prod/"),
         ("AUTOPILOT_LOG_LEVEL", "verbose"),
         ("AUTOPILOT_WEB_PORT", "70000"),
-        ("AUTOPILOT_WINDOW_SECONDS", "0"),
         ("AUTOPILOT_WINDOW_GRACE_SECONDS", "-1"),
+        ("AUTOPILOT_WINDOW_GRACE_SECONDS", "601"),
+        ("AUTOPILOT_SIGNAL_MAX_FUTURE_SECONDS", "-1"),
+        ("AUTOPILOT_SIGNAL_MAX_FUTURE_SECONDS", "86401"),
+        ("AUTOPILOT_INGEST_TOKEN", "short"),
+        ("AUTOPILOT_CONTROL_TOKEN", "fifteen-chars-x"),
         ("AUTOPILOT_STATE_FLUSH_INTERVAL_SECONDS", "0"),
         ("AUTOPILOT_ROCKSDB_BLOCK_CACHE_BYTES", "1024"),
     ],
@@ -196,3 +204,70 @@ def test_following_the_error_message_fixes_the_configuration(
     monkeypatch.setenv(named, "kafka:9092")
 
     assert load_settings().kafka_bootstrap_servers == "kafka:9092"
+
+
+@pytest.mark.parametrize("grace", ["0", "600"])
+def test_the_grace_period_is_the_window_config(monkeypatch: pytest.MonkeyPatch, grace: str) -> None:
+    """Given a grace period at either end of 0..600 s, then the window config every part
+    shares carries it."""
+    monkeypatch.setenv("AUTOPILOT_WINDOW_GRACE_SECONDS", grace)
+
+    assert load_settings().window_config() == WindowConfig(grace_seconds=int(grace))
+
+
+def test_the_future_limit_for_signals_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given AUTOPILOT_SIGNAL_MAX_FUTURE_SECONDS, then it sets how far ahead a signal may be."""
+    monkeypatch.setenv("AUTOPILOT_SIGNAL_MAX_FUTURE_SECONDS", "0")
+
+    assert load_settings().signal_max_future_seconds == 0
+
+
+def test_tokens_are_secrets_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given both endpoint tokens, then each is kept as given but never appears when the
+    settings are printed or logged."""
+    ingest, control = "ingest-0123456789abcdef", "control-0123456789abcdef"
+    monkeypatch.setenv("AUTOPILOT_INGEST_TOKEN", ingest)
+    monkeypatch.setenv("AUTOPILOT_CONTROL_TOKEN", control)
+
+    settings = load_settings()
+
+    assert settings.ingest_token is not None and settings.control_token is not None
+    assert settings.ingest_token.get_secret_value() == ingest
+    assert settings.control_token.get_secret_value() == control
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    assert ingest not in shown
+    assert control not in shown
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_token_leaves_its_endpoint_disabled(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """Given a blank token variable, then the token is unset (its endpoint answers 503),
+    never an empty token that an empty bearer header would match."""
+    monkeypatch.setenv("AUTOPILOT_INGEST_TOKEN", blank)
+
+    assert load_settings().ingest_token is None
+
+
+def test_a_short_token_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a token shorter than 16 characters, then loading fails naming the variable,
+    and the error does not repeat the token."""
+    monkeypatch.setenv("AUTOPILOT_CONTROL_TOKEN", "hunter2-secret")
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+
+    assert "AUTOPILOT_CONTROL_TOKEN: " in str(raised.value)
+    assert "16 characters" in str(raised.value)
+    assert "hunter2-secret" not in str(raised.value)
+
+
+def test_a_token_of_16_characters_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a token of exactly 16 characters, then it is accepted as the token."""
+    monkeypatch.setenv("AUTOPILOT_INGEST_TOKEN", "0123456789abcdef")
+
+    token = load_settings().ingest_token
+
+    assert token is not None
+    assert token.get_secret_value() == "0123456789abcdef"
