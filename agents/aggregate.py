@@ -2,6 +2,10 @@
 
 A thin shell over the pure core: decode (topics.codec), fold (tables.windows), then send what
 the core returned. Bad input goes to the dead-letter topic and the ledger, never stops the agent.
+
+A signal read on a partition that does not own its workspace (a producer whose partitioner is
+not murmur2, such as kcat or confluent-kafka by default) is re-routed: sent on, in one batch per
+owning partition, to the partition that owns it, and folded there. Only those records pay.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from tables.write_behind import WriteBehindStates
 from topics.codec import decode_signals
 from topics.observations import encode_observations
 from topics.rejections import dlq_headers, rejection_entry
-from topics.signals import Signal
+from topics.shards import Shards
+from topics.signals import SIGNALS, Signal
+
+REROUTED_FROM_HEADER = "autopilot.rerouted-from"
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +45,13 @@ class _Held:
     since: float = field(default_factory=time.monotonic)
 
 
-def attach(autopilot: Autopilot) -> None:
-    """Register the aggregate agent on the app."""
+def attach(autopilot: Autopilot) -> WriteBehindStates:
+    """Register the aggregate agent on the app; returns the states it keeps, for the read view."""
     settings = autopilot.settings
     config = settings.window_config()
     states = WriteBehindStates(autopilot.states, settings.state_cache_max_workspaces)
+    shards = Shards(settings.partitions)
+    signals_topic = autopilot.signals.get_topic_name()
     held: dict[int, _Held] = {}
 
     # Faust types signal receivers as sync callables without keyword arguments; async works.
@@ -51,7 +60,7 @@ def attach(autopilot: Autopilot) -> None:
         # Unacked records of a revoked partition are redelivered to its next owner, which
         # folds them onto the state stored at the last flush.
         for tp in revoked:
-            if tp.topic == autopilot.signals.get_topic_name():
+            if tp.topic == signals_topic:
                 states.forget(tp.partition)
                 held.pop(tp.partition, None)
 
@@ -80,6 +89,26 @@ def attach(autopilot: Autopilot) -> None:
             sent.append(await send_entry(autopilot, entry, source.partition))
         return sent
 
+    async def reroute(foreign: dict[int, list[Signal]], source: SourcePosition) -> list[Any]:
+        sent = []
+        origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
+        for owner, batch in foreign.items():
+            logger.info(
+                "signals re-routed to their shard",
+                extra={"count": len(batch), "partition": source.partition, "owner": owner},
+            )
+            sent.append(
+                await autopilot.app.producer.send(
+                    signals_topic,
+                    None,
+                    SIGNALS.dump_json(batch),
+                    partition=owner,
+                    timestamp=None,
+                    headers=[(REROUTED_FROM_HEADER, origin)],
+                )
+            )
+        return sent
+
     @autopilot.app.agent(autopilot.signals, name="aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("aggregate"):
@@ -88,13 +117,19 @@ def attach(autopilot: Autopilot) -> None:
                 message = event.message
                 partition = message.partition
                 source = SourcePosition(message.topic, partition, message.offset)
-                decoded = decode_signals(message.value)
+                written_at = message.timestamp if message.timestamp else None
+                decoded = decode_signals(
+                    message.value, written_at, settings.signal_max_future_seconds
+                )
                 pending = held.setdefault(partition, _Held())
                 if decoded.rejections:
                     pending.sent.extend(await reject(decoded.rejections, source, message.key))
+                own, foreign = _by_owner(decoded.signals, partition, shards)
+                if foreign:
+                    pending.sent.extend(await reroute(foreign, source))
 
                 observations = []
-                for workspace_id, signals in _by_workspace(decoded.signals).items():
+                for workspace_id, signals in own.items():
                     folded = windows.add(
                         states.get(partition, workspace_id), signals, source, config
                     )
@@ -122,9 +157,19 @@ def attach(autopilot: Autopilot) -> None:
                         held_event.ack()
                     held[partition] = _Held()
 
+    return states
 
-def _by_workspace(signals: list[Signal]) -> dict[str, list[Signal]]:
-    grouped: dict[str, list[Signal]] = {}
+
+def _by_owner(
+    signals: list[Signal], partition: int, shards: Shards
+) -> tuple[dict[str, list[Signal]], dict[int, list[Signal]]]:
+    """This partition's signals per workspace, and the others' per owning partition."""
+    own: dict[str, list[Signal]] = {}
+    foreign: dict[int, list[Signal]] = {}
     for signal in signals:
-        grouped.setdefault(signal.workspace_id, []).append(signal)
-    return grouped
+        owner = shards.owner(signal.workspace_id)
+        if owner == partition:
+            own.setdefault(signal.workspace_id, []).append(signal)
+        else:
+            foreign.setdefault(owner, []).append(signal)
+    return own, foreign

@@ -14,19 +14,12 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
-from pydantic import TypeAdapter
 
 from app.errors import BrokerUnavailableError
+from topics.batches import encode_batches
 from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
+from topics.shards import Shards
 from topics.signals import Signal
-
-_BATCH: TypeAdapter[list[Signal]] = TypeAdapter(list[Signal])
-
-
-def shard_of(workspace_id: str, partitions: int) -> int:
-    """The partition that owns a workspace: murmur2 as Java's and aiokafka's default."""
-    return int(murmur2(workspace_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class SignalPublisher:
@@ -54,9 +47,7 @@ class SignalPublisher:
             max_request_size=2 * MAX_RECORD_BYTES,
             compression_type=None,
         )
-        self._partitions = 0
-        # murmur2 is pure Python in aiokafka (~10 us a call): remember each workspace's shard.
-        self._shards: dict[str, int] = {}
+        self._shards = Shards(1)
         self._buffers: dict[int, list[Signal]] = {}
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -75,7 +66,7 @@ class SignalPublisher:
             raise BrokerUnavailableError(
                 f"topic {self.topic} does not exist: run `autopilot topics` first"
             )
-        self._partitions = len(partitions)
+        self._shards = Shards(len(partitions))
         self._ticker = asyncio.create_task(self._tick())
 
     async def publish(self, signal: Signal) -> None:
@@ -86,10 +77,7 @@ class SignalPublisher:
         """Queue many signals, sending every shard batch that fills up."""
         async with self._lock:
             for signal in signals:
-                shard = self._shards.get(signal.workspace_id)
-                if shard is None:
-                    shard = shard_of(signal.workspace_id, self._partitions)
-                    self._shards[signal.workspace_id] = shard
+                shard = self._shards.owner(signal.workspace_id)
                 buffer = self._buffers.setdefault(shard, [])
                 buffer.append(signal)
                 if len(buffer) >= self._max_batch:
@@ -131,15 +119,10 @@ class SignalPublisher:
             await self._send_batch(shard, batch)
 
     async def _send_batch(self, shard: int, batch: list[Signal]) -> None:
-        value = _BATCH.dump_json(batch)
-        if len(value) > MAX_RECORD_BYTES and len(batch) > 1:
-            # Workers refuse records over the limit: halve until each record fits.
-            half = len(batch) // 2
-            await self._send_batch(shard, batch[:half])
-            await self._send_batch(shard, batch[half:])
-            return
-        await self._producer.send(self.topic, value, partition=shard)
-        self.records_sent += 1
+        # Workers refuse records over the size limit: encode_batches splits to fit.
+        for value in encode_batches(batch):
+            await self._producer.send(self.topic, value, partition=shard)
+            self.records_sent += 1
 
     async def _tick(self) -> None:
         while True:

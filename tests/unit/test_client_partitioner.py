@@ -1,12 +1,14 @@
-"""The publisher's shard choice must be the broker clients' default partition for the key."""
+"""The shard that owns a workspace must be the broker clients' default partition for the key:
+publishers, the aggregate agent's re-routing and the HTTP views all ask topics.shards."""
 
 from __future__ import annotations
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from app.client import shard_of
 from app.workload import workspace_ids
+from topics import shards as shards_module
+from topics.shards import Shards, shard_of
 
 PARTITION_COUNTS = [1, 2, 3, 7, 8, 12, 64, 1000, 1024]
 
@@ -72,3 +74,37 @@ def test_shards_are_spread_over_all_partitions() -> None:
     per_shard = [shards.count(n) for n in range(8)]
     assert min(per_shard) > 2000 / 8 * 0.8
     assert max(per_shard) < 2000 / 8 * 1.2
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 8, 1024])
+def test_the_memoised_owner_is_shard_of(partitions: int) -> None:
+    """Given a Shards memo, then its owner of every workspace, asked once or again, equals
+    shard_of: the memo changes the cost, never the answer."""
+    shards = Shards(partitions)
+    ids = ids_to_check()
+
+    first = [shards.owner(workspace_id) for workspace_id in ids]
+    again = [shards.owner(workspace_id) for workspace_id in reversed(ids)]
+
+    expected = [shard_of(workspace_id, partitions) for workspace_id in ids]
+    assert first == expected
+    assert again == list(reversed(expected))
+
+
+def test_the_memo_stays_bounded_and_correct_past_its_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given a memo limit of 5 workspaces, when 40 workspaces are asked for twice, then
+    every answer still equals shard_of and the memo never holds more than 5."""
+    monkeypatch.setattr(shards_module, "MAX_REMEMBERED", 5)
+    shards = Shards(12)
+    ids = workspace_ids(40)
+    sizes = []
+
+    answers = []
+    for workspace_id in ids + ids:
+        answers.append(shards.owner(workspace_id))
+        sizes.append(len(shards._owner))
+
+    assert answers == [shard_of(workspace_id, 12) for workspace_id in ids + ids]
+    assert max(sizes) == 5
