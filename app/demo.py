@@ -7,12 +7,14 @@ topic, and checked against an offline replay of the same signals through the pur
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from app.broker import provide_bootstrap
@@ -20,7 +22,7 @@ from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
-from app.workload import realistic_stream
+from app.workload import realistic_stream, workspace_ids
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
 from projections.summary import LedgerSummary, summarize
@@ -37,6 +39,7 @@ MALFORMED = [
     b'"occurred_at": "2026-11-21T09:00:00Z"}',
 ]
 LEDGER_TIMEOUT_SECONDS = 180.0
+NOISIEST = 3
 
 
 def main() -> None:
@@ -54,12 +57,16 @@ async def _run(settings: Settings, tmp: Path) -> bool:
         print(f"broker: {bootstrap}")
         await ensure_topics(settings, bootstrap)
         worker = WorkerProcess.for_deployment(settings, bootstrap, tmp)
+        # The demo reads health back over HTTP, as an operator's tooling would.
+        token = secrets.token_urlsafe(24)
+        worker.env["AUTOPILOT_CONTROL_TOKEN"] = token
         with worker:
             signals = realistic_stream(
                 workspaces=WORKSPACES,
                 signals=SIGNALS,
                 start=datetime(2026, 11, 21, 9, 0, tzinfo=UTC),
                 span_seconds=SPAN_SECONDS,
+                monitoring=True,
             )
             started = time.monotonic()
             async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
@@ -83,9 +90,13 @@ async def _run(settings: Settings, tmp: Path) -> bool:
                 print(f"demo failed: {exc}\n--- worker log ---\n{worker.log_tail()}")
                 return False
             elapsed = time.monotonic() - started
+            health = await _noisiest_health(worker.web_url, token)
         summary = summarize(entries)
         print(f"\nread back from the ledger topic after {elapsed:.1f} s:\n")
         print(summary.render())
+        print("\nhealth of the noisiest workspaces (GET /workspaces/{id}):")
+        for line in health:
+            print(f"  {line}")
         return _check(summary, expected)
 
 
@@ -95,6 +106,22 @@ def _complete(entries: list[LedgerEntry], expected_decisions: int) -> bool:
     outcomes = kinds.count(LedgerKind.ACTION_SUCCEEDED) + kinds.count(LedgerKind.ACTION_FAILED)
     rejected = kinds.count(LedgerKind.SIGNAL_REJECTED)
     return decisions >= expected_decisions and outcomes >= decisions and rejected >= len(MALFORMED)
+
+
+async def _noisiest_health(web_url: str, token: str) -> list[str]:
+    lines = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for workspace_id in workspace_ids(NOISIEST):
+            url = f"{web_url}/workspaces/{workspace_id}"
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get(url, headers=headers) as response:
+                if response.status != 200:
+                    lines.append(f"{workspace_id}: HTTP {response.status}")
+                    continue
+                health = (await response.json())["health"]
+            reasons = "; ".join(d["reason"] for d in health["deductions"]) or "no deductions"
+            lines.append(f"{workspace_id}: {health['score']} {health['status']} ({reasons})")
+    return lines
 
 
 def _check(summary: LedgerSummary, expected: int) -> bool:

@@ -65,6 +65,8 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        canonical_url=settings.web_canonical_url
+        or f"http://{settings.web_host}:{settings.web_port}",
         web_in_thread=False,
         Worker=QuietWorker,
     )

@@ -68,6 +68,11 @@ class WorkerProcess:
         return self
 
     @property
+    def web_url(self) -> str:
+        """The base URL of the worker's HTTP endpoints."""
+        return f"http://127.0.0.1:{self.env['AUTOPILOT_WEB_PORT']}"
+
+    @property
     def alive(self) -> bool:
         """Whether the worker process is still running."""
         return self.process is not None and self.process.poll() is None

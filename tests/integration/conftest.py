@@ -12,6 +12,7 @@ from app.broker import provide_bootstrap
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
+from tests.integration.http import TOKENS
 
 WAIT_SECONDS = 60.0
 
@@ -38,19 +39,23 @@ async def settings(kafka_bootstrap: str) -> Settings:
     return settings
 
 
-StartWorker = Callable[[], WorkerProcess]
+StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
 def start_worker(settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start `python -m app worker` processes for this test; all are stopped afterwards."""
+    """Start `python -m app worker` processes for this test; all are stopped afterwards.
+
+    Workers get the test tokens (tests/integration/http.py); `env` adds or overrides variables,
+    and `data` names the data dir (workers sharing one, in turn, find each other's state).
+    """
     started: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        # One data dir per test, shared by successive workers: a restart finds its state.
+    def start(env: dict[str, str] | None = None, data: str = "data") -> WorkerProcess:
         worker = WorkerProcess.for_deployment(
             settings, kafka_bootstrap, tmp_path, log_level="info", name=f"worker-{len(started)}"
         )
+        worker.env.update({**TOKENS, "AUTOPILOT_DATA_DIR": str(tmp_path / data), **(env or {})})
         started.append(worker.start())
         return worker
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -212,3 +213,60 @@ def test_autopilot_kafka_run_serves_until_terminated() -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def readme_curl_commands() -> list[str]:
+    """The README's curl commands, each with its continuation lines, without the comments."""
+    text = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", text, re.DOTALL) if "curl" in b)
+    commands: list[list[str]] = []
+    for line in block.splitlines():
+        if line.startswith("curl "):
+            commands.append([line])
+        elif line.startswith("#"):
+            continue
+        elif commands:
+            commands[-1].append(line)
+    return ["\n".join(lines) for lines in commands]
+
+
+def test_readme_curl_commands_post_a_signal_and_read_the_health_back(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a worker with tokens, and the README's two curl commands aimed at it
+    worker = start_worker()
+    post, get = (
+        command.replace("http://127.0.0.1:6066", worker.web_url)
+        for command in readme_curl_commands()
+    )
+    env = {
+        **os.environ,
+        **{k: worker.env[k] for k in ("AUTOPILOT_INGEST_TOKEN", "AUTOPILOT_CONTROL_TOKEN")},
+    }
+
+    def run(command: str) -> str:
+        result = subprocess.run(
+            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+        )
+        return result.stdout
+
+    # When the POST is sent (retried while the worker is still starting)
+    deadline = time.monotonic() + 60
+    posted = run(post)
+    while '"accepted"' not in posted and time.monotonic() < deadline:
+        time.sleep(0.5)
+        posted = run(post)
+    # Then it is accepted as the README says
+    assert posted == '{"accepted":1,"ids":["q-1"]}', worker.log_tail()
+    # And the GET soon shows the queue depth and the health it gives
+    answer = run(get)
+    while '"health"' not in answer and time.monotonic() < deadline:
+        time.sleep(0.5)
+        answer = run(get)
+    state = orjson.loads(answer)
+    assert state["gauges"] == {"queue_depth": {"at": 1_795_255_200, "value": 73}}
+    assert state["health"]["score"] == 80
+    assert state["health"]["status"] == "healthy"
+    assert state["health"]["deductions"] == [
+        {"reason": "queue saturated: 73 pending > 50", "points": 20}
+    ]

@@ -14,24 +14,28 @@ from app.client import SignalPublisher
 from app.settings import Settings
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
+from tests.integration.http import wait_for_workspace, wait_until_answers
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import Signal, SignalType
+from topics.signals import Signal, SignalType, signal_from
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+T0S = int(T0.timestamp())
 
 
 def signal(
     n: str, workspace: str, kind: SignalType, minute: float = 0, **attributes: Any
 ) -> Signal:
-    return Signal(
-        id=n,
-        workspace_id=workspace,
-        type=kind,
-        occurred_at=T0 + timedelta(minutes=minute),
-        source="test",
-        attributes=attributes,
+    return signal_from(
+        {
+            "id": n,
+            "workspace_id": workspace,
+            "type": kind,
+            "occurred_at": T0 + timedelta(minutes=minute),
+            "source": "test",
+            "attributes": attributes,
+        }
     )
 
 
@@ -159,7 +163,7 @@ async def test_worker_survives_malformed_input_and_keeps_processing(
         "workspace_id": "ws-good2",
         "type": "webhook_failed",
         "occurred_at": "2026-11-21T10:00:00+00:00",
-        "attributes": {"x": "y" * 300},
+        "attributes": {"error": "y" * 300},
     }
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
@@ -178,11 +182,8 @@ async def test_worker_survives_malformed_input_and_keeps_processing(
     entries = await ledger_exactly(settings, 8)
     rejected = sorted(e.payload["reason"] for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED)
     assert len(rejected) == 4
-    assert rejected[0] == (
-        "invalid: attributes.x: must be a string of at most 256 characters, a number, "
-        "a boolean or null"
-    )
-    assert rejected[1].startswith("invalid: type: Input should be")
+    assert rejected[0] == "invalid: attributes.error: String should have at most 256 characters"
+    assert rejected[1].startswith("invalid: type: unknown or missing signal type")
     assert rejected[2].startswith("invalid: workspace_id: String should match pattern")
     assert rejected[3] == "undecodable: not UTF-8 JSON"
     assert all("etc" not in reason and "disk_full" not in reason for reason in rejected)
@@ -235,3 +236,44 @@ async def test_state_survives_a_worker_restart(
     entries = await ledger_exactly(settings, 4)
     made = [e for e in entries if e.kind is LedgerKind.DECISION_MADE]
     assert [e.causation_id for e in made] == ["r1", "r3"]
+
+
+async def test_windows_and_health_are_recovered_from_the_changelog_and_expire_after(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a worker that holds windows, gauges and a degraded health for ws-s
+    first = start_worker()
+    await wait_until_answers(first)
+    await publish(
+        settings,
+        [
+            signal("s1", "ws-s", SignalType.QUEUE_DEPTH, 0, pending=90),
+            signal("s2", "ws-s", SignalType.OLDEST_PENDING_AGE, 1, age_seconds=2400.0),
+            signal("s3", "ws-s", SignalType.ERROR_REPORTED, 2),
+            signal("s4", "ws-s", SignalType.ERROR_REPORTED, 12),
+        ],
+    )
+    before = await wait_for_workspace(first, "ws-s", lambda b: b["as_of"] == T0S + 12 * 60)
+    # 100 - 20 (90 pending) - 15 (2400 s old) - 2 x 5 (errors) = 55
+    assert (before["health"]["score"], before["health"]["status"]) == (55, "degraded")
+    # When it stops and a worker with an empty data directory takes over
+    assert first.stop() == 0, first.log_tail()
+    second = start_worker(data="data-empty")
+    await wait_until_answers(second)
+    # Then it answers with the very same windows and health, recovered from the changelog
+    after = await wait_for_workspace(second, "ws-s", lambda b: b["as_of"] is not None)
+    assert after == before
+
+    # When ws-s reports again two hours of event time later
+    await publish(settings, [signal("s5", "ws-s", SignalType.HEARTBEAT, 132)])
+    # Then the old windows have expired and the stale gauges no longer count
+    later = await wait_for_workspace(second, "ws-s", lambda b: b["as_of"] == T0S + 132 * 60)
+    assert later["hour"]["counts"] == {"heartbeat": 1}
+    assert later["minute"]["counts"] == {"heartbeat": 1}
+    assert later["health"]["score"] == 100
+    assert later["gauges"]["queue_depth"] == {"at": T0S, "value": 90}  # kept, but stale
+    # And a signal back in the expired hour is recorded as late, not counted
+    await publish(settings, [signal("s6", "ws-s", SignalType.ERROR_REPORTED, 3)])
+    late = await wait_for_workspace(second, "ws-s", lambda b: b["late"] == 1)
+    assert late["hour"]["counts"] == {"heartbeat": 1}
+    assert late["health"]["score"] == 100
