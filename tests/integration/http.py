@@ -102,8 +102,9 @@ async def wait_for_workspace(
             last = await get_workspace(worker, workspace_id)
         except aiohttp.ClientError as exc:
             last = (0, repr(exc))
-        if last[0] == 200 and until(last[1]):
-            return dict(last[1])
+        status, body = last
+        if status == 200 and isinstance(body, dict) and until(body):
+            return body
         await asyncio.sleep(0.3)
     raise AssertionError(
         f"workspace {workspace_id}: last answer {last} after {timeout} s\n{worker.log_tail()}"
