@@ -42,6 +42,7 @@ SERVED_BY_HEADER = "X-Autopilot-Served-By"
 # A body that is not JSON is malformed (400); one too big is 413; JSON that is not valid
 # signals is unprocessable (422).
 _STATUS = {"undecodable": 400, "oversize": 413}
+FORWARD_TIMEOUT_SECONDS = 10
 
 
 def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
@@ -62,7 +63,11 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
                 return self.json({"error": "send Content-Type: application/json"}, status=415)
             if (http.content_length or 0) > MAX_RECORD_BYTES:
                 return _too_large(self)
-            body = await http.content.read(MAX_RECORD_BYTES + 1)
+            try:
+                # aiohttp stops reading past its client_max_size, 1 MiB, our record limit.
+                body = await http.read()
+            except web.HTTPRequestEntityTooLarge:
+                return _too_large(self)
             if len(body) > MAX_RECORD_BYTES:
                 return _too_large(self)
             decoded = decode_signals(body, time.time(), settings.signal_max_future_seconds)
@@ -188,15 +193,25 @@ async def _forward(view: View, request: web.Request, owner: URL) -> Response:
         FORWARDED_HEADER: "1",
         "Authorization": request.headers.get("Authorization", ""),
     }
-    async with view.app.http_client.get(
-        owner.with_path(request.path), headers=headers, timeout=aiohttp.ClientTimeout(total=10)
-    ) as answer:
-        served_by = answer.headers.get(SERVED_BY_HEADER)
-        return view.bytes(
-            await answer.read(),
-            content_type=answer.content_type,
-            status=answer.status,
-            headers={SERVED_BY_HEADER: served_by} if served_by else None,
+    try:
+        async with view.app.http_client.get(
+            owner.with_path(request.path),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECONDS),
+        ) as answer:
+            served_by = answer.headers.get(SERVED_BY_HEADER)
+            return view.bytes(
+                await answer.read(),
+                content_type=answer.content_type,
+                status=answer.status,
+                headers={SERVED_BY_HEADER: served_by} if served_by else None,
+            )
+    except (aiohttp.ClientError, TimeoutError):
+        logger.warning("owner of the workspace unreachable", extra={"owner": str(owner)})
+        return view.json(
+            {"error": "the worker owning this workspace did not answer; retry"},
+            status=503,
+            headers={"Retry-After": "1"},
         )
 
 

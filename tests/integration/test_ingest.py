@@ -179,6 +179,29 @@ async def test_http_refuses_bad_requests_with_a_reason_and_publishes_nothing(
     assert state["duplicates"] == 0
 
 
+async def test_a_large_http_batch_arrives_whole(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a running worker
+    worker = start_worker()
+    await wait_until_answers(worker)
+    # When a batch of 4,000 signals (most of the 1 MiB limit) for 50 workspaces is posted
+    batch = [
+        item(f"big-{n}", f"ws-big-{n % 50}", "error_reported", 0, n % 60, message="x" * 100)
+        for n in range(4000)
+    ]
+    assert 0.5 * MAX_RECORD_BYTES < len(orjson.dumps(batch)) < MAX_RECORD_BYTES
+    status, body = await post_signals(worker, batch)
+    # Then all of it is accepted and counted, none lost to a partial read
+    assert status == 202, body
+    assert body["accepted"] == 4000
+    for n in range(50):
+        state = await wait_for_workspace(
+            worker, f"ws-big-{n}", lambda b: b["hour"]["counts"].get("error_reported") == 80
+        )
+        assert state["health"]["score"] == 0  # 80 errors in the hour
+
+
 async def test_endpoints_without_a_configured_token_are_disabled(
     settings: Settings, start_worker: StartWorker
 ) -> None:
