@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import time
 from collections.abc import Awaitable
 from typing import Any, cast
@@ -31,11 +30,10 @@ from tables.write_behind import WriteBehindStates
 from topics.batches import encode_batches
 from topics.codec import MAX_RECORD_BYTES, decode_signals
 from topics.shards import Shards
-from topics.signals import WORKSPACE_ID_PATTERN, Signal
+from topics.signals import Signal, is_workspace_id
 
 logger = logging.getLogger(__name__)
 
-_WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN)
 FORWARDED_HEADER = "X-Autopilot-Forwarded"
 # Which worker read the state: forwarding is otherwise invisible to the caller.
 SERVED_BY_HEADER = "X-Autopilot-Served-By"
@@ -126,7 +124,7 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
             )
             if refused is not None:
                 return refused
-            if not _WORKSPACE_ID.fullmatch(workspace_id):
+            if not is_workspace_id(workspace_id):
                 return self.json({"error": "not a valid workspace id"}, status=400)
             owner = _owner_of(workspace_id)
             if owner is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 import orjson
@@ -11,9 +10,7 @@ from tables.windows import SourcePosition
 from topics.codec import Rejection
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import WORKSPACE_ID_PATTERN
-
-_WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN.removeprefix("^").removesuffix("$"))
+from topics.signals import is_workspace_id
 
 
 def dlq_headers(rejection: Rejection, source: SourcePosition) -> list[tuple[str, bytes]]:
@@ -60,5 +57,4 @@ def claimed_workspace(raw: bytes) -> str | None:
     except orjson.JSONDecodeError:
         return None
     value = item.get("workspace_id") if isinstance(item, dict) else None
-    # fullmatch: `re.match` with `$` accepts a trailing newline, which the model refuses.
-    return value if isinstance(value, str) and _WORKSPACE_ID.fullmatch(value) else None
+    return value if is_workspace_id(value) else None

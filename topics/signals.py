@@ -7,6 +7,7 @@ topics/schemas/ are generated from these models (`autopilot schemas`) for non-Py
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -37,8 +38,15 @@ from topics.signal_attributes import (
 # and a path segment in URLs, so only a safe alphabet and a bounded length are accepted.
 WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 WorkspaceId = Annotated[str, StringConstraints(pattern=WORKSPACE_ID_PATTERN)]
+# fullmatch without the anchors: `re.match` with `$` accepts a trailing newline, the model not.
+_WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN.removeprefix("^").removesuffix("$"))
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]
+
+
+def is_workspace_id(value: object) -> bool:
+    """Whether a value is a valid workspace id (as the models accept it)."""
+    return isinstance(value, str) and _WORKSPACE_ID.fullmatch(value) is not None
 
 
 class SignalType(StrEnum):
