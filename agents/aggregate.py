@@ -25,11 +25,12 @@ from app.faust_app import Autopilot
 from tables import windows
 from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
+from topics.batches import encode_batches
 from topics.codec import decode_signals
 from topics.observations import encode_observations
 from topics.rejections import dlq_headers, rejection_entry
 from topics.shards import Shards
-from topics.signals import SIGNALS, Signal
+from topics.signals import Signal
 
 REROUTED_FROM_HEADER = "autopilot.rerouted-from"
 
@@ -97,16 +98,19 @@ def attach(autopilot: Autopilot) -> WriteBehindStates:
                 "signals re-routed to their shard",
                 extra={"count": len(batch), "partition": source.partition, "owner": owner},
             )
-            sent.append(
-                await autopilot.app.producer.send(
-                    signals_topic,
-                    None,
-                    SIGNALS.dump_json(batch),
-                    partition=owner,
-                    timestamp=None,
-                    headers=[(REROUTED_FROM_HEADER, origin)],
+            # Re-encoding can outgrow the record it came from (derived ids are added), so
+            # encode_batches splits, as the client does, rather than let the owner refuse it.
+            for value in encode_batches(batch):
+                sent.append(
+                    await autopilot.app.producer.send(
+                        signals_topic,
+                        None,
+                        value,
+                        partition=owner,
+                        timestamp=None,
+                        headers=[(REROUTED_FROM_HEADER, origin)],
+                    )
                 )
-            )
         return sent
 
     @autopilot.app.agent(autopilot.signals, name="aggregate")
