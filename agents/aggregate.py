@@ -1,11 +1,20 @@
-"""The aggregate agent: signals records in, workspace windows updated, observations out.
+"""The aggregate agent: signals folded into workspace windows, decided on, decisions sent out.
 
-A thin shell over the pure core: decode (topics.codec), fold (tables.windows), then send what
-the core returned. Bad input goes to the dead-letter topic and the ledger, never stops the agent.
+A thin shell over the pure core: decode (topics.codec), fold and decide (agents.decide), then
+send what the core returned: decisions to the ledger, commands to their priority lane. Bad input
+goes to the dead-letter topic and the ledger, never stops the agent. The operator's switches
+(the `control` topic) arrive in the same stream, shard by shard.
 
 A signal read on a partition that does not own its workspace (a producer whose partitioner is
 not murmur2, such as kcat or confluent-kafka by default) is re-routed: sent on, in one batch per
 owning partition, to the partition that owns it, and folded there. Only those records pay.
+
+Delivery: at-least-once with deterministic ids. At a flush, everything sent on behalf of the
+held records (decisions, commands, dead letters) is acknowledged by the broker first, then the
+states are written, then the records are acked. So a stored state never covers a decision that
+is not on the ledger, and a record redelivered after a crash is decided again from the state it
+was first decided from: the same decisions with the same ids, which every ledger consumer
+de-duplicates (projections/ledger_reader.py).
 """
 
 from __future__ import annotations
@@ -18,16 +27,25 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
-from agents.emit import send_entry
+from agents.decide import (
+    command_of,
+    decide_signals,
+    decision_entry,
+    forget_old_slots,
+    initial_quota,
+)
+from agents.emit import send_command, send_entry
+from agents.policy import Decision, Mode, shard_share
+from agents.rules import Policy
 from app.faust_app import Autopilot
-from tables import windows
 from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
 from topics.batches import encode_batches
-from topics.codec import decode_signals
-from topics.observations import encode_observations
+from topics.codec import Rejection, decode_signals, describe
+from topics.control import OperatorSwitch, switch_entry, switched
 from topics.rejections import dlq_headers, rejection_entry
 from topics.shards import Shards
 from topics.signals import Signal
@@ -35,6 +53,21 @@ from topics.signals import Signal
 REROUTED_FROM_HEADER = "autopilot.rerouted-from"
 
 logger = logging.getLogger(__name__)
+
+
+def quota_key(partition: int) -> str:
+    """The table key of a shard's slots under the platform cap (never a workspace id)."""
+    return f"~quota.{partition}"
+
+
+def mode_key(partition: int) -> str:
+    """The table key of a shard's operator mode (never a workspace id)."""
+    return f"~mode.{partition}"
+
+
+def initial_mode() -> dict[str, Any]:
+    """Decisions on, commands live: the mode of a shard no operator has switched."""
+    return {"paused": False, "dry_run": False}
 
 
 @dataclass
@@ -46,13 +79,15 @@ class _Held:
     since: float = field(default_factory=time.monotonic)
 
 
-def attach(autopilot: Autopilot) -> WriteBehindStates:
+def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
     """Register the aggregate agent on the app; returns the states it keeps, for the read view."""
     settings = autopilot.settings
     config = settings.window_config()
+    limits = policy.limits
     states = WriteBehindStates(autopilot.states, settings.state_cache_max_workspaces)
     shards = Shards(settings.partitions)
     signals_topic = autopilot.signals.get_topic_name()
+    control_topic = autopilot.control.get_topic_name()
     held: dict[int, _Held] = {}
 
     # Faust types signal receivers as sync callables without keyword arguments; async works.
@@ -71,10 +106,11 @@ def attach(autopilot: Autopilot) -> WriteBehindStates:
         for rejection in rejections:
             entry = rejection_entry(rejection, source, now)
             logger.warning(
-                "signal rejected",
+                "input rejected",
                 extra={
                     "reason": rejection.reason,
                     "workspace_id": entry.workspace_id,
+                    "topic": source.topic,
                     "partition": source.partition,
                     "offset": source.offset,
                 },
@@ -113,7 +149,58 @@ def attach(autopilot: Autopilot) -> WriteBehindStates:
                 )
         return sent
 
-    @autopilot.app.agent(autopilot.signals, name="aggregate")
+    async def emit(decisions: list[Decision]) -> list[Any]:
+        sent = []
+        recorded_at = datetime.now(UTC)
+        for decision in decisions:
+            # The decision is on the ledger before its command can be executed.
+            sent.append(await send_entry(autopilot, decision_entry(decision, recorded_at)))
+            command = command_of(decision)
+            if command is not None:
+                sent.append(await send_command(autopilot, command))
+        return sent
+
+    async def apply_switch(raw: bytes, source: SourcePosition, key: bytes | None) -> list[Any]:
+        try:
+            request = OperatorSwitch.model_validate_json(raw)
+        except ValidationError as exc:
+            rejection = Rejection(reason=f"control record: {describe(exc)}", raw=raw)
+            return await reject([rejection], source, key)
+        partition = source.partition
+        mode = switched(
+            states.get_value(partition, mode_key(partition), initial_mode), request.switch
+        )
+        states.put(partition, mode_key(partition), mode)
+        logger.warning(
+            "operator switch applied",
+            extra={"switch": request.switch.value, "partition": partition, "by": request.by},
+        )
+        entry = switch_entry(request, partition, mode, datetime.now(UTC))
+        return [await send_entry(autopilot, entry, partition)]
+
+    def decide(partition: int, own: list[Signal], source: SourcePosition) -> list[Decision]:
+        quota = states.get_value(partition, quota_key(partition), initial_quota)
+        switches = states.get_value(partition, mode_key(partition), initial_mode)
+        mode = Mode(paused=switches["paused"], dry_run=switches["dry_run"])
+        share = shard_share(limits.platform_cap_per_interval, settings.partitions, partition)
+        decided = decide_signals(
+            lambda workspace_id: states.get(partition, workspace_id),
+            own,
+            source,
+            config,
+            policy,
+            quota,
+            share,
+            mode,
+        )
+        for workspace_id, state in decided.states.items():
+            states.put(partition, workspace_id, state)
+        # Written at each flush with the states (one table write per flush, not per record).
+        forget_old_slots(quota)
+        states.put(partition, quota_key(partition), quota)
+        return decided.decisions
+
+    @autopilot.app.agent(autopilot.decide_input, name="aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("aggregate"):
             # noack lives on Stream, not on the StreamT interface Faust types agents with.
@@ -121,30 +208,21 @@ def attach(autopilot: Autopilot) -> WriteBehindStates:
                 message = event.message
                 partition = message.partition
                 source = SourcePosition(message.topic, partition, message.offset)
-                written_at = message.timestamp if message.timestamp else None
-                decoded = decode_signals(
-                    message.value, written_at, settings.signal_max_future_seconds
-                )
                 pending = held.setdefault(partition, _Held())
-                if decoded.rejections:
-                    pending.sent.extend(await reject(decoded.rejections, source, message.key))
-                own, foreign = _by_owner(decoded.signals, partition, shards)
-                if foreign:
-                    pending.sent.extend(await reroute(foreign, source))
-
-                observations = []
-                for workspace_id, signals in own.items():
-                    folded = windows.add(
-                        states.get(partition, workspace_id), signals, source, config
+                if message.topic == control_topic:
+                    pending.sent.extend(await apply_switch(message.value, source, message.key))
+                else:
+                    written_at = message.timestamp if message.timestamp else None
+                    decoded = decode_signals(
+                        message.value, written_at, settings.signal_max_future_seconds
                     )
-                    states.put(partition, workspace_id, folded.state)
-                    observations.extend(folded.observations)
-                if observations:
-                    pending.sent.append(
-                        await autopilot.observations.send(
-                            value=encode_observations(observations), partition=partition
-                        )
-                    )
+                    if decoded.rejections:
+                        pending.sent.extend(await reject(decoded.rejections, source, message.key))
+                    own, foreign = _by_owner(decoded.signals, partition, shards)
+                    if foreign:
+                        pending.sent.extend(await reroute(foreign, source))
+                    if own:
+                        pending.sent.extend(await emit(decide(partition, own, source)))
                 pending.events.append(event)
 
                 caught_up = message.offset + 1 >= autopilot.app.consumer.highwater(message.tp)
@@ -153,10 +231,12 @@ def attach(autopilot: Autopilot) -> WriteBehindStates:
                     or states.dirty_count(partition) >= settings.state_flush_max_dirty
                     or time.monotonic() - pending.since >= settings.state_flush_interval_seconds
                 ):
-                    # Table writes need a current event of this partition: this one is.
-                    states.flush(partition)
+                    # What was sent for these records is on the broker before the states that
+                    # include them are stored (see the module docstring).
                     for sent in pending.sent:
                         await sent
+                    # Table writes need a current event of this partition: this one is.
+                    states.flush(partition)
                     for held_event in pending.events:
                         held_event.ack()
                     held[partition] = _Held()
@@ -166,14 +246,14 @@ def attach(autopilot: Autopilot) -> WriteBehindStates:
 
 def _by_owner(
     signals: list[Signal], partition: int, shards: Shards
-) -> tuple[dict[str, list[Signal]], dict[int, list[Signal]]]:
-    """This partition's signals per workspace, and the others' per owning partition."""
-    own: dict[str, list[Signal]] = {}
+) -> tuple[list[Signal], dict[int, list[Signal]]]:
+    """This partition's signals in order, and the others' per owning partition."""
+    own: list[Signal] = []
     foreign: dict[int, list[Signal]] = {}
     for signal in signals:
         owner = shards.owner(signal.workspace_id)
         if owner == partition:
-            own.setdefault(signal.workspace_id, []).append(signal)
+            own.append(signal)
         else:
             foreign.setdefault(owner, []).append(signal)
     return own, foreign

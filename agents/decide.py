@@ -1,29 +1,228 @@
-"""The decide agent: observations in, the policy applied, decisions to the ledger, commands out."""
+"""Fold and decide: one workspace's signals through its windows and the policy, in order. Pure.
+
+The aggregate agent calls this for each workspace of each record, and the offline replay calls
+it the same way, so the live run and a replay of the same partition decide the same. Each
+signal is folded, then evaluated against the state as of that signal, so how signals were
+batched into records never changes a decision.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-import faust
+from agents.facts import facts_of
+from agents.policy import (
+    DAY_SECONDS,
+    Decision,
+    DecisionKind,
+    Inputs,
+    Mode,
+    any_due,
+    evaluate,
+    quota_window,
+)
+from agents.rules import Policy
+from tables.windows import (
+    DUPLICATE,
+    LATE,
+    SourcePosition,
+    WindowConfig,
+    WorkspaceState,
+    expire,
+    fold_signal,
+    late_horizon,
+)
+from topics.commands import Command
+from topics.ledger import LedgerEntry, LedgerKind
+from topics.signals import Signal
 
-from agents.boundary import crash_on_unexpected
-from agents.emit import send_command, send_entry
-from agents.policy import SEED_POLICY, Policy, decide, decision_events
-from app.faust_app import Autopilot
-from topics.observations import decode_observations
+# How long the shard remembers which decision took which slot under the platform cap.
+QUOTA_MEMORY_SECONDS = 3600
+
+ShardQuota = dict[str, Any]
 
 
-def attach(autopilot: Autopilot, policy: Policy = SEED_POLICY) -> None:
-    """Register the decide agent on the app."""
+def initial_quota() -> ShardQuota:
+    """A shard's slots under the platform cap: taken per interval, and by which decision;
+    `newest` is the latest decision time seen on the shard (event time)."""
+    return {"v": 1, "counts": {}, "slots": {}, "newest": None}
 
-    @autopilot.app.agent(autopilot.observations, name="decide")
-    async def decide_agent(stream: faust.StreamT[bytes]) -> None:
-        with crash_on_unexpected("decide"):
-            async for raw in stream:
-                recorded_at = datetime.now(UTC)
-                for observation in decode_observations(raw):
-                    for decision in decide(observation, policy):
-                        entry, command = decision_events(decision, recorded_at)
-                        # The decision is on the ledger before its command can be executed.
-                        await send_entry(autopilot, entry)
-                        await send_command(autopilot, command)
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What one record's signals did: the decisions, and the workspace states they changed."""
+
+    decisions: list[Decision]
+    states: dict[str, WorkspaceState]
+    duplicates: int
+    late: int
+
+
+def decide_signals(
+    state_of: Callable[[str], WorkspaceState],
+    signals: Iterable[Signal],
+    source: SourcePosition,
+    config: WindowConfig,
+    policy: Policy,
+    quota: ShardQuota,
+    share: int,
+    mode: Mode,
+) -> Decided:
+    """Fold and evaluate a shard's signals one by one, in their order; states (got through
+    `state_of`) and the quota are updated in place. The order of the signals across workspaces
+    matters (they share the platform cap), the grouping into records does not."""
+    decisions: list[Decision] = []
+    touched: dict[str, WorkspaceState] = {}
+    duplicates = late = 0
+    horizon = late_horizon(config)
+    for signal in signals:
+        workspace_id = signal.workspace_id
+        state = touched.get(workspace_id)
+        if state is None:
+            state = touched[workspace_id] = state_of(workspace_id)
+        outcome = fold_signal(state, signal, source, horizon)
+        if outcome is LATE:
+            late += 1
+            continue
+        if outcome is DUPLICATE:
+            duplicates += 1
+            continue
+        signal_type = signal.type
+        at: int = state["watermark"]
+        memory = state["policy"]
+        issued = memory["issued"]
+        if not any_due(policy, signal_type, at, issued):
+            continue
+        newest = quota["newest"]
+        if newest is None or at > newest:
+            quota["newest"] = newest = at
+        day = at // DAY_SECONDS
+        inputs = Inputs(
+            workspace_id=workspace_id,
+            signal_id=signal.id,
+            signal_type=signal_type.value,
+            source=source,
+            at=at,
+            facts=facts_of(state, outcome),  # type: ignore[arg-type]
+            issued=dict(issued),
+            day_used=memory["used"] if memory["day"] == day else 0,
+            quota_share=share,
+            quota_used=_used(quota, policy, at, newest),
+            mode=mode,
+        )
+        made = evaluate(policy, inputs, quota["slots"])
+        if made:
+            _remember(memory, quota, made, at, day, policy.limits.interval_seconds)
+            decisions.extend(made)
+    for state in touched.values():
+        expire(state, config)
+        _forget_cooled(state["policy"]["issued"], state["watermark"], policy)
+    return Decided(decisions, touched, duplicates, late)
+
+
+def _used(quota: ShardQuota, policy: Policy, at: int, newest: int) -> dict[int, int]:
+    # Slots older than the shard's memory count as free whether or not they were dropped yet,
+    # so when forget_old_slots runs never changes a decision.
+    counts = quota["counts"]
+    remembered_from = newest - QUOTA_MEMORY_SECONDS
+    used = {}
+    for start in quota_window(policy, at):
+        if start < remembered_from:
+            continue
+        taken = counts.get(str(start))
+        if taken:
+            used[start] = taken
+    return used
+
+
+def _remember(
+    memory: dict[str, Any],
+    quota: ShardQuota,
+    decisions: list[Decision],
+    at: int,
+    day: int,
+    interval_seconds: int,
+) -> None:
+    slots = quota["slots"]
+    counts = quota["counts"]
+    for decision in decisions:
+        memory["issued"][decision.action.value] = at
+        if decision.kind is DecisionKind.SUPPRESSED:
+            continue
+        if memory["day"] != day:
+            memory["day"], memory["used"] = day, 0
+        memory["used"] += 1
+        if decision.decision_id not in slots:
+            # A made decision holds a slot in its own interval, a deferred one in the later one.
+            slot = (
+                decision.not_before
+                if decision.not_before is not None
+                else at - at % interval_seconds
+            )
+            slots[decision.decision_id] = slot
+            counts[str(slot)] = counts.get(str(slot), 0) + 1
+
+
+def _forget_cooled(issued: dict[str, int], watermark: int | None, policy: Policy) -> None:
+    if watermark is None:
+        return
+    horizon = watermark - policy.max_cooldown_seconds
+    for action in [action for action, at in issued.items() if at < horizon]:
+        del issued[action]
+
+
+def forget_old_slots(quota: ShardQuota) -> None:
+    """Drop slots of intervals older than the shard's memory; once per record."""
+    newest = quota["newest"]
+    if newest is None:
+        return
+    counts = quota["counts"]
+    horizon = newest - QUOTA_MEMORY_SECONDS
+    old = [start for start in counts if int(start) < horizon]
+    if not old:
+        return
+    for start in old:
+        del counts[start]
+    slots = quota["slots"]
+    for decision_id in [d for d, start in slots.items() if start < horizon]:
+        del slots[decision_id]
+
+
+def decision_entry(decision: Decision, recorded_at: datetime) -> LedgerEntry:
+    """The ledger entry of a decision; its id is the decision id, so consumers de-duplicate."""
+    return LedgerEntry(
+        entry_id=decision.decision_id,
+        kind=LedgerKind(decision.kind.value),
+        workspace_id=decision.workspace_id,
+        correlation_id=decision.inputs.signal_id,
+        causation_id=decision.inputs.signal_id,
+        policy_version=decision.policy_version,
+        recorded_at=recorded_at,
+        payload=decision.as_payload(),
+    )
+
+
+def command_of(decision: Decision) -> Command | None:
+    """The command a made or deferred decision issues; None for a suppressed one."""
+    if decision.command_id is None:
+        return None
+    return Command(
+        command_id=decision.command_id,
+        decision_id=decision.decision_id,
+        workspace_id=decision.workspace_id,
+        action=decision.action,
+        priority=decision.lane,
+        rule_id=decision.rule_id,
+        policy_version=decision.policy_version,
+        signal_ids=(decision.inputs.signal_id,),
+        correlation_id=decision.inputs.signal_id,
+        not_before=(
+            None
+            if decision.not_before is None
+            else datetime.fromtimestamp(decision.not_before, UTC)
+        ),
+        dry_run=decision.dry_run,
+    )

@@ -31,9 +31,9 @@ async def send_entry(
 
 
 async def send_command(autopilot: Autopilot, command: Command) -> Awaitable[Any]:
-    """Queue a command for the executors, keyed by its workspace."""
+    """Queue a command on its priority lane for the executors, keyed by its workspace."""
     return await autopilot.app.producer.send(
-        autopilot.commands.get_topic_name(),
+        autopilot.lanes[command.priority].get_topic_name(),
         command.workspace_id.encode(),
         command.model_dump_json().encode(),
         partition=None,

@@ -49,6 +49,29 @@ async def run_command(command: Command, handlers: Mapping[Action, Handler] = HAN
     return await handler(command)
 
 
+def skipped_entry(command: Command, recorded_at: datetime, reason: str) -> LedgerEntry:
+    """action.skipped: the command was not carried out (e.g. dry-run), and what it would do."""
+    kind = LedgerKind.ACTION_SKIPPED
+    return LedgerEntry(
+        entry_id=stable_id("out", command.command_id, kind.value),
+        kind=kind,
+        workspace_id=command.workspace_id,
+        correlation_id=command.correlation_id,
+        causation_id=command.decision_id,
+        policy_version=command.policy_version,
+        recorded_at=recorded_at,
+        payload={
+            "command_id": command.command_id,
+            "action": command.action.value,
+            "priority": command.priority.value,
+            "rule_id": command.rule_id,
+            "attempt": command.attempt,
+            "reason": reason,
+            "would": f"{command.action.value} for workspace {command.workspace_id}",
+        },
+    )
+
+
 def outcome_entry(
     command: Command, recorded_at: datetime, outcome: Outcome | None, error: ActionError | None
 ) -> LedgerEntry:

@@ -1,174 +1,269 @@
-"""The deterministic policy: a rule table over observations. Pure: no Faust, Kafka, clock or I/O.
+"""The deterministic policy: one signal's evaluation against the rule table. Pure.
 
-A rule fires for a workspace when the count of its signal type in the current event-time window
-reaches the rule's threshold, so it fires at most once per workspace per window, and a signal
-seen twice (de-duplicated upstream) can never fire it twice.
+No Faust, Kafka, clock, randomness or I/O: everything an evaluation reads is in its `Inputs`
+(the facts, the workspace's cooldowns and budget, the shard's share of the platform cap, the
+operator mode), and the ledger records those inputs with each decision, so `autopilot policy
+replay` can re-derive any recorded decision offline, with this policy or another.
+
+Per signal, the rules watching its type are tried highest priority first:
+- a rule whose action was issued to the workspace within the rule's cooldown is skipped;
+- a rule whose checks do not all hold is skipped;
+- otherwise it yields one decision, which starts the action's cooldown, and is
+  `decision.suppressed` while the operator has paused decisions or when the workspace's daily
+  budget is spent; else it takes a slot under the platform cap: this interval
+  (`decision.made`), a later one (`decision.deferred`, the command waits until then), or none
+  within `defer_max_intervals` (`decision.suppressed`). Exempt lanes never wait.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
-from tables.windows import Observation, SourcePosition
-from topics.commands import Action, Command, Priority
+from agents.rules import Policy, Rule
+from tables.windows import SourcePosition
+from topics.commands import Action, Priority
 from topics.ids import stable_id
-from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import SignalType
+
+DAY_SECONDS = 86_400
+
+
+class DecisionKind(StrEnum):
+    """The verdict on a rule that fired; also the decision's ledger entry kind."""
+
+    MADE = "decision.made"
+    DEFERRED = "decision.deferred"
+    SUPPRESSED = "decision.suppressed"
 
 
 @dataclass(frozen=True, slots=True)
-class Escalation:
-    """Raise a rule's priority when a numeric attribute of the signal is below a bound."""
+class Mode:
+    """The operator's switches: decisions paused, commands marked dry-run."""
 
-    attribute: str
-    below: float
-    priority: Priority
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """When `signal_type` reaches `threshold` in a window, ask for `action` at `priority`."""
-
-    rule_id: str
-    signal_type: SignalType
-    action: Action
-    priority: Priority
-    threshold: int = 1
-    escalation: Escalation | None = None
-
-
-# The seeds from shared/DESIGN.md. Critical health (score < 50) escalates to the critical lane.
-SEED_RULES: tuple[Rule, ...] = (
-    Rule(
-        "seed.health_degraded",
-        SignalType.HEALTH_DEGRADED,
-        Action.RUN_PROVISIONING,
-        Priority.HIGH,
-        escalation=Escalation("health_score", 50, Priority.CRITICAL),
-    ),
-    Rule(
-        "seed.provisioning_needed",
-        SignalType.PROVISIONING_NEEDED,
-        Action.RUN_PROVISIONING,
-        Priority.MEDIUM,
-    ),
-    Rule("seed.followup_due", SignalType.FOLLOWUP_DUE, Action.SEND_FOLLOWUP, Priority.LOW),
-    Rule("seed.webhook_failed", SignalType.WEBHOOK_FAILED, Action.RETRY_WEBHOOK, Priority.MEDIUM),
-    Rule(
-        "seed.integration_offline",
-        SignalType.INTEGRATION_OFFLINE,
-        Action.RESTART_INTEGRATION,
-        Priority.HIGH,
-    ),
-)
+    paused: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
-    """A rule table and its version, the stable hash of its content."""
+class Inputs:
+    """Everything one evaluation reads; recorded on the ledger with each decision it made."""
 
-    rules: tuple[Rule, ...]
-    version: str
+    workspace_id: str
+    signal_id: str
+    signal_type: str
+    source: SourcePosition
+    # Event time of the decision: the workspace's watermark after the signal was folded.
+    at: int
+    facts: Mapping[str, Any]
+    # Per action, when it was last issued to this workspace (event time).
+    issued: Mapping[str, int]
+    # Actions counted against the workspace's budget on the UTC day of `at`.
+    day_used: int
+    # This shard's part of the platform cap per interval, and the slots already taken in the
+    # intervals a decision could get (from the one holding `at`, by interval start).
+    quota_share: int
+    quota_used: Mapping[int, int]
+    mode: Mode
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON shape recorded on the ledger."""
+        return {
+            "workspace_id": self.workspace_id,
+            "signal": {
+                "id": self.signal_id,
+                "type": self.signal_type,
+                "source": [self.source.topic, self.source.partition, self.source.offset],
+            },
+            "at": self.at,
+            "facts": dict(self.facts),
+            "issued": dict(self.issued),
+            "day_used": self.day_used,
+            "quota": {
+                "share": self.quota_share,
+                "used": {str(start): n for start, n in self.quota_used.items()},
+            },
+            "mode": {"paused": self.mode.paused, "dry_run": self.mode.dry_run},
+        }
 
     @classmethod
-    def of(cls, rules: Sequence[Rule]) -> Policy:
-        """A policy whose version changes whenever any rule or parameter changes."""
-        canonical = json.dumps([asdict(rule) for rule in rules], sort_keys=True, default=str)
-        digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-        return cls(tuple(rules), f"p-{digest}")
-
-
-SEED_POLICY = Policy.of(SEED_RULES)
+    def from_json(cls, data: Mapping[str, Any]) -> Inputs:
+        """The inverse of as_json (KeyError/TypeError/ValueError if the shape is wrong)."""
+        signal = data["signal"]
+        topic, partition, offset = signal["source"]
+        return cls(
+            workspace_id=data["workspace_id"],
+            signal_id=signal["id"],
+            signal_type=signal["type"],
+            source=SourcePosition(topic, partition, offset),
+            at=data["at"],
+            facts=data["facts"],
+            issued=data["issued"],
+            day_used=data["day_used"],
+            quota_share=data["quota"]["share"],
+            quota_used={int(start): n for start, n in data["quota"]["used"].items()},
+            mode=Mode(**data["mode"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What the policy decided for one observation."""
+    """What the policy decided when a rule fired on one signal."""
 
     decision_id: str
-    command_id: str
+    kind: DecisionKind
     rule_id: str
     policy_version: str
     workspace_id: str
     action: Action
-    priority: Priority
-    signal_id: str
-    window_start: int
-    count: int
-    source: SourcePosition
+    lane: Priority
+    priority: int
+    # Made and deferred decisions issue a command; suppressed ones do not.
+    command_id: str | None
+    # Deferred: the start of the interval the command waits for (event time).
+    not_before: int | None
+    reason: str | None
+    dry_run: bool
+    inputs: Inputs
+
+    def as_payload(self) -> dict[str, Any]:
+        """The decision's ledger payload: the verdict and the inputs it was derived from."""
+        return {
+            "decision_id": self.decision_id,
+            "rule_id": self.rule_id,
+            "action": self.action.value,
+            "priority": self.lane.value,
+            "rank": self.priority,
+            "command_id": self.command_id,
+            "not_before": self.not_before,
+            "reason": self.reason,
+            "dry_run": self.dry_run,
+            "input": self.inputs.as_json(),
+        }
 
 
-def decide(observation: Observation, policy: Policy = SEED_POLICY) -> list[Decision]:
-    """The decisions one observation triggers, in rule-table order."""
+def decision_id_of(rule_id: str, workspace_id: str, signal_id: str) -> str:
+    """A decision's id: one rule on one signal of one workspace, whatever the policy version,
+    so a signal evaluated again after a crash gives the same id and is de-duplicated."""
+    return stable_id("dec", rule_id, workspace_id, signal_id)
+
+
+def command_id_of(decision_id: str) -> str:
+    """The command's id, also its idempotency key: derived from the decision."""
+    return stable_id("cmd", decision_id)
+
+
+def cooling_down(rule: Rule, at: int, issued: Mapping[str, int]) -> bool:
+    """Whether the rule's action was issued to the workspace within its cooldown."""
+    last = issued.get(rule.action.value)
+    return last is not None and at - last < rule.cooldown_seconds
+
+
+def any_due(policy: Policy, signal_type: Any, at: int, issued: Mapping[str, int]) -> bool:
+    """Whether any rule watching this type is out of its cooldown: if none is, the facts need
+    not be computed at all (the common case on a busy workspace)."""
+    for action, cooldown in policy.cooldowns_for[signal_type]:
+        last = issued.get(action)
+        if last is None or at - last >= cooldown:
+            return True
+    return False
+
+
+def quota_window(policy: Policy, at: int) -> list[int]:
+    """The interval starts a decision at `at` may take a slot in, earliest first."""
+    step = policy.limits.interval_seconds
+    first = at - at % step
+    return [first + k * step for k in range(policy.limits.defer_max_intervals + 1)]
+
+
+def evaluate(
+    policy: Policy, inputs: Inputs, admitted: Mapping[str, int] | None = None
+) -> list[Decision]:
+    """The decisions the rules make on one signal, highest priority first.
+
+    `admitted` maps decision ids that already hold a slot under the platform cap to its
+    interval: a signal evaluated again (redelivered after a crash) keeps its slot, so the
+    verdict is the same as the first time.
+    """
+    limits = policy.limits
+    at = inputs.at
+    issued = dict(inputs.issued)
+    used = inputs.day_used
+    quota = dict(inputs.quota_used)
+    windows = quota_window(policy, at)
     decisions = []
-    for rule in policy.rules:
-        if rule.signal_type is not observation.signal_type or observation.count != rule.threshold:
+    for rule in policy.rules_for[inputs.signal_type]:  # type: ignore[index]
+        if cooling_down(rule, at, issued):
             continue
-        # Deterministic: the same rule, workspace and window give the same ids on any replay.
-        decision_id = stable_id(
-            "dec", policy.version, rule.rule_id, observation.workspace_id, observation.window_start
-        )
+        if not all(check.holds(inputs.facts) for check in rule.when):  # type: ignore[arg-type]
+            continue
+        decision_id = decision_id_of(rule.id, inputs.workspace_id, inputs.signal_id)
+        issued[rule.action.value] = at
+        exempt = rule.lane in limits.exempt_lanes
+        slot: int | None = None
+        reason: str | None = None
+        if inputs.mode.paused:
+            reason = "operator paused autonomous decisions"
+        elif not exempt and used >= limits.workspace_daily_budget:
+            reason = (
+                f"workspace daily budget spent: {used} of {limits.workspace_daily_budget} "
+                f"actions on day {at // DAY_SECONDS}"
+            )
+        else:
+            slot = (admitted or {}).get(decision_id)
+            if slot is None:
+                slot = _take_slot(quota, windows, inputs.quota_share, exempt)
+            if slot is None:
+                reason = (
+                    f"platform cap reached: this shard's {inputs.quota_share} actions per "
+                    f"{limits.interval_seconds} s are taken for the next "
+                    f"{len(windows)} intervals"
+                )
+        if slot is None:
+            kind = DecisionKind.SUPPRESSED
+        else:
+            used += 1
+            kind = DecisionKind.MADE if slot == windows[0] else DecisionKind.DEFERRED
+            if kind is DecisionKind.DEFERRED:
+                reason = (
+                    f"platform cap reached for interval {windows[0]}: "
+                    f"deferred to the interval starting {slot}"
+                )
         decisions.append(
             Decision(
                 decision_id=decision_id,
-                command_id=stable_id("cmd", decision_id),
-                rule_id=rule.rule_id,
+                kind=kind,
+                rule_id=rule.id,
                 policy_version=policy.version,
-                workspace_id=observation.workspace_id,
+                workspace_id=inputs.workspace_id,
                 action=rule.action,
-                priority=_priority(rule, observation),
-                signal_id=observation.signal_id,
-                window_start=observation.window_start,
-                count=observation.count,
-                source=observation.source,
+                lane=rule.lane,
+                priority=rule.priority,
+                command_id=None if slot is None else command_id_of(decision_id),
+                not_before=slot if kind is DecisionKind.DEFERRED else None,
+                reason=reason,
+                dry_run=inputs.mode.dry_run,
+                inputs=inputs,
             )
         )
     return decisions
 
 
-def _priority(rule: Rule, observation: Observation) -> Priority:
-    escalation = rule.escalation
-    if escalation is None:
-        return rule.priority
-    value = observation.attributes.get(escalation.attribute)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value < escalation.below:
-        return escalation.priority
-    return rule.priority
+def _take_slot(quota: dict[int, int], windows: list[int], share: int, exempt: bool) -> int | None:
+    """Take the first interval with room (an exempt lane takes the current one regardless)."""
+    if exempt:
+        quota[windows[0]] = quota.get(windows[0], 0) + 1
+        return windows[0]
+    for start in windows:
+        if quota.get(start, 0) < share:
+            quota[start] = quota.get(start, 0) + 1
+            return start
+    return None
 
 
-def decision_events(decision: Decision, recorded_at: datetime) -> tuple[LedgerEntry, Command]:
-    """The ledger entry and the command a decision becomes; the shell passes in the time."""
-    entry = LedgerEntry(
-        entry_id=decision.decision_id,
-        kind=LedgerKind.DECISION_MADE,
-        workspace_id=decision.workspace_id,
-        correlation_id=decision.signal_id,
-        causation_id=decision.signal_id,
-        policy_version=decision.policy_version,
-        recorded_at=recorded_at,
-        payload={
-            "rule_id": decision.rule_id,
-            "action": decision.action.value,
-            "priority": decision.priority.value,
-            "command_id": decision.command_id,
-            "window_start": decision.window_start,
-            "count": decision.count,
-            "source": asdict(decision.source),
-        },
-    )
-    command = Command(
-        command_id=decision.command_id,
-        decision_id=decision.decision_id,
-        workspace_id=decision.workspace_id,
-        action=decision.action,
-        priority=decision.priority,
-        rule_id=decision.rule_id,
-        policy_version=decision.policy_version,
-        signal_ids=(decision.signal_id,),
-        correlation_id=decision.signal_id,
-    )
-    return entry, command
+def shard_share(cap: int, partitions: int, partition: int) -> int:
+    """This shard's part of the platform cap: the cap split across shards, the remainder going
+    to the lowest shards, so the parts add up to the cap exactly. Zero is a valid part."""
+    base, remainder = divmod(cap, partitions)
+    return base + (1 if partition < remainder else 0)

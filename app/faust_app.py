@@ -9,6 +9,7 @@ import faust
 
 from app.settings import Settings
 from topics import catalog
+from topics.commands import Priority
 
 STATE_TABLE = "workspace-state"
 
@@ -34,8 +35,10 @@ class Autopilot:
     settings: Settings
     signals: faust.TopicT
     signals_dlq: faust.TopicT
-    observations: faust.TopicT
-    commands: faust.TopicT
+    control: faust.TopicT
+    # What the aggregate agent reads: signals and the operator's switches, shard by shard.
+    decide_input: faust.TopicT
+    lanes: dict[Priority, faust.TopicT]
     commands_dlq: faust.TopicT
     ledger: faust.TopicT
     states: faust.types.TableT[str, bytes]
@@ -71,9 +74,9 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         Worker=QuietWorker,
     )
 
-    def raw_topic(name: str) -> faust.TopicT:
+    def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(
-            settings.topic(name),
+            *(settings.topic(name) for name in names),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -94,8 +97,9 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         settings=settings,
         signals=raw_topic(catalog.SIGNALS),
         signals_dlq=raw_topic(catalog.SIGNALS_DLQ),
-        observations=raw_topic(catalog.OBSERVATIONS),
-        commands=raw_topic(catalog.COMMANDS),
+        control=raw_topic(catalog.CONTROL),
+        decide_input=raw_topic(catalog.SIGNALS, catalog.CONTROL),
+        lanes={Priority(lane): raw_topic(catalog.lane_topic(lane)) for lane in catalog.LANES},
         commands_dlq=raw_topic(catalog.COMMANDS_DLQ),
         ledger=raw_topic(catalog.LEDGER),
         states=states,

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.rules import Policy, load_policy
 from app.errors import ConfigurationError
 from tables.windows import MAX_GRACE_SECONDS, WindowConfig
 
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     # Signals dated further than this past their record's timestamp are refused (clock skew).
     signal_max_future_seconds: int = Field(default=300, ge=0, le=86_400)
 
+    # The policy (agents/rules.py): a TOML rule set; unset means the seed policy shipped with
+    # Autopilot. Its limits (budget, platform cap) are part of it, so they change its version.
+    policy_file: Path | None = None
+    # A lower lane waits at most this long per command while a higher lane has a backlog on the
+    # same shard, so a busy critical lane slows the others without starving them.
+    lane_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+
     # Write-behind of workspace state (tables/write_behind.py): why it exists is in the README.
     state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     state_flush_max_dirty: int = Field(default=5_000, ge=1)
@@ -79,6 +87,10 @@ class Settings(BaseSettings):
     def window_config(self) -> WindowConfig:
         """The event-time window every part (worker, demo, bench, replay) must agree on."""
         return WindowConfig(self.window_grace_seconds)
+
+    def policy(self) -> Policy:
+        """The policy workers decide with (the seed policy unless policy_file is set)."""
+        return load_policy(self.policy_file)
 
     def topic(self, name: str) -> str:
         """The full name of one of Autopilot's topics, with this deployment's prefix."""

@@ -53,8 +53,8 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
     @app.page("/signals")
     class SignalsView(View):
         async def post(self, request: Request) -> Response:
-            http = _aiohttp(request)
-            refused = _refuse_unauthorized(self, http, settings.ingest_token, "INGEST")
+            http = as_aiohttp(request)
+            refused = refuse_unauthorized(self, http, settings.ingest_token, "INGEST")
             if refused is not None:
                 return refused
             if http.content_type != "application/json":
@@ -119,8 +119,8 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
     @app.page("/workspaces/{workspace_id}")
     class WorkspaceView(View):
         async def get(self, request: Request, workspace_id: str) -> Response:
-            refused = _refuse_unauthorized(
-                self, _aiohttp(request), settings.control_token, "CONTROL"
+            refused = refuse_unauthorized(
+                self, as_aiohttp(request), settings.control_token, "CONTROL"
             )
             if refused is not None:
                 return refused
@@ -141,7 +141,7 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
                         status=503,
                         headers={"Retry-After": "1"},
                     )
-                return await _forward(self, _aiohttp(request), owner)
+                return await _forward(self, as_aiohttp(request), owner)
             state = states.peek(shards.owner(workspace_id), workspace_id)
             if state is None:
                 return self.json(
@@ -154,6 +154,7 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
                     "workspace_id": workspace_id,
                     **view(state),
                     "health": health_of(state).as_json(),
+                    "policy": state["policy"],
                 },
                 headers={SERVED_BY_HEADER: str(self_url)},
             )
@@ -161,14 +162,16 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
     del SignalsView, WorkspaceView  # registered on the app by the decorators
 
 
-def _aiohttp(request: Request) -> web.Request:
+def as_aiohttp(request: Request) -> web.Request:
+    """The aiohttp request under Faust's Request."""
     # Faust's Request type declares little; with its aiohttp driver the request is aiohttp's.
     return cast(web.Request, request)
 
 
-def _refuse_unauthorized(
+def refuse_unauthorized(
     view: View, request: web.Request, token: SecretStr | None, name: str
 ) -> Response | None:
+    """A 503 when the endpoint's token is unset, a 401 when the bearer token is wrong."""
     if token is None:
         return view.json(
             {"error": f"this endpoint is disabled: set AUTOPILOT_{name}_TOKEN on the worker"},

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from agents import aggregate, decide, execute
-from app import views
+import logging
+
+from agents import aggregate, execute
+from app import operator_views, views
 from app.faust_app import Autopilot, create_app
 from app.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 
 def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
-    """The app a worker process runs: aggregate, decide, execute and the web views."""
+    """The app a worker process runs: aggregate (with decide), execute and the web views."""
+    policy = settings.policy()
+    logger.info(
+        "policy loaded",
+        extra={"policy_version": policy.version, "rules": len(policy.spec.rules)},
+    )
     autopilot = create_app(settings, bootstrap)
-    states = aggregate.attach(autopilot)
-    decide.attach(autopilot)
-    execute.attach(autopilot)
+    states = aggregate.attach(autopilot, policy)
+    limits = policy.limits
+    execute.attach(autopilot, limits.interval_seconds * (limits.defer_max_intervals + 1))
     views.attach(autopilot, states)
+    operator_views.attach(autopilot, states)
     return autopilot

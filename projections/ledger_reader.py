@@ -1,13 +1,38 @@
-"""Reading the ledger topic from the beginning with a plain aiokafka consumer."""
+"""Reading the ledger topic from the beginning with a plain aiokafka consumer.
+
+Every reader de-duplicates by entry id, keeping the first: the ledger is written at-least-once
+with deterministic ids (agents/aggregate.py), so an entry written again after a crash carries
+the id of its first copy, and every consumer sees exactly one entry per id.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer
 
 from topics.ledger import LedgerEntry
+
+
+class FirstById:
+    """Passes each entry id once, the first time it is seen (the ledger's per-id truth)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self.repeated = 0
+
+    def admit(self, entry: LedgerEntry) -> bool:
+        """True the first time an id is seen; counts the repeats."""
+        if entry.entry_id in self._seen:
+            self.repeated += 1
+            return False
+        self._seen.add(entry.entry_id)
+        return True
+
+    def filter(self, entries: Iterable[LedgerEntry]) -> Iterator[LedgerEntry]:
+        """The entries whose id was not seen before, in order."""
+        return (entry for entry in entries if self.admit(entry))
 
 
 async def read_ledger(
@@ -16,8 +41,12 @@ async def read_ledger(
     *,
     until: Callable[[list[LedgerEntry]], bool],
     timeout: float,
+    dedupe: bool = True,
 ) -> list[LedgerEntry]:
-    """Entries from offset 0 until `until(entries)` holds; TimeoutError after `timeout` seconds."""
+    """Entries from offset 0 until `until(entries)` holds; TimeoutError after `timeout` seconds.
+
+    De-duplicated by entry id unless `dedupe=False` (for a test that counts the copies).
+    """
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -27,6 +56,7 @@ async def read_ledger(
     )
     await consumer.start()
     entries: list[LedgerEntry] = []
+    first = FirstById()
     deadline = time.monotonic() + timeout
     try:
         while not until(entries):
@@ -38,7 +68,8 @@ async def read_ledger(
                 )
             batches = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
             for records in batches.values():
-                entries.extend(LedgerEntry.model_validate_json(r.value) for r in records)
+                read = (LedgerEntry.model_validate_json(r.value) for r in records)
+                entries.extend(first.filter(read) if dedupe else read)
     finally:
         await consumer.stop()
     return entries

@@ -1,27 +1,59 @@
-"""Offline replay of signals through the pure core: what the live pipeline must decide."""
+"""Offline replay of signals through the pure core: what the live pipeline must decide.
+
+Signals are routed to their shards (murmur2, as every Autopilot writer does) and each shard is
+folded and decided in order, exactly as its worker does; the grouping into records does not
+change a decision, the order within a shard does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
-from agents.policy import SEED_POLICY, Decision, Policy, decide
+from agents.decide import decide_signals, initial_quota
+from agents.policy import Decision, Mode, shard_share
+from agents.rules import SEED_POLICY, Policy
 from tables import windows
-from tables.windows import SourcePosition, WindowConfig
+from tables.windows import SourcePosition, WindowConfig, WorkspaceState
+from topics.shards import Shards
 from topics.signals import Signal
 
 _OFFLINE = SourcePosition("offline", -1, -1)
 
 
 def replay_decisions(
-    signals: Iterable[Signal], config: WindowConfig, policy: Policy = SEED_POLICY
+    signals: Iterable[Signal],
+    config: WindowConfig,
+    policy: Policy = SEED_POLICY,
+    partitions: int = 8,
+    mode: Mode | None = None,
 ) -> list[Decision]:
-    """Fold each workspace's signals (in order) and apply the policy, as the workers do."""
-    per_workspace: dict[str, list[Signal]] = {}
+    """Every decision, shard by shard (in shard order), as the workers make them."""
+    shards = Shards(partitions)
+    per_shard: dict[int, list[Signal]] = {}
     for signal in signals:
-        per_workspace.setdefault(signal.workspace_id, []).append(signal)
+        per_shard.setdefault(shards.owner(signal.workspace_id), []).append(signal)
     decisions = []
-    for workspace_id in sorted(per_workspace):
-        folded = windows.add(windows.initialize(), per_workspace[workspace_id], _OFFLINE, config)
-        for observation in folded.observations:
-            decisions.extend(decide(observation, policy))
+    for shard in sorted(per_shard):
+        states: dict[str, WorkspaceState] = {}
+        state_of = partial(_state_of, states)
+        share = shard_share(policy.limits.platform_cap_per_interval, partitions, shard)
+        decided = decide_signals(
+            state_of,
+            per_shard[shard],
+            _OFFLINE,
+            config,
+            policy,
+            initial_quota(),
+            share,
+            mode or Mode(),
+        )
+        decisions.extend(decided.decisions)
     return decisions
+
+
+def _state_of(states: dict[str, WorkspaceState], workspace_id: str) -> WorkspaceState:
+    state = states.get(workspace_id)
+    if state is None:
+        state = states[workspace_id] = windows.initialize()
+    return state

@@ -9,7 +9,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import DECISION_KINDS, OPERATOR_KINDS, LedgerEntry, LedgerKind
+
+_OUTCOME_KINDS = frozenset(
+    {LedgerKind.ACTION_SUCCEEDED, LedgerKind.ACTION_FAILED, LedgerKind.ACTION_SKIPPED}
+)
 
 
 @dataclass
@@ -17,21 +21,30 @@ class LedgerSummary:
     """Counts folded from ledger entries."""
 
     entries: int = 0
+    # Every verdict: decision.made, decision.deferred (over the cap, later), .suppressed.
+    decisions_per_verdict: Counter[str] = field(default_factory=Counter)
     decisions_per_rule: Counter[str] = field(default_factory=Counter)
     decisions_per_priority: Counter[str] = field(default_factory=Counter)
     outcomes_per_action: dict[str, Counter[str]] = field(default_factory=dict)
     rejections_per_reason: Counter[str] = field(default_factory=Counter)
     workspaces_affected: set[str] = field(default_factory=set)
+    operator_switches: Counter[str] = field(default_factory=Counter)
 
     def add(self, entry: LedgerEntry) -> None:
         """Fold one entry in."""
         self.entries += 1
-        if entry.kind is LedgerKind.DECISION_MADE:
+        if entry.kind in DECISION_KINDS:
+            self.decisions_per_verdict[entry.kind.value] += 1
+            if entry.kind is LedgerKind.DECISION_SUPPRESSED:
+                return
+            # Rules, priorities and workspaces count the decisions that issue a command.
             self.decisions_per_rule[entry.payload["rule_id"]] += 1
             self.decisions_per_priority[entry.payload["priority"]] += 1
             if entry.workspace_id:
                 self.workspaces_affected.add(entry.workspace_id)
-        elif entry.kind in (LedgerKind.ACTION_SUCCEEDED, LedgerKind.ACTION_FAILED):
+        elif entry.kind in OPERATOR_KINDS:
+            self.operator_switches[entry.kind.value] += 1
+        elif entry.kind in _OUTCOME_KINDS:
             action = entry.payload["action"]
             self.outcomes_per_action.setdefault(action, Counter())[entry.kind.value] += 1
         elif entry.kind is LedgerKind.SIGNAL_REJECTED:
@@ -40,7 +53,7 @@ class LedgerSummary:
 
     @property
     def decisions(self) -> int:
-        """How many decision.made entries were folded."""
+        """How many decisions issued a command (decision.made and decision.deferred)."""
         return sum(self.decisions_per_rule.values())
 
     @property
@@ -50,7 +63,9 @@ class LedgerSummary:
 
     def render(self) -> str:
         """The summary as aligned text for a terminal."""
-        lines = [f"ledger entries read: {self.entries}", "", "decisions per rule:"]
+        lines = [f"ledger entries read: {self.entries}", "", "decisions per verdict:"]
+        lines += [f"  {k:<28} {n:>7}" for k, n in sorted(self.decisions_per_verdict.items())]
+        lines += ["", "decisions per rule (made or deferred):"]
         lines += [f"  {rule:<28} {n:>7}" for rule, n in sorted(self.decisions_per_rule.items())]
         lines += ["", "decisions per priority:"]
         lines += [f"  {p:<28} {n:>7}" for p, n in sorted(self.decisions_per_priority.items())]
@@ -60,6 +75,9 @@ class LedgerSummary:
             lines.append(f"  {action:<28} {mix}")
         lines += ["", "signals rejected (dead-lettered):"]
         lines += [f"  {r:<28} {n:>7}" for r, n in sorted(self.rejections_per_reason.items())]
+        if self.operator_switches:
+            lines += ["", "operator switches (per shard):"]
+            lines += [f"  {k:<28} {n:>7}" for k, n in sorted(self.operator_switches.items())]
         lines += ["", f"workspaces affected: {len(self.workspaces_affected)}"]
         return "\n".join(lines)
 

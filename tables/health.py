@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from tables.windows import WorkspaceState, hour_start, view
+from tables.windows import WorkspaceState, hour_counts, hour_start
 from topics.signals import SignalType
 
 QUEUE_SATURATED_PENDING = 50
@@ -73,16 +73,27 @@ def status_of(score: int) -> HealthStatus:
 def health_of(state: WorkspaceState) -> Health:
     """The workspace's health as of its watermark."""
     watermark = state["watermark"]
-    pending = oldest_age = None
-    publish_failures = errors = 0
-    if watermark is not None:
-        fresh_from = hour_start(watermark)
-        pending = _fresh_gauge(state, SignalType.QUEUE_DEPTH, fresh_from)
-        oldest_age = _fresh_gauge(state, SignalType.OLDEST_PENDING_AGE, fresh_from)
-        hour = view(state)["hour"]["counts"]
-        publish_failures = hour.get(SignalType.PUBLISH_FAILED.value, 0)
-        errors = hour.get(SignalType.ERROR_REPORTED.value, 0)
+    if watermark is None:
+        return score_health(None, None, None, 0, 0)
+    fresh_from = hour_start(watermark)
+    hour = hour_counts(state)
+    return score_health(
+        watermark,
+        fresh_gauge(state, SignalType.QUEUE_DEPTH, fresh_from),
+        fresh_gauge(state, SignalType.OLDEST_PENDING_AGE, fresh_from),
+        hour.get(SignalType.PUBLISH_FAILED.value, 0),
+        hour.get(SignalType.ERROR_REPORTED.value, 0),
+    )
 
+
+def score_health(
+    as_of: int | None,
+    pending: Any,
+    oldest_age: Any,
+    publish_failures: int,
+    errors: int,
+) -> Health:
+    """The health of these inputs (gauges already filtered for freshness)."""
     deductions = []
     if pending is not None and pending > QUEUE_SATURATED_PENDING:
         deductions.append(
@@ -115,7 +126,7 @@ def health_of(state: WorkspaceState) -> Health:
         status=status_of(score),
         deductions=tuple(deductions),
         inputs={
-            "as_of": watermark,
+            "as_of": as_of,
             "pending": pending,
             "oldest_pending_age_seconds": oldest_age,
             "publish_failures_last_hour": publish_failures,
@@ -124,7 +135,8 @@ def health_of(state: WorkspaceState) -> Health:
     )
 
 
-def _fresh_gauge(state: WorkspaceState, gauge: SignalType, fresh_from: int) -> Any:
+def fresh_gauge(state: WorkspaceState, gauge: SignalType, fresh_from: int) -> Any:
+    """The gauge's latest reading if it was taken inside the hour, else None."""
     reading = state["gauges"].get(gauge.value)
     if reading is None or reading[0] < fresh_from:
         return None

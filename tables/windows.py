@@ -22,7 +22,7 @@ from typing import Any
 
 from topics.signals import GAUGE_ATTRIBUTE, Signal, SignalType
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 MINUTE_SECONDS = 60
 STEP_SECONDS = 300
 HOUR_SECONDS = 3600
@@ -92,23 +92,34 @@ def initialize() -> WorkspaceState:
         "late": 0,
         "duplicates": 0,
         "dedup_unchecked": 0,
+        "policy": initial_policy_state(),
     }
+
+
+def initial_policy_state() -> dict[str, Any]:
+    """What the policy remembers of a workspace: when it last issued each action (event time)
+    and how many actions it counted on which UTC day (days since the epoch)."""
+    return {"issued": {}, "day": None, "used": 0}
 
 
 def upcast(state: WorkspaceState) -> WorkspaceState:
     """A stored state of any earlier version, in the current shape."""
-    if state.get("v") == STATE_VERSION:
+    version = state.get("v")
+    if version == STATE_VERSION:
         return state
-    # Version 1 kept 5-minute tumbling windows (counts and ids): they are version 2's steps.
-    current = initialize()
-    current.update(
-        watermark=state["watermark"],
-        steps=state["windows"],
-        late=state["late"],
-        duplicates=state["duplicates"],
-        dedup_unchecked=state["dedup_unchecked"],
-    )
-    return current
+    if version == 1:
+        # Version 1 kept 5-minute tumbling windows (counts and ids): they are version 2's steps.
+        current = initialize()
+        current.update(
+            watermark=state["watermark"],
+            steps=state["windows"],
+            late=state["late"],
+            duplicates=state["duplicates"],
+            dedup_unchecked=state["dedup_unchecked"],
+        )
+        return current
+    # Version 2 had no policy memory: nothing was issued under the cooldowns and budgets.
+    return {**state, "v": STATE_VERSION, "policy": initial_policy_state()}
 
 
 def step_start(occurred_at: int) -> int:
@@ -146,73 +157,107 @@ def add(
     measured at 26k signals/s against 140k/s in place. The state belongs to the caller, which
     replaces it anyway; determinism (no clock, I/O or randomness) is unchanged.
     """
-    minutes = state["minutes"]
-    steps = state["steps"]
-    last_seen = state["last_seen"]
-    gauges = state["gauges"]
-    watermark: int | None = state["watermark"]
-    observations: list[Observation] = []
-    duplicates: list[Signal] = []
-    late: list[Signal] = []
-
-    # is_late, inlined: this loop runs once per signal on the hot path.
-    horizon = MINUTE_SECONDS + config.grace_seconds
+    result = FoldResult(state, [], [], [])
+    horizon = late_horizon(config)
     for signal in signals:
-        at = int(signal.occurred_at.timestamp())
-        if watermark is not None and at - at % MINUTE_SECONDS + horizon <= watermark:
-            state["late"] += 1
-            late.append(signal)
-            continue
-        start = at - at % STEP_SECONDS
-        key = str(start)
-        step = steps.get(key)
-        if step is None:
-            step = steps[key] = {"counts": {}, "ids": {}}
-        ids = step["ids"]
-        if signal.id in ids:
-            state["duplicates"] += 1
-            duplicates.append(signal)
-            continue
-        if len(ids) < MAX_IDS_PER_WINDOW:
-            # A dict keeps membership O(1) and serialises to JSON as it is.
-            ids[signal.id] = 1
+        outcome = fold_signal(state, signal, source, horizon)
+        if isinstance(outcome, Observation):
+            result.observations.append(outcome)
+        elif outcome is LATE:
+            result.late.append(signal)
         else:
-            state["dedup_unchecked"] += 1
-        signal_type = signal.type
-        type_name = signal_type.value
-        counts = step["counts"]
-        count = counts[type_name] = counts.get(type_name, 0) + 1
-        minute_key = str(at - at % MINUTE_SECONDS)
-        minute = minutes.get(minute_key)
-        if minute is None:
-            minute = minutes[minute_key] = {}
-        minute[type_name] = minute.get(type_name, 0) + 1
-        if last_seen.get(type_name, at - 1) < at:
-            last_seen[type_name] = at
-        gauge = GAUGE_ATTRIBUTE.get(signal_type)
-        if gauge is not None:
-            reading = gauges.get(type_name)
-            if reading is None or reading[0] <= at:
-                gauges[type_name] = [at, signal.attributes[gauge]]  # type: ignore[literal-required]
-        if watermark is None or at > watermark:
-            watermark = at
-        observations.append(
-            Observation(
-                signal_id=signal.id,
-                workspace_id=signal.workspace_id,
-                signal_type=signal_type,
-                occurred_at=at,
-                attributes=signal.attributes,
-                window_start=start,
-                count=count,
-                source=source,
-            )
-        )
+            result.duplicates.append(signal)
+    expire(state, config)
+    return result
 
+
+class _SetAside:
+    """Why a signal was not counted (a marker; compare with `is`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+LATE = _SetAside("LATE")
+DUPLICATE = _SetAside("DUPLICATE")
+
+
+def late_horizon(config: WindowConfig) -> int:
+    """Seconds after a minute's start beyond which the watermark makes its signals late."""
+    return MINUTE_SECONDS + config.grace_seconds
+
+
+def fold_signal(
+    state: WorkspaceState, signal: Signal, source: SourcePosition, horizon: int
+) -> Observation | _SetAside:
+    """Fold one signal in place: its observation, or LATE / DUPLICATE if it was set aside.
+
+    The watermark moves with each signal, so a caller that reads the state between signals
+    (the policy) sees it exactly as of that signal, however the signals were batched. Call
+    `expire` once after a batch.
+    """
+    at = int(signal.occurred_at.timestamp())
+    watermark: int | None = state["watermark"]
+    # is_late, inlined: this runs once per signal on the hot path.
+    if watermark is not None and at - at % MINUTE_SECONDS + horizon <= watermark:
+        state["late"] += 1
+        return LATE
+    start = at - at % STEP_SECONDS
+    key = str(start)
+    steps = state["steps"]
+    step = steps.get(key)
+    if step is None:
+        step = steps[key] = {"counts": {}, "ids": {}}
+    ids = step["ids"]
+    if signal.id in ids:
+        state["duplicates"] += 1
+        return DUPLICATE
+    if len(ids) < MAX_IDS_PER_WINDOW:
+        # A dict keeps membership O(1) and serialises to JSON as it is.
+        ids[signal.id] = 1
+    else:
+        state["dedup_unchecked"] += 1
+    signal_type = signal.type
+    type_name = signal_type.value
+    counts = step["counts"]
+    count = counts[type_name] = counts.get(type_name, 0) + 1
+    minutes = state["minutes"]
+    minute_key = str(at - at % MINUTE_SECONDS)
+    minute = minutes.get(minute_key)
+    if minute is None:
+        minute = minutes[minute_key] = {}
+    minute[type_name] = minute.get(type_name, 0) + 1
+    last_seen = state["last_seen"]
+    if last_seen.get(type_name, at - 1) < at:
+        last_seen[type_name] = at
+    gauge = GAUGE_ATTRIBUTE.get(signal_type)
+    if gauge is not None:
+        gauges = state["gauges"]
+        reading = gauges.get(type_name)
+        if reading is None or reading[0] <= at:
+            gauges[type_name] = [at, signal.attributes[gauge]]  # type: ignore[literal-required]
+    if watermark is None or at > watermark:
+        state["watermark"] = at
+    return Observation(
+        signal_id=signal.id,
+        workspace_id=signal.workspace_id,
+        signal_type=signal_type,
+        occurred_at=at,
+        attributes=signal.attributes,
+        window_start=start,
+        count=count,
+        source=source,
+    )
+
+
+def expire(state: WorkspaceState, config: WindowConfig) -> None:
+    """Drop minutes closed past their grace and buckets older than the hour (event time)."""
+    watermark = state["watermark"]
     if watermark is not None:
         _expire(state, watermark, config)
-    state["watermark"] = watermark
-    return FoldResult(state, observations, duplicates, late)
 
 
 def _expire(state: WorkspaceState, watermark: int, config: WindowConfig) -> None:
@@ -223,6 +268,30 @@ def _expire(state: WorkspaceState, watermark: int, config: WindowConfig) -> None
     steps = state["steps"]
     for key in [key for key in steps if int(key) < first]:
         del steps[key]
+
+
+def hour_counts(state: WorkspaceState) -> dict[str, int]:
+    """Per-type counts in the hour that ends with the watermark's 5-minute bucket."""
+    watermark = state["watermark"]
+    hour: dict[str, int] = {}
+    if watermark is None:
+        return hour
+    steps = state["steps"]
+    first = hour_start(watermark)
+    for start in range(first, first + HOUR_SECONDS, STEP_SECONDS):
+        step = steps.get(str(start))
+        if step is not None:
+            for type_name, count in step["counts"].items():
+                hour[type_name] = hour.get(type_name, 0) + count
+    return hour
+
+
+def minute_counts(state: WorkspaceState) -> dict[str, int]:
+    """Per-type counts in the watermark's 1-minute window."""
+    watermark = state["watermark"]
+    if watermark is None:
+        return {}
+    return dict(state["minutes"].get(str(minute_start(watermark)), {}))
 
 
 def view(state: WorkspaceState) -> dict[str, Any]:

@@ -8,7 +8,8 @@ folded until their states are flushed, so committed offsets never run ahead of s
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import orjson
 
@@ -33,6 +34,18 @@ class WriteBehindStates:
             state = initialize() if stored is None else upcast(orjson.loads(stored))
             states[workspace_id] = state
         return state
+
+    def get_value(
+        self, partition: int, key: str, initial: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A shard-wide value kept beside the workspaces (its key is not a workspace id)."""
+        states = self._states.setdefault(partition, {})
+        value = states.get(key)
+        if value is None:
+            stored = self._table.get(key)
+            value = initial() if stored is None else orjson.loads(stored)
+            states[key] = value
+        return value
 
     def peek(self, partition: int, workspace_id: str) -> WorkspaceState | None:
         """The workspace's latest state (cached, else stored) without caching it; None if unseen.

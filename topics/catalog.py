@@ -10,10 +10,17 @@ from dataclasses import dataclass, field
 
 SIGNALS = "signals"
 SIGNALS_DLQ = "signals.dlq"
-OBSERVATIONS = "observations"
-COMMANDS = "commands"
+CONTROL = "control"
 COMMANDS_DLQ = "commands.dlq"
 LEDGER = "ledger"
+# One command topic per priority lane; executors serve them in this order.
+LANES = ("critical", "high", "medium", "low")
+
+
+def lane_topic(lane: str) -> str:
+    """The command topic of a priority lane (without the deployment prefix)."""
+    return f"commands.{lane}"
+
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -32,8 +39,9 @@ def catalog(prefix: str, partitions: int) -> list[TopicSpec]:
     retention = {
         SIGNALS: str(7 * _DAY_MS),
         SIGNALS_DLQ: str(30 * _DAY_MS),
-        OBSERVATIONS: str(1 * _DAY_MS),
-        COMMANDS: str(7 * _DAY_MS),
+        # Operator switches (pause, dry-run), one record per shard per change.
+        CONTROL: str(30 * _DAY_MS),
+        **{lane_topic(lane): str(7 * _DAY_MS) for lane in LANES},
         COMMANDS_DLQ: str(30 * _DAY_MS),
         # The ledger is the source of truth: append-only and never expired by default.
         LEDGER: "-1",

@@ -26,6 +26,10 @@ class Action(StrEnum):
     SEND_FOLLOWUP = "send_followup"
     RETRY_WEBHOOK = "retry_webhook"
     RESTART_INTEGRATION = "restart_integration"
+    REBALANCE_QUEUE = "rebalance_queue"
+    FORCE_PUBLISH = "force_publish"
+    RETRY_FAILED = "retry_failed"
+    TRIGGER_RECONCILIATION = "trigger_reconciliation"
 
 
 class Command(BaseModel):

@@ -14,9 +14,29 @@ class LedgerKind(StrEnum):
     """What a ledger entry records."""
 
     DECISION_MADE = "decision.made"
+    DECISION_DEFERRED = "decision.deferred"
+    DECISION_SUPPRESSED = "decision.suppressed"
     ACTION_SUCCEEDED = "action.succeeded"
     ACTION_FAILED = "action.failed"
+    ACTION_SKIPPED = "action.skipped"
     SIGNAL_REJECTED = "signal.rejected"
+    OPERATOR_PAUSED = "operator.paused"
+    OPERATOR_RESUMED = "operator.resumed"
+    OPERATOR_DRY_RUN_ENABLED = "operator.dry_run_enabled"
+    OPERATOR_DRY_RUN_DISABLED = "operator.dry_run_disabled"
+
+
+DECISION_KINDS = frozenset(
+    {LedgerKind.DECISION_MADE, LedgerKind.DECISION_DEFERRED, LedgerKind.DECISION_SUPPRESSED}
+)
+OPERATOR_KINDS = frozenset(
+    {
+        LedgerKind.OPERATOR_PAUSED,
+        LedgerKind.OPERATOR_RESUMED,
+        LedgerKind.OPERATOR_DRY_RUN_ENABLED,
+        LedgerKind.OPERATOR_DRY_RUN_DISABLED,
+    }
+)
 
 
 class LedgerEntry(BaseModel):

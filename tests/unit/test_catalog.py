@@ -19,14 +19,19 @@ def test_every_topic_shares_the_partition_count(partitions: int) -> None:
 
 
 def test_the_catalog_names_every_topic_with_the_deployment_prefix() -> None:
-    """Given a prefix, then the six topics are named with it, in pipeline order."""
+    """Given a prefix, then the nine topics are named with it, in pipeline order: signals,
+    their dead letters, the operator's control topic, one command topic per lane (critical
+    first), the commands' dead letters and the ledger."""
     names = [spec.name for spec in catalog("staging.", 8)]
 
     assert names == [
         "staging.signals",
         "staging.signals.dlq",
-        "staging.observations",
-        "staging.commands",
+        "staging.control",
+        "staging.commands.critical",
+        "staging.commands.high",
+        "staging.commands.medium",
+        "staging.commands.low",
         "staging.commands.dlq",
         "staging.ledger",
     ]
@@ -40,8 +45,11 @@ def test_the_ledger_is_kept_forever_and_other_topics_expire() -> None:
     assert retention == {
         "signals": str(7 * DAY_MS),
         "signals.dlq": str(30 * DAY_MS),
-        "observations": str(1 * DAY_MS),
-        "commands": str(7 * DAY_MS),
+        "control": str(30 * DAY_MS),
+        "commands.critical": str(7 * DAY_MS),
+        "commands.high": str(7 * DAY_MS),
+        "commands.medium": str(7 * DAY_MS),
+        "commands.low": str(7 * DAY_MS),
         "commands.dlq": str(30 * DAY_MS),
         "ledger": "-1",
     }
@@ -61,7 +69,10 @@ def test_catalog_configs_are_not_shared_between_topics() -> None:
 
     assert [spec.config["retention.ms"] for spec in specs[1:]] == [
         str(30 * DAY_MS),
-        str(1 * DAY_MS),
+        str(30 * DAY_MS),
+        str(7 * DAY_MS),
+        str(7 * DAY_MS),
+        str(7 * DAY_MS),
         str(7 * DAY_MS),
         str(30 * DAY_MS),
         "-1",

@@ -70,10 +70,12 @@ def ids(signals: list[Signal]) -> list[str]:
 
 
 def test_a_new_workspace_has_nothing_to_show() -> None:
-    """Given nothing folded yet, then the state is version 2 and its view is empty."""
+    """Given nothing folded yet, then the state is version 3, the policy remembers nothing
+    issued, and its view is empty."""
     state = windows.initialize()
 
-    assert state["v"] == 2
+    assert state["v"] == 3
+    assert state["policy"] == {"issued": {}, "day": None, "used": 0}
     assert windows.view(state) == {
         "as_of": None,
         "minute": None,
@@ -568,16 +570,28 @@ def golden_stream() -> list[list[Signal]]:
     ]
 
 
-def test_a_folded_state_matches_the_version_2_golden_file() -> None:
+def test_a_folded_state_matches_the_version_3_golden_file() -> None:
     """Given a fixed stream, when folded, then the stored state is exactly the golden JSON:
     the stored format only changes on purpose (with a new version and an upcaster)."""
     state, _ = fold(*golden_stream())
 
     assert orjson.loads(orjson.dumps(state)) == state
-    assert state == load("workspace_state_v2.json")
+    assert state == load("workspace_state_v3.json")
 
 
-def test_a_version_1_state_is_upcast_to_version_2() -> None:
+def test_a_version_2_state_is_upcast_to_version_3_with_an_empty_policy_memory() -> None:
+    """Given a state stored by version 2 (before the policy engine), when upcast, then
+    everything it had is kept and the policy remembers nothing issued: no cooldown runs
+    and no budget is spent for it."""
+    stored = load("workspace_state_v2.json")
+
+    state = windows.upcast(stored)
+
+    assert state == {**stored, "v": 3, "policy": {"issued": {}, "day": None, "used": 0}}
+    assert state == load("workspace_state_v3.json")
+
+
+def test_a_version_1_state_is_upcast_to_version_3() -> None:
     """Given a state stored by version 1 (5-minute tumbling windows), when upcast, then its
     windows are version 2's steps, its watermark and counters are kept, and the parts
     version 1 did not have start empty."""
@@ -586,7 +600,7 @@ def test_a_version_1_state_is_upcast_to_version_2() -> None:
     state = windows.upcast(stored)
 
     assert state == {
-        "v": 2,
+        "v": 3,
         "watermark": E0 + 310,
         "minutes": {},
         "steps": {
@@ -601,6 +615,7 @@ def test_a_version_1_state_is_upcast_to_version_2() -> None:
         "late": 2,
         "duplicates": 1,
         "dedup_unchecked": 0,
+        "policy": {"issued": {}, "day": None, "used": 0},
     }
     view = windows.view(state)
     assert view["as_of"] == E0 + 310
@@ -624,7 +639,7 @@ def test_an_upcast_state_keeps_counting_and_deduplicating_where_version_1_left_o
 
 
 def test_a_current_state_is_not_changed_by_upcast() -> None:
-    """Given a version 2 state, then upcast returns it as it is."""
+    """Given a version 3 state, then upcast returns it as it is."""
     state, _ = fold(*golden_stream())
 
     assert windows.upcast(state) is state

@@ -32,15 +32,15 @@ def folded_state() -> windows.WorkspaceState:
     return state
 
 
-def test_a_stored_version_1_state_is_read_as_version_2() -> None:
+def test_a_stored_version_1_state_is_read_as_the_current_version() -> None:
     """Given a table holding a version 1 state (written before the upgrade), when the agent
-    reads the workspace, then it gets the upcast version 2 state."""
+    reads the workspace, then it gets the upcast current (version 3) state."""
     states = WriteBehindStates({"ws-1": V1_STATE}, max_cached=10)
 
     state = states.get(0, "ws-1")
 
     assert state == windows.upcast(orjson.loads(V1_STATE))
-    assert state["v"] == 2
+    assert state["v"] == 3
 
 
 def test_an_unknown_workspace_starts_from_a_fresh_state() -> None:

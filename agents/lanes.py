@@ -1,0 +1,83 @@
+"""Priority lanes: a command waits while a higher lane of its shard has commands not yet served.
+
+Each lane is its own topic and agent, so Kafka fetches them side by side; the gate makes the
+order. Before serving a command of lane L on partition p, the executor waits while any higher
+lane's partition p has a backlog: its highwater is beyond the next offset that lane will serve
+(known once it served a command here; before that, its group's committed offset, read once per
+assignment). The wait is bounded per command (AUTOPILOT_LANE_MAX_WAIT_SECONDS), so a critical
+lane that never drains slows the others down to one command per bound instead of starving them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from topics.commands import Priority
+
+logger = logging.getLogger(__name__)
+
+ORDER = (Priority.CRITICAL, Priority.HIGH, Priority.MEDIUM, Priority.LOW)
+POLL_SECONDS = 0.005
+
+# (topic, partition) -> the next offset to consume, or None when the group has none committed.
+CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int | None]]]
+HighwaterLookup = Callable[[str, int], int | None]
+
+
+class LaneGate:
+    """Which lanes of which shard still have commands to serve, and waiting for them."""
+
+    def __init__(
+        self,
+        topics: Mapping[Priority, str],
+        highwater: HighwaterLookup,
+        committed: CommittedLookup,
+        max_wait_seconds: float,
+    ) -> None:
+        self._topics = topics
+        self._highwater = highwater
+        self._committed = committed
+        self._max_wait = max_wait_seconds
+        self._next: dict[tuple[str, int], int] = {}
+
+    def served(self, lane: Priority, partition: int, offset: int) -> None:
+        """Record that the lane served the command at this offset."""
+        self._next[(self._topics[lane], partition)] = offset + 1
+
+    def forget(self, partition: int) -> None:
+        """The shard moved away: what was known of its lanes is stale."""
+        for key in [key for key in self._next if key[1] == partition]:
+            del self._next[key]
+
+    async def wait_turn(self, lane: Priority, partition: int) -> float:
+        """Wait while a higher lane of the shard has a backlog (bounded); returns seconds waited."""
+        higher = [self._topics[h] for h in ORDER[: ORDER.index(lane)]]
+        if not higher:
+            return 0.0
+        unknown = [(topic, partition) for topic in higher if (topic, partition) not in self._next]
+        if unknown:
+            committed = await self._committed(unknown)
+            for key in unknown:
+                # A lane with nothing committed starts at its earliest offset: treat as 0.
+                self._next.setdefault(key, committed.get(key) or 0)
+        started = time.monotonic()
+        while self._backlog(higher, partition):
+            waited = time.monotonic() - started
+            if waited >= self._max_wait:
+                logger.info(
+                    "lane wait bound reached",
+                    extra={"lane": lane.value, "partition": partition, "waited": waited},
+                )
+                return waited
+            await asyncio.sleep(POLL_SECONDS)
+        return time.monotonic() - started
+
+    def _backlog(self, topics: list[str], partition: int) -> bool:
+        for topic in topics:
+            highwater = self._highwater(topic, partition)
+            if highwater is not None and highwater > self._next[(topic, partition)]:
+                return True
+        return False

@@ -1,0 +1,204 @@
+"""The policy as data: rules, limits and the version that names them. Pure: no I/O but loading.
+
+A rule says: on a signal of one of these types, when every check over the facts holds (the
+signal's numbers, the workspace's windows and health, see agents/facts.py), ask for an action
+at a priority, unless the same action was asked for this workspace within the cooldown. A
+policy file (TOML) holds the rules and the limits; its version is a hash of the validated
+content, so reformatting a file keeps the version and changing any rule or limit changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from app.errors import AutopilotError
+from topics.commands import Action, Priority
+from topics.signals import SignalType
+
+SEED_POLICY_FILE = Path(__file__).with_name("seed_policy.toml")
+
+Operator = Literal["<", "<=", ">", ">=", "==", "!="]
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
+
+_SIGNAL_TYPES = "|".join(t.value for t in SignalType)
+# The facts a check may read; anything else is a typo, refused when the policy is loaded.
+FACT_PATTERN = re.compile(
+    rf"^(?:signal\.type|signal\.[a-z][a-z0-9_]{{0,63}}|(?:minute|hour)\.(?:{_SIGNAL_TYPES})"
+    r"|queue\.pending|queue\.oldest_pending_age_seconds|health\.score|health\.status)$"
+)
+
+
+class PolicyError(AutopilotError):
+    """A policy file that cannot be used; the message names the file and what to fix."""
+
+
+def lane_of(priority: int) -> Priority:
+    """The command lane of a rule priority: 10 critical, 8-9 high, 5-7 medium, 1-4 low."""
+    if priority >= 10:
+        return Priority.CRITICAL
+    if priority >= 8:
+        return Priority.HIGH
+    if priority >= 5:
+        return Priority.MEDIUM
+    return Priority.LOW
+
+
+class Check(BaseModel):
+    """One comparison of a fact with a constant; a missing fact never satisfies a check."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fact: str = Field(pattern=FACT_PATTERN.pattern)
+    op: Operator
+    value: int | float | str
+
+    def holds(self, facts: dict[str, Any]) -> bool:
+        """Whether the fact compares true; counts default to 0, other facts to missing."""
+        actual: Any = facts.get(self.fact)
+        if actual is None:
+            if not self.fact.startswith(("minute.", "hour.")):
+                return False
+            actual = 0
+        expected: Any = self.value
+        if isinstance(actual, str) != isinstance(expected, str):
+            return False
+        op = self.op
+        if op == "==":
+            return bool(actual == expected)
+        if op == "!=":
+            return bool(actual != expected)
+        if op == "<":
+            return bool(actual < expected)
+        if op == "<=":
+            return bool(actual <= expected)
+        if op == ">":
+            return bool(actual > expected)
+        return bool(actual >= expected)
+
+
+class Rule(BaseModel):
+    """On `on` signal types, when every check holds, ask for `action` (unless cooling down)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: RuleId
+    on: tuple[SignalType, ...] = Field(min_length=1)
+    when: tuple[Check, ...] = ()
+    action: Action
+    # 1..10; higher goes first within one evaluation, and decides the lane (lane_of).
+    priority: int = Field(ge=1, le=10)
+    cooldown_seconds: int = Field(ge=0, le=7 * 24 * 3600)
+    description: str = Field(default="", max_length=200)
+
+    @property
+    def lane(self) -> Priority:
+        """The command lane this rule's commands go to."""
+        return lane_of(self.priority)
+
+
+class Limits(BaseModel):
+    """Backpressure: a daily budget per workspace and a platform-wide cap per interval."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workspace_daily_budget: int = Field(default=24, ge=1)
+    platform_cap_per_interval: int = Field(default=50, ge=1)
+    interval_seconds: int = Field(default=60, ge=1, le=3600)
+    # An action over the platform cap waits for the first of these next intervals with room
+    # (decision.deferred); when none has room it is suppressed.
+    defer_max_intervals: int = Field(default=10, ge=0, le=60)
+    # Lanes that never wait for budget or cap (they still count towards both).
+    exempt_lanes: tuple[Priority, ...] = (Priority.CRITICAL,)
+
+
+class PolicySpec(BaseModel):
+    """A whole policy file: limits and rules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limits: Limits = Limits()
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PolicySpec:
+        ids = [rule.id for rule in self.rules]
+        repeated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
+        if repeated:
+            raise ValueError(f"rule ids must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+
+class Policy:
+    """A validated policy, its version, and its rules indexed by the signal types they watch."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        self.limits = spec.limits
+        canonical = spec.model_dump_json(exclude={"rules": {"__all__": {"description"}}})
+        self.version = "p-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        # Highest priority first; equal priorities keep file order (sorted is stable).
+        ordered = sorted(spec.rules, key=lambda rule: -rule.priority)
+        self.rules_for: dict[SignalType, tuple[Rule, ...]] = {
+            signal_type: tuple(rule for rule in ordered if signal_type in rule.on)
+            for signal_type in SignalType
+        }
+        # (action, cooldown) per rule, by type: the per-signal cooldown check reads plain
+        # strings and ints (enum attribute access was a tenth of the decide time).
+        self.cooldowns_for: dict[SignalType, tuple[tuple[str, int], ...]] = {
+            signal_type: tuple((rule.action.value, rule.cooldown_seconds) for rule in rules)
+            for signal_type, rules in self.rules_for.items()
+        }
+
+    @cached_property
+    def max_cooldown_seconds(self) -> int:
+        """The longest cooldown of any rule: how long an issued action must be remembered."""
+        return max(rule.cooldown_seconds for rule in self.spec.rules)
+
+    def __repr__(self) -> str:
+        return f"Policy({self.version}, {len(self.spec.rules)} rules)"
+
+
+def parse_policy(text: str, origin: str) -> Policy:
+    """A policy from TOML text; PolicyError names the origin and the first problems."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"policy {origin} is not valid TOML: {exc}") from exc
+    try:
+        return Policy(PolicySpec.model_validate(data))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'policy'}: {error['msg']}"
+            for error in exc.errors()[:5]
+        )
+        raise PolicyError(f"policy {origin} is invalid: {problems}") from exc
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy in a TOML file, or the seed policy shipped with Autopilot."""
+    path = path or SEED_POLICY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(
+            f"cannot read policy file {path} ({exc.strerror}); "
+            "point AUTOPILOT_POLICY_FILE or --policy at a readable TOML file"
+        ) from exc
+    return parse_policy(text, str(path))
+
+
+SEED_POLICY = load_policy()

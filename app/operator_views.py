@@ -1,0 +1,131 @@
+"""The operator's switches over HTTP (control token): pause/resume decisions, dry-run on/off.
+
+`POST /operator/pause`, `/operator/resume`, `/operator/dry-run` (`{"enabled": true|false}`), each
+with an optional JSON body `{"by": "name", "reason": "text"}`. The switch is sent to every shard
+on the `control` topic and answered 202 once the broker has it; each shard applies it in order
+and records an `operator.*` ledger entry. `GET /operator` shows the mode of this worker's shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka.errors import KafkaError
+from faust.web import Request, Response, View
+from pydantic import ValidationError
+
+from agents.aggregate import initial_mode, mode_key
+from app.faust_app import Autopilot
+from app.views import as_aiohttp, refuse_unauthorized
+from tables.write_behind import WriteBehindStates
+from topics.codec import describe
+from topics.control import OperatorSwitch, Switch
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4096
+
+
+def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
+    """Register the operator endpoints on the app's web server."""
+    app = autopilot.app
+    settings = autopilot.settings
+    control_topic = autopilot.control.get_topic_name()
+
+    async def switch(view: View, request: Request, name: str) -> Response:
+        http = as_aiohttp(request)
+        refused = refuse_unauthorized(view, http, settings.control_token, "CONTROL")
+        if refused is not None:
+            return refused
+        body: dict[str, Any] = {}
+        raw = await http.read() if http.can_read_body else b""
+        if len(raw) > MAX_BODY_BYTES:
+            return view.json({"error": f"request body over {MAX_BODY_BYTES} bytes"}, status=413)
+        if raw.strip():
+            try:
+                loaded = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return view.json({"error": "the body is not JSON"}, status=400)
+            if not isinstance(loaded, dict):
+                return view.json({"error": "the body must be a JSON object"}, status=422)
+            body = loaded
+        if name == "dry-run":
+            enabled = body.pop("enabled", None)
+            if not isinstance(enabled, bool):
+                return view.json(
+                    {"error": 'send {"enabled": true} or {"enabled": false}'}, status=422
+                )
+            chosen = Switch.DRY_RUN_ON if enabled else Switch.DRY_RUN_OFF
+        else:
+            chosen = Switch.PAUSE if name == "pause" else Switch.RESUME
+        try:
+            # Unknown fields in the body are refused by the model (extra="forbid").
+            request_ = OperatorSwitch.model_validate(
+                {
+                    **body,
+                    "request_id": f"req-{uuid.uuid4().hex}",
+                    "switch": chosen,
+                    "requested_at": datetime.now(UTC),
+                }
+            )
+        except ValidationError as exc:
+            return view.json({"error": describe(exc)}, status=422)
+        value = request_.model_dump_json().encode()
+        try:
+            sent = [
+                await app.producer.send(
+                    control_topic, None, value, partition=shard, timestamp=None, headers=None
+                )
+                for shard in range(settings.partitions)
+            ]
+            for delivery in sent:
+                await delivery
+        except KafkaError:
+            logger.exception("operator switch could not be published")
+            return view.json(
+                {"error": "the broker did not take the switch; retry the request"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        logger.warning(
+            "operator switch requested",
+            extra={"switch": chosen.value, "by": request_.by, "request_id": request_.request_id},
+        )
+        return view.json(
+            {
+                "request_id": request_.request_id,
+                "switch": chosen.value,
+                "shards": settings.partitions,
+            },
+            status=202,
+        )
+
+    @app.page("/operator/{name}")
+    class OperatorSwitchView(View):
+        async def post(self, request: Request, name: str) -> Response:
+            if name not in {"pause", "resume", "dry-run"}:
+                return self.json(
+                    {"error": "unknown switch; use pause, resume or dry-run"}, status=404
+                )
+            return await switch(self, request, name)
+
+    @app.page("/operator")
+    class OperatorView(View):
+        async def get(self, request: Request) -> Response:
+            refused = refuse_unauthorized(
+                self, as_aiohttp(request), settings.control_token, "CONTROL"
+            )
+            if refused is not None:
+                return refused
+            owned = sorted(
+                tp.partition for tp in app.consumer.assignment() if tp.topic == control_topic
+            )
+            return self.json(
+                {"shards": {str(p): states.get_value(p, mode_key(p), initial_mode) for p in owned}}
+            )
+
+    del OperatorSwitchView, OperatorView  # registered on the app by the decorators
