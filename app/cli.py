@@ -21,6 +21,10 @@ USAGE = """usage: autopilot COMMAND
 
   worker        run a worker (aggregate, decide, execute); Faust's worker options apply
   topics        create Autopilot's topics on the broker and exit
+  policy replay derive the ledger's recorded decisions again with a policy and compare
+                [--policy FILE: what-if with another rule set] [--ledger FILE: a JSON-lines
+                export instead of the broker's ledger] [--verbose] [--json]; exit 1 when a
+                decision differs under the policy version that recorded it
   schemas       write the signals' JSON Schema files (topics/schemas/); no broker needed
                 [--check: exit 1 if they are out of date] [--dir DIR: another directory]
   kafka ...     the local Maven-assembled broker (assemble | run)
@@ -44,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args[0] == "schemas":
             raise SystemExit(run_schemas(args[1:]))
+        if args[:2] == ["policy", "replay"]:
+            from app.policy_cli import run_policy_replay
+
+            raise SystemExit(run_policy_replay(args[2:]))
         settings = load_settings()
         if args[0] == "topics":
             with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as boot:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from topics.ledger import LedgerEntry
 
@@ -73,3 +73,51 @@ async def read_ledger(
     finally:
         await consumer.stop()
     return entries
+
+
+async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> list[LedgerEntry]:
+    """Every entry up to the end offsets as of the start of the read, de-duplicated by id."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # a metadata request: the client knows no topic yet
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise TimeoutError(f"ledger topic {topic} not found on the broker")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        first = FirstById()
+        entries: list[LedgerEntry] = []
+        deadline = time.monotonic() + timeout
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"ledger {topic}: not read to its end after {timeout:.0f} s "
+                    f"({len(entries)} entries read)"
+                )
+            batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
+            for tp, records in batches.items():
+                entries.extend(
+                    first.filter(LedgerEntry.model_validate_json(r.value) for r in records)
+                )
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return entries
+
+
+def load_ledger_file(lines: Iterable[str | bytes]) -> list[LedgerEntry]:
+    """Entries from a JSON-lines export of the ledger (blank lines skipped), de-duplicated."""
+    first = FirstById()
+    return list(
+        first.filter(LedgerEntry.model_validate_json(line) for line in lines if line.strip())
+    )

@@ -1,0 +1,98 @@
+"""`autopilot policy replay`: the recorded decisions derived again, identical or not."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import orjson
+
+from agents.rules import load_policy
+from app.errors import AutopilotError, ConfigurationError
+from app.settings import load_settings
+from projections.ledger_reader import load_ledger_file, read_ledger_to_end
+from projections.policy_replay import ReplayReport, render, replay_policy
+from topics.catalog import LEDGER
+
+READ_TIMEOUT_SECONDS = 600.0
+
+
+def run_policy_replay(args: list[str]) -> int:
+    """Replay the ledger's decisions; 1 if any differs under the version that recorded it."""
+    parser = argparse.ArgumentParser(
+        prog="autopilot policy replay",
+        description="Derive the ledger's recorded decisions again and compare them.",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        help="a policy TOML file (default: AUTOPILOT_POLICY_FILE, else the seed policy)",
+    )
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        help="a JSON-lines export of the ledger (default: the ledger topic on the broker)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="list identical workspaces too")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    options = parser.parse_args(args)
+    settings = load_settings()
+    policy = load_policy(options.policy or settings.policy_file)
+    if options.ledger is not None:
+        try:
+            with options.ledger.open("rb") as lines:
+                entries = load_ledger_file(lines)
+        except OSError as exc:
+            raise AutopilotError(
+                f"cannot read ledger export {options.ledger} ({exc.strerror})"
+            ) from exc
+    else:
+        if not settings.kafka_bootstrap_servers:
+            raise ConfigurationError(
+                "set KAFKA_BOOTSTRAP_SERVERS to the broker that holds the ledger, "
+                "or pass --ledger with a JSON-lines export"
+            )
+        entries = asyncio.run(
+            read_ledger_to_end(
+                settings.kafka_bootstrap_servers,
+                settings.topic(LEDGER),
+                timeout=READ_TIMEOUT_SECONDS,
+            )
+        )
+    report = replay_policy(entries, policy)
+    if options.json:
+        sys.stdout.write(orjson.dumps(_as_json(report), option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+    else:
+        print(render(report, verbose=options.verbose))
+    return 1 if report.diverging else 0
+
+
+def _as_json(report: ReplayReport) -> dict[str, object]:
+    return {
+        "policy_version": report.policy_version,
+        "recorded_versions": sorted(report.recorded_versions),
+        "evaluations": report.evaluations,
+        "diverging": report.diverging,
+        "changed": report.changed,
+        "workspaces": {
+            workspace_id: {
+                "status": result.status,
+                "evaluations": result.evaluations,
+                "identical": result.identical,
+                "differences": [
+                    {
+                        "signal_id": d.signal_id,
+                        "recorded_version": d.recorded_version,
+                        "problem": d.problem,
+                        "recorded": list(d.recorded),
+                        "derived": list(d.derived),
+                    }
+                    for d in result.diverging + result.changed
+                ],
+            }
+            for workspace_id, result in sorted(report.workspaces.items())
+        },
+    }

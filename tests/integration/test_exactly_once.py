@@ -1,0 +1,103 @@
+"""Exactly one decision per decision id, across a SIGKILL mid-stream, on the real broker.
+
+Autopilot runs at-least-once with deterministic decision ids (README, "Delivery guarantees"):
+a worker killed between sending decisions and committing offsets decides the redelivered
+records again, from the state stored with the last committed flush, so it sends the *same*
+decisions with the same ids, and every ledger consumer keeps the first copy of an id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+import pytest
+
+from app.client import SignalPublisher
+from app.settings import Settings
+from app.workload import realistic_stream
+from projections.ledger_reader import read_ledger
+from projections.replay import replay_decisions
+from tests.integration.conftest import StartWorker
+from topics.ledger import DECISION_KINDS, LedgerEntry
+
+pytestmark = pytest.mark.integration
+
+SIGNALS = 60_000
+WORKSPACES = 400
+DONE_WITHIN_SECONDS = 240.0
+
+
+async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    assert settings.kafka_bootstrap_servers
+    bootstrap, ledger = settings.kafka_bootstrap_servers, settings.topic("ledger")
+    # Given a backlog of signals, and what the policy decides for them offline
+    signals = realistic_stream(
+        workspaces=WORKSPACES,
+        signals=SIGNALS,
+        start=datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
+        span_seconds=2 * 3600,
+        monitoring=True,
+    )
+    async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
+        await publisher.publish_many(signals)
+    expected = {
+        d.decision_id: d.kind.value
+        for d in replay_decisions(
+            signals, settings.window_config(), settings.policy(), settings.partitions
+        )
+    }
+    assert len(expected) > 2_000
+
+    # When a worker has decided part of it and is killed with SIGKILL
+    first = start_worker()
+    seen = await read_ledger(
+        bootstrap,
+        ledger,
+        until=lambda got: sum(e.kind in DECISION_KINDS for e in got) >= len(expected) // 5,
+        timeout=DONE_WITHIN_SECONDS,
+    )
+    first.kill()
+    decided_before_kill = sum(e.kind in DECISION_KINDS for e in seen)
+    assert decided_before_kill < len(expected), "the kill came after the stream was done"
+
+    # And a new worker takes over the same data directory and consumer group
+    start_worker()
+
+    # Then every consumer's (de-duplicated) view has exactly the expected decisions, once each
+    def decisions(entries: list[LedgerEntry]) -> dict[str, str]:
+        return {e.entry_id: e.kind.value for e in entries if e.kind in DECISION_KINDS}
+
+    view = await read_ledger(
+        bootstrap,
+        ledger,
+        until=lambda got: len(decisions(got)) >= len(expected),
+        timeout=DONE_WITHIN_SECONDS,
+    )
+    assert decisions(view) == expected
+    made = Counter(e.entry_id for e in view if e.kind.value == "decision.made")
+    assert set(made.values()) == {1}
+
+    # And in the raw topic, every copy of a decision id is the same decision (same verdict,
+    # rule and command): a redelivered record was decided again exactly as the first time
+    raw = await read_ledger(
+        bootstrap,
+        ledger,
+        until=lambda got: len(got) >= len(view),
+        timeout=DONE_WITHIN_SECONDS,
+        dedupe=False,
+    )
+    copies: dict[str, set[tuple[str, str, str | None]]] = defaultdict(set)
+    for entry in raw:
+        if entry.kind in DECISION_KINDS:
+            copies[entry.entry_id].add(
+                (entry.kind.value, entry.payload["rule_id"], entry.payload["command_id"])
+            )
+    assert all(len(variants) == 1 for variants in copies.values())
+    repeated = sum(1 for e in raw if e.kind in DECISION_KINDS) - len(copies)
+    print(
+        f"decisions: {len(expected)} expected, {decided_before_kill} before the kill, "
+        f"{repeated} written again after it (de-duplicated by every reader)"
+    )
