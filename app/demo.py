@@ -11,6 +11,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
 from app.workload import realistic_stream, workspace_ids
 from projections.ledger_reader import read_ledger
+from projections.policy_replay import render, replay_policy
 from projections.replay import replay_decisions
 from projections.summary import LedgerSummary, summarize
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import DECISION_KINDS, LedgerEntry, LedgerKind
 
 WORKSPACES = 1_000
 SIGNALS = 20_000
@@ -77,8 +79,13 @@ async def _run(settings: Settings, tmp: Path) -> bool:
                 f"({publisher.records_sent} records) and {len(MALFORMED)} malformed records"
             )
 
-            config = settings.window_config()
-            expected = len(replay_decisions(signals, config))
+            policy = settings.policy()
+            expected = Counter(
+                d.kind.value
+                for d in replay_decisions(
+                    signals, settings.window_config(), policy, settings.partitions
+                )
+            )
             try:
                 entries = await read_ledger(
                     bootstrap,
@@ -97,15 +104,22 @@ async def _run(settings: Settings, tmp: Path) -> bool:
         print("\nhealth of the noisiest workspaces (GET /workspaces/{id}):")
         for line in health:
             print(f"  {line}")
-        return _check(summary, expected)
+        replayed = replay_policy(entries, policy)
+        print("\nautopilot policy replay (the recorded decisions derived again):")
+        print("  " + render(replayed).replace("\n", "\n  "))
+        return _check(summary, expected) and not replayed.diverging
 
 
-def _complete(entries: list[LedgerEntry], expected_decisions: int) -> bool:
-    kinds = [entry.kind for entry in entries]
-    decisions = kinds.count(LedgerKind.DECISION_MADE)
-    outcomes = kinds.count(LedgerKind.ACTION_SUCCEEDED) + kinds.count(LedgerKind.ACTION_FAILED)
-    rejected = kinds.count(LedgerKind.SIGNAL_REJECTED)
-    return decisions >= expected_decisions and outcomes >= decisions and rejected >= len(MALFORMED)
+def _complete(entries: list[LedgerEntry], expected: Counter[str]) -> bool:
+    kinds = Counter(entry.kind.value for entry in entries)
+    decisions = sum(kinds[kind.value] for kind in DECISION_KINDS)
+    commands = kinds[LedgerKind.DECISION_MADE.value] + kinds[LedgerKind.DECISION_DEFERRED.value]
+    outcomes = kinds[LedgerKind.ACTION_SUCCEEDED.value] + kinds[LedgerKind.ACTION_FAILED.value]
+    return (
+        decisions >= expected.total()
+        and outcomes >= commands
+        and kinds[LedgerKind.SIGNAL_REJECTED.value] >= len(MALFORMED)
+    )
 
 
 async def _noisiest_health(web_url: str, token: str) -> list[str]:
@@ -124,12 +138,12 @@ async def _noisiest_health(web_url: str, token: str) -> list[str]:
     return lines
 
 
-def _check(summary: LedgerSummary, expected: int) -> bool:
-    ok = summary.decisions == expected and summary.outcomes == expected
+def _check(summary: LedgerSummary, expected: Counter[str]) -> bool:
+    commands = expected["decision.made"] + expected["decision.deferred"]
+    ok = summary.decisions_per_verdict == expected and summary.outcomes == commands
     verdict = "matches" if ok else "DOES NOT match"
-    print(
-        f"\noffline replay of the same signals expects {expected} decisions: the ledger {verdict}"
-    )
+    mix = ", ".join(f"{n} {kind}" for kind, n in sorted(expected.items()))
+    print(f"\noffline replay of the same signals expects {mix}: the ledger {verdict}")
     return ok
 
 
