@@ -19,7 +19,17 @@ from app.local_kafka import broker_answers
 from app.settings import Settings
 from tests.integration.conftest import StartWorker
 
-TOPICS = ("signals", "signals.dlq", "observations", "commands", "commands.dlq", "ledger")
+TOPICS = (
+    "signals",
+    "signals.dlq",
+    "control",
+    "commands.critical",
+    "commands.high",
+    "commands.medium",
+    "commands.low",
+    "commands.dlq",
+    "ledger",
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +70,17 @@ def test_demo_prints_a_summary_read_from_the_ledger_and_leaves_nothing_running()
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "published 20000 signals for 1000 workspaces" in out
-    assert re.search(r"expects (\d+) decisions: the ledger matches", out)
+    assert re.search(
+        r"expects \d+ decision\.deferred, \d+ decision\.made, \d+ decision\.suppressed: "
+        r"the ledger matches",
+        out,
+    ), out
     for rule in ("followup_due", "health_degraded", "integration_offline", "webhook_failed"):
         assert re.search(rf"seed\.{rule}\s+\d+", out), out
+    assert re.search(r"emergency\.reported_critical\s+\d+", out), out
+    assert re.search(r"monitor\.queue_saturated\s+\d+", out), out
+    # And the policy replay over the demo's own ledger finds every decision identical
+    assert re.search(r"evaluations in \d+ workspaces: \d+ identical, 0 diverging", out), out
     assert re.search(r"send_followup\s+action\.succeeded \d+", out), out
     assert re.search(r"undecodable\s+1\n\s+invalid\s+2|invalid\s+2\n\s+undecodable\s+1", out), out
     assert re.search(r"workspaces affected: \d{3}", out), out
@@ -133,8 +151,8 @@ def test_readme_example_publishes_and_reads_the_decision_back(
     # Then it prints the decision and the outcome it promises
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
-        "decision.made ws-acme seed.health_degraded",
-        "action.succeeded ws-acme seed.health_degraded",
+        "decision.made ws-acme emergency.reported_critical",
+        "action.succeeded ws-acme emergency.reported_critical",
     ]
 
 
@@ -270,3 +288,67 @@ def test_readme_curl_commands_post_a_signal_and_read_the_health_back(
     assert state["health"]["deductions"] == [
         {"reason": "queue saturated: 73 pending > 50", "points": 20}
     ]
+
+
+def readme_operator_commands() -> list[str]:
+    """The README's operator curl commands (an indented block), without the comments."""
+    text = (ROOT / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r" *```sh\n(.*?)```", text, re.DOTALL) if "operator/pause" in b
+    )
+    commands: list[list[str]] = []
+    for line in (line.strip() for line in block.splitlines()):
+        if line.startswith("curl "):
+            commands.append([line])
+        elif line.startswith("#") or not line:
+            continue
+        elif commands:
+            commands[-1].append(line)
+    return ["\n".join(lines) for lines in commands]
+
+
+def test_readme_operator_commands_pause_resume_and_switch_dry_run_on(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a worker with tokens, and the README's four operator commands aimed at it
+    worker = start_worker()
+    pause, resume, dry_run, show = (
+        command.replace("http://127.0.0.1:6066", worker.web_url)
+        for command in readme_operator_commands()
+    )
+    env = {**os.environ, "AUTOPILOT_CONTROL_TOKEN": worker.env["AUTOPILOT_CONTROL_TOKEN"]}
+
+    def run(command: str) -> str:
+        result = subprocess.run(
+            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+        )
+        return result.stdout
+
+    def shards_become(mode: dict[str, bool]) -> dict[str, object]:
+        deadline = time.monotonic() + 60
+        while True:
+            answer = run(show)
+            shards = orjson.loads(answer)["shards"] if answer.startswith("{") else {}
+            if len(shards) == settings.partitions and all(m == mode for m in shards.values()):
+                return shards
+            assert time.monotonic() < deadline, f"{answer}\n{worker.log_tail()}"
+            time.sleep(0.5)
+
+    # When the pause is sent (retried while the worker is still starting)
+    deadline = time.monotonic() + 60
+    paused = run(pause)
+    while '"request_id"' not in paused and time.monotonic() < deadline:
+        time.sleep(0.5)
+        paused = run(pause)
+    # Then it is accepted for every shard as the README says, and every shard pauses
+    answer = orjson.loads(paused)
+    assert (answer["switch"], answer["shards"]) == ("pause", settings.partitions)
+    assert answer["request_id"].startswith("req-")
+    shards_become({"paused": True, "dry_run": False})
+    # And resume and dry-run do what they say, in order
+    assert orjson.loads(run(resume))["switch"] == "resume"
+    shards_become({"paused": False, "dry_run": False})
+    assert orjson.loads(run(dry_run))["switch"] == "dry_run_on"
+    assert shards_become({"paused": False, "dry_run": True}) == {
+        str(shard): {"paused": False, "dry_run": True} for shard in range(settings.partitions)
+    }
