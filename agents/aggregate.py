@@ -210,7 +210,8 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                 source = SourcePosition(message.topic, partition, message.offset)
                 pending = held.setdefault(partition, _Held())
                 if message.topic == control_topic:
-                    pending.sent.extend(await apply_switch(message.value, source, message.key))
+                    raw = message.value or b""
+                    pending.sent.extend(await apply_switch(raw, source, message.key))
                 else:
                     written_at = message.timestamp if message.timestamp else None
                     decoded = decode_signals(

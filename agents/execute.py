@@ -1,7 +1,9 @@
 """The execute agents, one per priority lane: commands in, handlers run, outcomes on the ledger.
 
 Lanes are served critical first (agents/lanes.py). A dry-run command touches nothing outside and
-records `action.skipped`. A deferred command (over the platform cap) waits for its interval.
+records `action.skipped`. A deferred command (over the platform cap) is set aside until its
+`not_before` while the lane goes on; its record is acked only once it ran, so the committed
+offset stays behind it and a crash redelivers it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
@@ -63,6 +65,9 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
         for tp in revoked:
             if tp.topic in lane_of_topic:
                 gate.forget(tp.partition)
+                # Their records are unacked: the shard's next owner gets them again.
+                for task in waiting.pop(tp.partition, set()):
+                    task.cancel()
 
     async def park(message: Any, exc: ValidationError) -> None:
         # Only Autopilot writes these topics, so this is a bug or a foreign writer: park the
@@ -84,16 +89,25 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
             headers=dlq_headers(rejection, source),
         )
 
+    waiting: dict[int, set[asyncio.Task[None]]] = {}
+
+    async def run_when_due(event: Any, command: Command, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await carry_out(command)
+        event.ack()
+
+    def set_aside(event: Any, command: Command, delay: float) -> None:
+        partition = event.message.partition
+        task = asyncio.create_task(run_when_due(event, command, min(delay, max_defer_seconds)))
+        tasks = waiting.setdefault(partition, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(_crash_on_failure)
+
     async def carry_out(command: Command) -> None:
         if command.dry_run:
             await send_entry(autopilot, skipped_entry(command, datetime.now(UTC), "dry_run"))
             return
-        if command.not_before is not None:
-            delay = (command.not_before - datetime.now(UTC)).total_seconds()
-            if delay > 0:
-                # Deferred under the platform cap: later commands of this lane and shard were
-                # decided later, so waiting here keeps the lane's order.
-                await asyncio.sleep(min(delay, max_defer_seconds))
         outcome: Outcome | None = None
         error: ActionError | None = None
         try:
@@ -114,15 +128,22 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
     def lane_agent(lane: Priority, topic: faust.TopicT) -> None:
         async def execute(stream: faust.StreamT[bytes]) -> None:
             with crash_on_unexpected(f"execute.{lane.value}"):
-                async for event in stream.events():
+                # noack lives on Stream, not on the StreamT interface Faust types agents with.
+                async for event in cast(faust.Stream[bytes], stream).noack().events():
                     message = event.message
                     await gate.wait_turn(lane, message.partition)
                     try:
                         command = Command.model_validate_json(event.value)
                     except ValidationError as exc:
                         await park(message, exc)
+                        event.ack()
                     else:
-                        await carry_out(command)
+                        delay = _seconds_until(command.not_before)
+                        if delay > 0 and not command.dry_run:
+                            set_aside(event, command, delay)
+                        else:
+                            await carry_out(command)
+                            event.ack()
                     gate.served(lane, message.partition, message.offset)
 
         app.agent(topic, name=f"execute.{lane.value}")(execute)
@@ -130,6 +151,17 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
     for lane, topic in autopilot.lanes.items():
         lane_agent(lane, topic)
     return gate
+
+
+def _seconds_until(moment: datetime | None) -> float:
+    return 0.0 if moment is None else (moment - datetime.now(UTC)).total_seconds()
+
+
+def _crash_on_failure(task: asyncio.Task[None]) -> None:
+    # A deferred command's failure is as unexpected as one in the stream: crash loudly.
+    if not task.cancelled() and task.exception() is not None:
+        with crash_on_unexpected("execute.deferred"):
+            raise task.exception()  # type: ignore[misc]
 
 
 def _bootstrap(app: faust.App) -> str:
