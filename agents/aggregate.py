@@ -196,7 +196,7 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
         for workspace_id, state in decided.states.items():
             states.put(partition, workspace_id, state)
         # Written at each flush with the states (one table write per flush, not per record).
-        forget_old_slots(quota)
+        forget_old_slots(quota, policy)
         states.put(partition, quota_key(partition), quota)
         return decided.decisions
 

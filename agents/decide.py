@@ -39,9 +39,6 @@ from topics.commands import Command
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import Signal
 
-# How long the shard remembers which decision took which slot under the platform cap.
-QUOTA_MEMORY_SECONDS = 3600
-
 ShardQuota = dict[str, Any]
 
 
@@ -100,14 +97,17 @@ def decide_signals(
         if newest is None or at > newest:
             quota["newest"] = newest = at
         day = at // DAY_SECONDS
+        # Only what is still cooling down: the same whether or not older issues were dropped.
+        cooling_from = at - policy.max_cooldown_seconds
         inputs = Inputs(
             workspace_id=workspace_id,
             signal_id=signal.id,
             signal_type=signal_type.value,
+            signal_at=outcome.occurred_at,  # type: ignore[union-attr]
             source=source,
             at=at,
             facts=facts_of(state, outcome),  # type: ignore[arg-type]
-            issued=dict(issued),
+            issued={a: t for a, t in issued.items() if t > cooling_from},
             day_used=memory["used"] if memory["day"] == day else 0,
             quota_share=share,
             quota_used=_used(quota, policy, at, newest),
@@ -127,7 +127,7 @@ def _used(quota: ShardQuota, policy: Policy, at: int, newest: int) -> dict[int, 
     # Slots older than the shard's memory count as free whether or not they were dropped yet,
     # so when forget_old_slots runs never changes a decision.
     counts = quota["counts"]
-    remembered_from = newest - QUOTA_MEMORY_SECONDS
+    remembered_from = newest - policy.quota_memory_seconds
     used = {}
     for start in quota_window(policy, at):
         if start < remembered_from:
@@ -174,13 +174,13 @@ def _forget_cooled(issued: dict[str, int], watermark: int | None, policy: Policy
         del issued[action]
 
 
-def forget_old_slots(quota: ShardQuota) -> None:
+def forget_old_slots(quota: ShardQuota, policy: Policy) -> None:
     """Drop slots of intervals older than the shard's memory; once per record."""
     newest = quota["newest"]
     if newest is None:
         return
     counts = quota["counts"]
-    horizon = newest - QUOTA_MEMORY_SECONDS
+    horizon = newest - policy.quota_memory_seconds
     old = [start for start in counts if int(start) < horizon]
     if not old:
         return

@@ -53,11 +53,14 @@ class Inputs:
     workspace_id: str
     signal_id: str
     signal_type: str
+    # The signal's own event time (epoch seconds): with its id, what makes it one signal.
+    signal_at: int
     source: SourcePosition
     # Event time of the decision: the workspace's watermark after the signal was folded.
     at: int
     facts: Mapping[str, Any]
-    # Per action, when it was last issued to this workspace (event time).
+    # Per action, when it was last issued to this workspace (event time), for the actions
+    # still inside the policy's longest cooldown.
     issued: Mapping[str, int]
     # Actions counted against the workspace's budget on the UTC day of `at`.
     day_used: int
@@ -74,6 +77,7 @@ class Inputs:
             "signal": {
                 "id": self.signal_id,
                 "type": self.signal_type,
+                "at": self.signal_at,
                 "source": [self.source.topic, self.source.partition, self.source.offset],
             },
             "at": self.at,
@@ -96,6 +100,7 @@ class Inputs:
             workspace_id=data["workspace_id"],
             signal_id=signal["id"],
             signal_type=signal["type"],
+            signal_at=signal["at"],
             source=SourcePosition(topic, partition, offset),
             at=data["at"],
             facts=data["facts"],
@@ -143,10 +148,11 @@ class Decision:
         }
 
 
-def decision_id_of(rule_id: str, workspace_id: str, signal_id: str) -> str:
-    """A decision's id: one rule on one signal of one workspace, whatever the policy version,
-    so a signal evaluated again after a crash gives the same id and is de-duplicated."""
-    return stable_id("dec", rule_id, workspace_id, signal_id)
+def decision_id_of(rule_id: str, workspace_id: str, signal_id: str, signal_at: int) -> str:
+    """A decision's id: one rule on one signal (its id and event time) of one workspace,
+    whatever the policy version, so a signal evaluated again after a crash gives the same id
+    and is de-duplicated, while an id a producer reuses at another time gives another."""
+    return stable_id("dec", rule_id, workspace_id, signal_id, signal_at)
 
 
 def command_id_of(decision_id: str) -> str:
@@ -184,7 +190,8 @@ def evaluate(
 
     `admitted` maps decision ids that already hold a slot under the platform cap to its
     interval: a signal evaluated again (redelivered after a crash) keeps its slot, so the
-    verdict is the same as the first time.
+    verdict is the same as the first time. It is not part of the recorded inputs: only a
+    decision written again after a crash uses it, and readers keep the first copy.
     """
     limits = policy.limits
     at = inputs.at
@@ -198,7 +205,9 @@ def evaluate(
             continue
         if not all(check.holds(inputs.facts) for check in rule.when):  # type: ignore[arg-type]
             continue
-        decision_id = decision_id_of(rule.id, inputs.workspace_id, inputs.signal_id)
+        decision_id = decision_id_of(
+            rule.id, inputs.workspace_id, inputs.signal_id, inputs.signal_at
+        )
         issued[rule.action.value] = at
         exempt = rule.lane in limits.exempt_lanes
         slot: int | None = None
@@ -212,6 +221,8 @@ def evaluate(
             )
         else:
             slot = (admitted or {}).get(decision_id)
+            if slot is not None and slot < windows[0]:
+                slot = None  # not this decision's slot: an id from an earlier interval
             if slot is None:
                 slot = _take_slot(quota, windows, inputs.quota_share, exempt)
             if slot is None:

@@ -20,6 +20,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -40,6 +43,9 @@ FACT_PATTERN = re.compile(
     rf"^(?:signal\.type|signal\.[a-z][a-z0-9_]{{0,63}}|(?:minute|hour)\.(?:{_SIGNAL_TYPES})"
     r"|queue\.pending|queue\.oldest_pending_age_seconds|health\.score|health\.status)$"
 )
+
+
+TEXT_FACTS = frozenset({"signal.type", "health.status"})
 
 
 class PolicyError(AutopilotError):
@@ -64,7 +70,18 @@ class Check(BaseModel):
 
     fact: str = Field(pattern=FACT_PATTERN.pattern)
     op: Operator
-    value: int | float | str
+    # Strict: `true` is not a number, and "50" is not 50.
+    value: StrictInt | StrictFloat | StrictStr
+
+    @model_validator(mode="after")
+    def _value_fits_the_fact(self) -> Check:
+        # A check that can never hold (a number against text) is a mistake in the file.
+        if self.fact in TEXT_FACTS:
+            if not isinstance(self.value, str) or self.op not in {"==", "!="}:
+                raise ValueError(f"{self.fact} is text: compare it with == or != and a string")
+        elif isinstance(self.value, str):
+            raise ValueError(f"{self.fact} is a number: compare it with a number")
+        return self
 
     def holds(self, facts: dict[str, Any]) -> bool:
         """Whether the fact compares true; counts default to 0, other facts to missing."""
@@ -167,6 +184,13 @@ class Policy:
     def max_cooldown_seconds(self) -> int:
         """The longest cooldown of any rule: how long an issued action must be remembered."""
         return max(rule.cooldown_seconds for rule in self.spec.rules)
+
+    @cached_property
+    def quota_memory_seconds(self) -> int:
+        """How far behind the shard's newest decision the cap's slots are remembered: an hour,
+        or twice the intervals a decision may be deferred over, whichever is longer."""
+        limits = self.limits
+        return max(3600, 2 * limits.interval_seconds * (limits.defer_max_intervals + 1))
 
     def __repr__(self) -> str:
         return f"Policy({self.version}, {len(self.spec.rules)} rules)"
