@@ -108,6 +108,7 @@ def decide_signals(
             at=at,
             facts=facts_of(state, outcome),  # type: ignore[arg-type]
             issued={a: t for a, t in issued.items() if t > cooling_from},
+            held={a: t for a, t in memory["held"].items() if t > cooling_from},
             day_used=memory["used"] if memory["day"] == day else 0,
             quota_share=share,
             quota_used=_used(quota, policy, at, newest),
@@ -120,6 +121,7 @@ def decide_signals(
     for state in touched.values():
         expire(state, config)
         _forget_cooled(state["policy"]["issued"], state["watermark"], policy)
+        _forget_cooled(state["policy"]["held"], state["watermark"], policy)
     return Decided(decisions, touched, duplicates, late)
 
 
@@ -149,9 +151,10 @@ def _remember(
     slots = quota["slots"]
     counts = quota["counts"]
     for decision in decisions:
-        memory["issued"][decision.action.value] = at
         if decision.kind is DecisionKind.SUPPRESSED:
+            memory["held"][decision.action.value] = at
             continue
+        memory["issued"][decision.action.value] = at
         if memory["day"] != day:
             memory["day"], memory["used"] = day, 0
         memory["used"] += 1

@@ -58,7 +58,11 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
             for tp, meta in offsets.items()
         }
 
-    gate = LaneGate(topics, highwater, committed, autopilot.settings.lane_max_wait_seconds)
+    async def latest(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+        ends = await app.consumer.highwaters(*(TopicPartition(t, p) for t, p in keys))
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+    gate = LaneGate(topics, highwater, committed, latest, autopilot.settings.lane_max_wait_seconds)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:

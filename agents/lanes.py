@@ -24,7 +24,10 @@ POLL_SECONDS = 0.005
 
 # (topic, partition) -> the next offset to consume, or None when the group has none committed.
 CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int | None]]]
+# The highwater the consumer has seen (None before its first fetch of the partition) ...
 HighwaterLookup = Callable[[str, int], int | None]
+# ... and the broker's answer, asked once per assignment for a partition not fetched yet.
+LatestLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
 
 
 class LaneGate:
@@ -35,13 +38,16 @@ class LaneGate:
         topics: Mapping[Priority, str],
         highwater: HighwaterLookup,
         committed: CommittedLookup,
+        latest: LatestLookup,
         max_wait_seconds: float,
     ) -> None:
         self._topics = topics
         self._highwater = highwater
         self._committed = committed
+        self._latest = latest
         self._max_wait = max_wait_seconds
         self._next: dict[tuple[str, int], int] = {}
+        self._asked: dict[tuple[str, int], int] = {}
 
     def served(self, lane: Priority, partition: int, offset: int) -> None:
         """Record that the lane served the command at this offset."""
@@ -49,8 +55,9 @@ class LaneGate:
 
     def forget(self, partition: int) -> None:
         """The shard moved away: what was known of its lanes is stale."""
-        for key in [key for key in self._next if key[1] == partition]:
-            del self._next[key]
+        for known in (self._next, self._asked):
+            for key in [key for key in known if key[1] == partition]:
+                del known[key]
 
     async def wait_turn(self, lane: Priority, partition: int) -> float:
         """Wait while a higher lane of the shard has a backlog (bounded); returns seconds waited."""
@@ -60,6 +67,8 @@ class LaneGate:
         unknown = [(topic, partition) for topic in higher if (topic, partition) not in self._next]
         if unknown:
             committed = await self._committed(unknown)
+            # Until the consumer fetched them, the broker says how far these lanes go.
+            self._asked.update(await self._latest(unknown))
             for key in unknown:
                 # A lane with nothing committed starts at its earliest offset: treat as 0.
                 self._next.setdefault(key, committed.get(key) or 0)
@@ -77,7 +86,10 @@ class LaneGate:
 
     def _backlog(self, topics: list[str], partition: int) -> bool:
         for topic in topics:
+            key = (topic, partition)
             highwater = self._highwater(topic, partition)
-            if highwater is not None and highwater > self._next[(topic, partition)]:
+            if highwater is None:
+                highwater = self._asked.get(key)
+            if highwater is not None and highwater > self._next[key]:
                 return True
         return False

@@ -8,11 +8,15 @@ replay` can re-derive any recorded decision offline, with this policy or another
 Per signal, the rules watching its type are tried highest priority first:
 - a rule whose action was issued to the workspace within the rule's cooldown is skipped;
 - a rule whose checks do not all hold is skipped;
-- otherwise it yields one decision, which starts the action's cooldown, and is
-  `decision.suppressed` while the operator has paused decisions or when the workspace's daily
-  budget is spent; else it takes a slot under the platform cap: this interval
-  (`decision.made`), a later one (`decision.deferred`, the command waits until then), or none
-  within `defer_max_intervals` (`decision.suppressed`). Exempt lanes never wait.
+- otherwise it yields one decision: `decision.suppressed` while the operator has paused
+  decisions or when the workspace's daily budget is spent; else it takes a slot under the
+  platform cap: this interval (`decision.made`), a later one (`decision.deferred`, the command
+  waits until then), or none within `defer_max_intervals` (`decision.suppressed`). Exempt
+  lanes never wait.
+- a made or deferred decision starts the action's cooldown. A suppressed one does not (the
+  action was not taken, so the first signal after a resume, a new day or a free interval acts
+  at once); it is recorded once per cooldown while the reason lasts ("held"), so a paused or
+  exhausted workspace leaves one entry per cooldown on the ledger, not one per signal.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class Inputs:
     # Per action, when it was last issued to this workspace (event time), for the actions
     # still inside the policy's longest cooldown.
     issued: Mapping[str, int]
+    # Per action, when a decision on it was last suppressed (same window as `issued`).
+    held: Mapping[str, int]
     # Actions counted against the workspace's budget on the UTC day of `at`.
     day_used: int
     # This shard's part of the platform cap per interval, and the slots already taken in the
@@ -83,6 +89,7 @@ class Inputs:
             "at": self.at,
             "facts": dict(self.facts),
             "issued": dict(self.issued),
+            "held": dict(self.held),
             "day_used": self.day_used,
             "quota": {
                 "share": self.quota_share,
@@ -105,6 +112,7 @@ class Inputs:
             at=data["at"],
             facts=data["facts"],
             issued=data["issued"],
+            held=data["held"],
             day_used=data["day_used"],
             quota_share=data["quota"]["share"],
             quota_used={int(start): n for start, n in data["quota"]["used"].items()},
@@ -196,6 +204,7 @@ def evaluate(
     limits = policy.limits
     at = inputs.at
     issued = dict(inputs.issued)
+    held = dict(inputs.held)
     used = inputs.day_used
     quota = dict(inputs.quota_used)
     windows = quota_window(policy, at)
@@ -208,7 +217,7 @@ def evaluate(
         decision_id = decision_id_of(
             rule.id, inputs.workspace_id, inputs.signal_id, inputs.signal_at
         )
-        issued[rule.action.value] = at
+        action = rule.action.value
         exempt = rule.lane in limits.exempt_lanes
         slot: int | None = None
         reason: str | None = None
@@ -232,8 +241,13 @@ def evaluate(
                     f"{len(windows)} intervals"
                 )
         if slot is None:
+            last = held.get(action)
+            if last is not None and at - last < rule.cooldown_seconds:
+                continue  # suppressed within the cooldown already: recorded once
+            held[action] = at
             kind = DecisionKind.SUPPRESSED
         else:
+            issued[action] = at
             used += 1
             kind = DecisionKind.MADE if slot == windows[0] else DecisionKind.DEFERRED
             if kind is DecisionKind.DEFERRED:

@@ -38,9 +38,6 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
 
     async def switch(view: View, request: Request, name: str) -> Response:
         http = as_aiohttp(request)
-        refused = refuse_unauthorized(view, http, settings.control_token, "CONTROL")
-        if refused is not None:
-            return refused
         body: dict[str, Any] = {}
         raw = await http.read() if http.can_read_body else b""
         if len(raw) > MAX_BODY_BYTES:
@@ -107,6 +104,12 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
     @app.page("/operator/{name}")
     class OperatorSwitchView(View):
         async def post(self, request: Request, name: str) -> Response:
+            # The token first: without it, not even which switches exist is told.
+            refused = refuse_unauthorized(
+                self, as_aiohttp(request), settings.control_token, "CONTROL"
+            )
+            if refused is not None:
+                return refused
             if name not in {"pause", "resume", "dry-run"}:
                 return self.json(
                     {"error": "unknown switch; use pause, resume or dry-run"}, status=404

@@ -97,9 +97,10 @@ def initialize() -> WorkspaceState:
 
 
 def initial_policy_state() -> dict[str, Any]:
-    """What the policy remembers of a workspace: when it last issued each action (event time)
-    and how many actions it counted on which UTC day (days since the epoch)."""
-    return {"issued": {}, "day": None, "used": 0}
+    """What the policy remembers of a workspace: when it last issued each action and when it
+    last suppressed a decision on each (event time), and how many actions it counted on which
+    UTC day (days since the epoch)."""
+    return {"issued": {}, "held": {}, "day": None, "used": 0}
 
 
 def upcast(state: WorkspaceState) -> WorkspaceState:

@@ -351,8 +351,9 @@ async def test_switch_requests_without_the_token_or_with_a_bad_body_are_refused(
     assert await post("dry-run", b'{"enabled": true}', token=None) == 401
     status, _ = await request("GET", f"{url}/operator", token=None)
     assert status == 401
-    # And an unknown switch is not found
+    # And an unknown switch is not found, which only a caller with the token is told
     assert await post("shutdown", None) == 404
+    assert await post("shutdown", None, token=None) == 401
     # And a body that is not JSON is malformed
     assert await post("pause", b"{pause") == 400
     assert await post("dry-run", b"enabled=true") == 400

@@ -169,15 +169,17 @@ def test_a_record_returns_its_decisions_the_states_it_touched_and_what_it_set_as
 
 def test_the_state_remembers_what_was_issued_and_the_days_budget() -> None:
     """Given two retries made and a third suppressed by the budget of 2, then the state's
-    policy memory holds the last issue of the action, the day and two actions used (a
-    suppressed decision starts the cooldown but uses no budget)."""
+    policy memory holds the last suppression of the action, the day and two actions used (a
+    suppressed decision neither starts the cooldown nor uses budget); the issues themselves
+    are already forgotten, as the rule's cooldown is 0."""
     shard = Shard(TIGHT, share=10)
 
     decided = shard.record([sig("a", 0), sig("b", 1), sig("c", 2)])
 
     assert [d.kind for d in decided.decisions] == [MADE, MADE, SUPPRESSED]
     assert shard.states["ws-1"]["policy"] == {
-        "issued": {"retry_webhook": E0 + 2},
+        "issued": {},
+        "held": {"retry_webhook": E0 + 2},
         "day": DAY_19723,
         "used": 2,
     }
@@ -336,6 +338,7 @@ INPUTS = Inputs(
     at=E0 + 30,
     facts={"signal.type": "webhook_failed", "signal.status": 502, "health.score": 100},
     issued={"send_followup": E0},
+    held={},
     day_used=1,
     quota_share=1,
     quota_used={E0: 1},
@@ -352,6 +355,7 @@ INPUT_JSON = {
     "at": E0 + 30,
     "facts": {"signal.type": "webhook_failed", "signal.status": 502, "health.score": 100},
     "issued": {"send_followup": E0},
+    "held": {},
     "day_used": 1,
     "quota": {"share": 1, "used": {str(E0): 1}},
     "mode": {"paused": False, "dry_run": True},

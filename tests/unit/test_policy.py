@@ -83,6 +83,7 @@ def inputs(signal_type: SignalType = WEBHOOK, **overrides: Any) -> Inputs:
         "at": E0,
         "facts": {"signal.type": signal_type.value},
         "issued": {},
+        "held": {},
         "day_used": 0,
         "quota_share": 2,
         "quota_used": {},
@@ -433,19 +434,22 @@ def test_paused_decisions_are_suppressed_without_a_command_in_every_lane() -> No
         assert command_of(decision) is None
 
 
-def test_a_paused_decision_still_starts_the_cooldown() -> None:
-    """Given a webhook failure suppressed while paused, when decisions resume, then a failure
-    299 s later is not retried (the suppressed decision started the seed rule's cooldown)
-    and one 300 s later is."""
+def test_a_paused_decision_is_recorded_once_per_cooldown_and_does_not_delay_the_resume() -> None:
+    """Given a webhook failure suppressed while paused, then another one 299 s later, still
+    paused, is not recorded again (one entry per cooldown, not one per signal) and one 300 s
+    later is; when decisions resume, the next failure is retried at once: the suppressed
+    decisions did not start the action's cooldown."""
     record = a_shard(SEED_POLICY)
 
     paused = record([sig("a", 0)], Mode(paused=True))
-    cooling = record([sig("b", 299)], Mode())
-    due = record([sig("c", 300)], Mode())
+    quiet = record([sig("b", 299)], Mode(paused=True))
+    again = record([sig("c", 300)], Mode(paused=True))
+    resumed = record([sig("d", 301)], Mode())
 
     assert kinds(paused) == [("a", "ws-1", SUPPRESSED)]
-    assert cooling == []
-    assert kinds(due) == [("c", "ws-1", MADE)]
+    assert quiet == []
+    assert kinds(again) == [("c", "ws-1", SUPPRESSED)]
+    assert kinds(resumed) == [("d", "ws-1", MADE)]
 
 
 def test_dry_run_decisions_are_made_and_their_commands_are_marked_dry_run() -> None:
@@ -519,6 +523,7 @@ def test_inputs_are_recorded_as_json_in_a_fixed_shape() -> None:
         "at": E0,
         "facts": {"signal.type": "webhook_failed", "signal.status": 503, "health.score": 95},
         "issued": {"send_followup": E0 - 10},
+        "held": {},
         "day_used": 2,
         "quota": {"share": 2, "used": {str(E0): 1}},
         "mode": {"paused": False, "dry_run": True},

@@ -42,6 +42,7 @@ def decided(
         "at": E0,
         "facts": {"signal.type": signal_type.value, **(facts or {})},
         "issued": {},
+        "held": {},
         "day_used": 0,
         "quota_share": 6,
         "quota_used": {},

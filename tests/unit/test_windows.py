@@ -75,7 +75,7 @@ def test_a_new_workspace_has_nothing_to_show() -> None:
     state = windows.initialize()
 
     assert state["v"] == 3
-    assert state["policy"] == {"issued": {}, "day": None, "used": 0}
+    assert state["policy"] == {"issued": {}, "held": {}, "day": None, "used": 0}
     assert windows.view(state) == {
         "as_of": None,
         "minute": None,
@@ -587,7 +587,7 @@ def test_a_version_2_state_is_upcast_to_version_3_with_an_empty_policy_memory() 
 
     state = windows.upcast(stored)
 
-    assert state == {**stored, "v": 3, "policy": {"issued": {}, "day": None, "used": 0}}
+    assert state == {**stored, "v": 3, "policy": {"issued": {}, "held": {}, "day": None, "used": 0}}
     assert state == load("workspace_state_v3.json")
 
 
@@ -615,7 +615,7 @@ def test_a_version_1_state_is_upcast_to_version_3() -> None:
         "late": 2,
         "duplicates": 1,
         "dedup_unchecked": 0,
-        "policy": {"issued": {}, "day": None, "used": 0},
+        "policy": {"issued": {}, "held": {}, "day": None, "used": 0},
     }
     view = windows.view(state)
     assert view["as_of"] == E0 + 310
