@@ -51,7 +51,36 @@ async def run_command(command: Command, handlers: Mapping[Action, Handler] = HAN
 
 def skipped_entry(command: Command, recorded_at: datetime, reason: str) -> LedgerEntry:
     """action.skipped: the command was not carried out (e.g. dry-run), and what it would do."""
-    kind = LedgerKind.ACTION_SKIPPED
+    return _command_entry(
+        command,
+        LedgerKind.ACTION_SKIPPED,
+        recorded_at,
+        {
+            "reason": reason,
+            "would": f"{command.action.value} for workspace {command.workspace_id}",
+        },
+    )
+
+
+def outcome_entry(
+    command: Command, recorded_at: datetime, outcome: Outcome | None, error: ActionError | None
+) -> LedgerEntry:
+    """The terminal ledger entry of a command: action.succeeded or action.failed."""
+    if error is not None:
+        return _command_entry(
+            command,
+            LedgerKind.ACTION_FAILED,
+            recorded_at,
+            {"error": {"class": type(error).__name__, "reason": str(error)[:400]}},
+        )
+    detail = {} if outcome is None else {"detail": outcome.detail}
+    return _command_entry(command, LedgerKind.ACTION_SUCCEEDED, recorded_at, detail)
+
+
+def _command_entry(
+    command: Command, kind: LedgerKind, recorded_at: datetime, details: dict[str, Any]
+) -> LedgerEntry:
+    # One terminal entry per command and kind: its id is derived, so a repeat is de-duplicated.
     return LedgerEntry(
         entry_id=stable_id("out", command.command_id, kind.value),
         kind=kind,
@@ -66,35 +95,6 @@ def skipped_entry(command: Command, recorded_at: datetime, reason: str) -> Ledge
             "priority": command.priority.value,
             "rule_id": command.rule_id,
             "attempt": command.attempt,
-            "reason": reason,
-            "would": f"{command.action.value} for workspace {command.workspace_id}",
+            **details,
         },
-    )
-
-
-def outcome_entry(
-    command: Command, recorded_at: datetime, outcome: Outcome | None, error: ActionError | None
-) -> LedgerEntry:
-    """The terminal ledger entry of a command: action.succeeded or action.failed."""
-    kind = LedgerKind.ACTION_SUCCEEDED if error is None else LedgerKind.ACTION_FAILED
-    payload: dict[str, Any] = {
-        "command_id": command.command_id,
-        "action": command.action.value,
-        "priority": command.priority.value,
-        "rule_id": command.rule_id,
-        "attempt": command.attempt,
-    }
-    if error is not None:
-        payload["error"] = {"class": type(error).__name__, "reason": str(error)[:400]}
-    elif outcome is not None:
-        payload["detail"] = outcome.detail
-    return LedgerEntry(
-        entry_id=stable_id("out", command.command_id, kind.value),
-        kind=kind,
-        workspace_id=command.workspace_id,
-        correlation_id=command.correlation_id,
-        causation_id=command.decision_id,
-        policy_version=command.policy_version,
-        recorded_at=recorded_at,
-        payload=payload,
     )
