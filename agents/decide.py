@@ -1,9 +1,9 @@
 """Fold and decide: one workspace's signals through its windows and the policy, in order. Pure.
 
-The aggregate agent calls this for each workspace of each record, and the offline replay calls
-it the same way, so the live run and a replay of the same partition decide the same. Each
-signal is folded, then evaluated against the state as of that signal, so how signals were
-batched into records never changes a decision.
+The aggregate agent calls this once per record with the record's signals for its shard, and
+the offline replay calls it the same way, so the live run and a replay of the same partition
+decide the same. Each signal is folded, then evaluated against the state as of that signal, so
+how signals were batched into records never changes a decision.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from agents.policy import (
 )
 from agents.rules import Policy
 from tables.windows import (
-    DUPLICATE,
     LATE,
+    Observation,
     SourcePosition,
     WindowConfig,
     WorkspaceState,
@@ -81,11 +81,11 @@ def decide_signals(
         if state is None:
             state = touched[workspace_id] = state_of(workspace_id)
         outcome = fold_signal(state, signal, source, horizon)
-        if outcome is LATE:
-            late += 1
-            continue
-        if outcome is DUPLICATE:
-            duplicates += 1
+        if not isinstance(outcome, Observation):
+            if outcome is LATE:
+                late += 1
+            else:
+                duplicates += 1
             continue
         signal_type = signal.type
         at: int = state["watermark"]
@@ -103,10 +103,10 @@ def decide_signals(
             workspace_id=workspace_id,
             signal_id=signal.id,
             signal_type=signal_type.value,
-            signal_at=outcome.occurred_at,  # type: ignore[union-attr]
+            signal_at=outcome.occurred_at,
             source=source,
             at=at,
-            facts=facts_of(state, outcome),  # type: ignore[arg-type]
+            facts=facts_of(state, outcome),
             issued={a: t for a, t in issued.items() if t > cooling_from},
             held={a: t for a, t in memory["held"].items() if t > cooling_from},
             day_used=memory["used"] if memory["day"] == day else 0,

@@ -59,8 +59,13 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
             chosen = Switch.DRY_RUN_ON if enabled else Switch.DRY_RUN_OFF
         else:
             chosen = Switch.PAUSE if name == "pause" else Switch.RESUME
+        unknown = sorted(set(body) - {"by", "reason"})
+        if unknown:
+            return view.json(
+                {"error": f"unknown fields: {', '.join(unknown)}; send only by and reason"},
+                status=422,
+            )
         try:
-            # Unknown fields in the body are refused by the model (extra="forbid").
             request_ = OperatorSwitch.model_validate(
                 {
                     **body,

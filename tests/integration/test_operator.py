@@ -359,6 +359,8 @@ async def test_switch_requests_without_the_token_or_with_a_bad_body_are_refused(
     assert await post("dry-run", b"enabled=true") == 400
     # And a JSON body of the wrong shape is unprocessable
     assert await post("pause", b'{"force": true}') == 422
+    assert await post("pause", b'{"request_id": "req-mine"}') == 422
+    assert await post("resume", b'{"switch": "pause"}') == 422
     assert await post("pause", b'{"enabled": true}') == 422
     assert await post("pause", b'["oncall"]') == 422
     assert await post("pause", b'{"by": "two words"}') == 422
