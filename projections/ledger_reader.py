@@ -11,7 +11,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
+from app.errors import AutopilotError
 from topics.ledger import LedgerEntry
 
 
@@ -77,6 +80,7 @@ async def read_ledger(
 
 async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> list[LedgerEntry]:
     """Every entry up to the end offsets as of the start of the read, de-duplicated by id."""
+    partitions = await _partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -84,11 +88,7 @@ async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> l
     )
     await consumer.start()
     try:
-        await consumer.topics()  # a metadata request: the client knows no topic yet
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise TimeoutError(f"ledger topic {topic} not found on the broker")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -113,6 +113,26 @@ async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> l
     finally:
         await consumer.stop()
     return entries
+
+
+async def _partitions_of(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        # Only a listed topic is described: describing a missing one can auto-create it.
+        if topic not in await admin.list_topics():
+            raise AutopilotError(
+                f"no ledger topic {topic} on the broker at {bootstrap}: "
+                "check KAFKA_BOOTSTRAP_SERVERS and AUTOPILOT_TOPIC_PREFIX"
+            )
+        [described] = await admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise AutopilotError(
+            f"cannot read the ledger from {bootstrap}: check KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for p in described["partitions"])
 
 
 def load_ledger_file(lines: Iterable[str | bytes]) -> list[LedgerEntry]:
