@@ -10,48 +10,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from app.client import SignalPublisher
 from app.settings import Settings
 from app.worker_process import WorkerProcess
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, INGEST_TOKEN, request, wait_until_answers
+from tests.integration.streams import publish, signal
 from topics.catalog import LANES, lane_topic
 from topics.ledger import OPERATOR_KINDS, LedgerEntry, LedgerKind
-from topics.signals import Signal, SignalType, signal_from
+from topics.signals import SignalType
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SHARDS = [0, 1, 2, 3]
 PAUSED_REASON = "operator paused autonomous decisions"
 QUIET_SECONDS = 4.0
-
-
-def signal(n: str, workspace: str, kind: SignalType, minute: float = 0, **attrs: Any) -> Signal:
-    return signal_from(
-        {
-            "id": n,
-            "workspace_id": workspace,
-            "type": kind,
-            "occurred_at": T0 + timedelta(minutes=minute),
-            "source": "test",
-            "attributes": attrs,
-        }
-    )
-
-
-async def publish(settings: Settings, signals: list[Signal]) -> None:
-    assert settings.kafka_bootstrap_servers
-    async with SignalPublisher(settings.kafka_bootstrap_servers, settings.topic("signals")) as pub:
-        await pub.publish_many(signals)
 
 
 async def operator(

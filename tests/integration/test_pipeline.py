@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.client import SignalPublisher
 from app.settings import Settings
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import wait_for_workspace, wait_until_answers
+from tests.integration.streams import T0S, publish, signal
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import Signal, SignalType, signal_from
+from topics.signals import SignalType
 
 pytestmark = pytest.mark.integration
-
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-T0S = int(T0.timestamp())
-
-
-def signal(
-    n: str, workspace: str, kind: SignalType, minute: float = 0, **attributes: Any
-) -> Signal:
-    return signal_from(
-        {
-            "id": n,
-            "workspace_id": workspace,
-            "type": kind,
-            "occurred_at": T0 + timedelta(minutes=minute),
-            "source": "test",
-            "attributes": attributes,
-        }
-    )
-
-
-async def publish(settings: Settings, signals: list[Signal]) -> None:
-    assert settings.kafka_bootstrap_servers
-    async with SignalPublisher(settings.kafka_bootstrap_servers, settings.topic("signals")) as pub:
-        await pub.publish_many(signals)
 
 
 async def ledger_exactly(settings: Settings, count: int) -> list[LedgerEntry]:

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from app.settings import Settings
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
-from tests.integration.test_pipeline import publish, signal
+from tests.integration.streams import publish, signal
 from topics.ledger import DECISION_KINDS, LedgerKind
 from topics.signals import SignalType
 
