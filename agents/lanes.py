@@ -87,9 +87,13 @@ class LaneGate:
     def _backlog(self, topics: list[str], partition: int) -> bool:
         for topic in topics:
             key = (topic, partition)
+            served = self._next.get(key)
+            if served is None:
+                # Forgotten while waiting: the shard was revoked, nothing to wait for here.
+                return False
             highwater = self._highwater(topic, partition)
             if highwater is None:
                 highwater = self._asked.get(key)
-            if highwater is not None and highwater > self._next[key]:
+            if highwater is not None and highwater > served:
                 return True
         return False

@@ -28,12 +28,13 @@ WORKSPACES = 400
 DONE_WITHIN_SECONDS = 240.0
 
 
-async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
-    settings: Settings, start_worker: StartWorker
-) -> None:
+def decisions_of(entries: list[LedgerEntry]) -> dict[str, str]:
+    return {e.entry_id: e.kind.value for e in entries if e.kind in DECISION_KINDS}
+
+
+async def backlog(settings: Settings) -> dict[str, str]:
+    """Publish the workload; the decisions (id -> verdict) an offline replay expects of it."""
     assert settings.kafka_bootstrap_servers
-    bootstrap, ledger = settings.kafka_bootstrap_servers, settings.topic("ledger")
-    # Given a backlog of signals, and what the policy decides for them offline
     signals = realistic_stream(
         workspaces=WORKSPACES,
         signals=SIGNALS,
@@ -41,14 +42,23 @@ async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
         span_seconds=2 * 3600,
         monitoring=True,
     )
-    async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
-        await publisher.publish_many(signals)
-    expected = {
+    async with SignalPublisher(settings.kafka_bootstrap_servers, settings.topic("signals")) as pub:
+        await pub.publish_many(signals)
+    return {
         d.decision_id: d.kind.value
         for d in replay_decisions(
             signals, settings.window_config(), settings.policy(), settings.partitions
         )
     }
+
+
+async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    assert settings.kafka_bootstrap_servers
+    bootstrap, ledger = settings.kafka_bootstrap_servers, settings.topic("ledger")
+    # Given a backlog of signals, and what the policy decides for them offline
+    expected = await backlog(settings)
     assert len(expected) > 2_000
 
     # When a worker has decided part of it and is killed with SIGKILL
@@ -67,16 +77,14 @@ async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
     start_worker()
 
     # Then every consumer's (de-duplicated) view has exactly the expected decisions, once each
-    def decisions(entries: list[LedgerEntry]) -> dict[str, str]:
-        return {e.entry_id: e.kind.value for e in entries if e.kind in DECISION_KINDS}
 
     view = await read_ledger(
         bootstrap,
         ledger,
-        until=lambda got: len(decisions(got)) >= len(expected),
+        until=lambda got: len(decisions_of(got)) >= len(expected),
         timeout=DONE_WITHIN_SECONDS,
     )
-    assert decisions(view) == expected
+    assert decisions_of(view) == expected
     made = Counter(e.entry_id for e in view if e.kind.value == "decision.made")
     assert set(made.values()) == {1}
 
@@ -101,3 +109,42 @@ async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
         f"decisions: {len(expected)} expected, {decided_before_kill} before the kill, "
         f"{repeated} written again after it (de-duplicated by every reader)"
     )
+
+
+async def test_a_rebalance_after_a_kill_leaves_exactly_one_decision_per_id(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    assert settings.kafka_bootstrap_servers
+    bootstrap, ledger = settings.kafka_bootstrap_servers, settings.topic("ledger")
+    # Given a backlog, and two workers of one group, each with its own data directory
+    expected = await backlog(settings)
+    doomed = start_worker(data="data-0")
+    start_worker(data="data-1")
+    # When one is killed mid-stream, so the other takes its shards over (their state, cap
+    # slots and policy memory restored from the changelog into a data directory that never
+    # held them)
+    seen = await read_ledger(
+        bootstrap,
+        ledger,
+        until=lambda got: len(decisions_of(got)) >= len(expected) // 4,
+        timeout=DONE_WITHIN_SECONDS,
+    )
+    doomed.kill()
+    assert len(decisions_of(seen)) < len(expected), "the kill came after the stream was done"
+    # Then every reader's view has exactly the expected decisions, once each
+    view = await read_ledger(
+        bootstrap,
+        ledger,
+        until=lambda got: len(decisions_of(got)) >= len(expected),
+        timeout=DONE_WITHIN_SECONDS,
+    )
+    assert decisions_of(view) == expected
+    # And no decision id was ever written as two different decisions
+    raw = await read_ledger(
+        bootstrap, ledger, until=lambda got: len(got) >= len(view), timeout=60, dedupe=False
+    )
+    copies: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for entry in raw:
+        if entry.kind in DECISION_KINDS:
+            copies[entry.entry_id].add((entry.kind.value, entry.payload["rule_id"]))
+    assert all(len(variants) == 1 for variants in copies.values())
