@@ -233,19 +233,28 @@ def test_autopilot_kafka_run_serves_until_terminated() -> None:
             process.wait()
 
 
-def readme_curl_commands() -> list[str]:
-    """The README's curl commands, each with its continuation lines, without the comments."""
+def readme_commands(marker: str) -> list[str]:
+    """The curl commands of the README's first sh block that contains `marker`, each with its
+    continuation lines, without comments (the block may be indented, in a list item)."""
     text = (ROOT / "README.md").read_text()
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", text, re.DOTALL) if "curl" in b)
+    block = next(b for b in re.findall(r" *```sh\n(.*?)```", text, re.DOTALL) if marker in b)
     commands: list[list[str]] = []
-    for line in block.splitlines():
+    for line in (line.strip() for line in block.splitlines()):
         if line.startswith("curl "):
             commands.append([line])
-        elif line.startswith("#"):
+        elif line.startswith("#") or not line:
             continue
         elif commands:
             commands[-1].append(line)
     return ["\n".join(lines) for lines in commands]
+
+
+def run_shell(command: str, env: dict[str, str]) -> str:
+    """A README command as a user's shell runs it; its standard output."""
+    result = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+    )
+    return result.stdout
 
 
 def test_readme_curl_commands_post_a_signal_and_read_the_health_back(
@@ -255,7 +264,7 @@ def test_readme_curl_commands_post_a_signal_and_read_the_health_back(
     worker = start_worker()
     post, get = (
         command.replace("http://127.0.0.1:6066", worker.web_url)
-        for command in readme_curl_commands()
+        for command in readme_commands("/signals")
     )
     env = {
         **os.environ,
@@ -263,10 +272,7 @@ def test_readme_curl_commands_post_a_signal_and_read_the_health_back(
     }
 
     def run(command: str) -> str:
-        result = subprocess.run(
-            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
-        )
-        return result.stdout
+        return run_shell(command, env)
 
     # When the POST is sent (retried while the worker is still starting)
     deadline = time.monotonic() + 60
@@ -290,23 +296,6 @@ def test_readme_curl_commands_post_a_signal_and_read_the_health_back(
     ]
 
 
-def readme_operator_commands() -> list[str]:
-    """The README's operator curl commands (an indented block), without the comments."""
-    text = (ROOT / "README.md").read_text()
-    block = next(
-        b for b in re.findall(r" *```sh\n(.*?)```", text, re.DOTALL) if "operator/pause" in b
-    )
-    commands: list[list[str]] = []
-    for line in (line.strip() for line in block.splitlines()):
-        if line.startswith("curl "):
-            commands.append([line])
-        elif line.startswith("#") or not line:
-            continue
-        elif commands:
-            commands[-1].append(line)
-    return ["\n".join(lines) for lines in commands]
-
-
 def test_readme_operator_commands_pause_resume_and_switch_dry_run_on(
     settings: Settings, start_worker: StartWorker
 ) -> None:
@@ -314,15 +303,12 @@ def test_readme_operator_commands_pause_resume_and_switch_dry_run_on(
     worker = start_worker()
     pause, resume, dry_run, show = (
         command.replace("http://127.0.0.1:6066", worker.web_url)
-        for command in readme_operator_commands()
+        for command in readme_commands("operator/pause")
     )
     env = {**os.environ, "AUTOPILOT_CONTROL_TOKEN": worker.env["AUTOPILOT_CONTROL_TOKEN"]}
 
     def run(command: str) -> str:
-        result = subprocess.run(
-            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
-        )
-        return result.stdout
+        return run_shell(command, env)
 
     def shards_become(mode: dict[str, bool]) -> dict[str, object]:
         deadline = time.monotonic() + 60
