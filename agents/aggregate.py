@@ -42,7 +42,7 @@ from agents.policy import Decision, Mode, shard_share
 from agents.rules import Policy
 from app.faust_app import Autopilot
 from tables.windows import SourcePosition
-from tables.write_behind import WriteBehindStates
+from tables.write_behind import SHARD_KEY_PREFIX, WriteBehindStates
 from topics.batches import encode_batches
 from topics.codec import Rejection, decode_signals, describe
 from topics.control import OperatorSwitch, switch_entry, switched
@@ -57,12 +57,12 @@ logger = logging.getLogger(__name__)
 
 def quota_key(partition: int) -> str:
     """The table key of a shard's slots under the platform cap (never a workspace id)."""
-    return f"~quota.{partition}"
+    return f"{SHARD_KEY_PREFIX}quota.{partition}"
 
 
 def mode_key(partition: int) -> str:
     """The table key of a shard's operator mode (never a workspace id)."""
-    return f"~mode.{partition}"
+    return f"{SHARD_KEY_PREFIX}mode.{partition}"
 
 
 def initial_mode() -> dict[str, Any]:
@@ -89,16 +89,25 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
     signals_topic = autopilot.signals.get_topic_name()
     control_topic = autopilot.control.get_topic_name()
     held: dict[int, _Held] = {}
+    # Bumped whenever a partition is revoked: a record whose processing began before (it
+    # awaited across the rebalance) must not touch the cache, flush or ack any more, or a
+    # state cached after the revoke would later stand in for the restored one, and an ack
+    # would commit past a state that was never stored. Its next owner decides it again.
+    generation: dict[int, int] = {}
+
+    def _start_over(tps: set[Any]) -> None:
+        for tp in tps:
+            if tp.topic == signals_topic:
+                states.forget(tp.partition)
+                held.pop(tp.partition, None)
+                generation[tp.partition] = generation.get(tp.partition, 0) + 1
 
     # Faust types signal receivers as sync callables without keyword arguments; async works.
     @autopilot.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:
         # Unacked records of a revoked partition are redelivered to its next owner, which
         # folds them onto the state stored at the last flush.
-        for tp in revoked:
-            if tp.topic == signals_topic:
-                states.forget(tp.partition)
-                held.pop(tp.partition, None)
+        _start_over(revoked)
 
     async def reject(rejections: list[Any], source: SourcePosition, key: bytes | None) -> list[Any]:
         sent = []
@@ -208,6 +217,7 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                 message = event.message
                 partition = message.partition
                 source = SourcePosition(message.topic, partition, message.offset)
+                began = generation.get(partition, 0)
                 pending = held.setdefault(partition, _Held())
                 if message.topic == control_topic:
                     raw = message.value or b""
@@ -222,8 +232,10 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                     own, foreign = _by_owner(decoded.signals, partition, shards)
                     if foreign:
                         pending.sent.extend(await reroute(foreign, source))
-                    if own:
+                    if own and generation.get(partition, 0) == began:
                         pending.sent.extend(await emit(decide(partition, own, source)))
+                if generation.get(partition, 0) != began:
+                    continue  # rebalanced meanwhile: left unacked, decided again by its owner
                 pending.events.append(event)
 
                 caught_up = message.offset + 1 >= autopilot.app.consumer.highwater(message.tp)
@@ -236,6 +248,8 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                     # include them are stored (see the module docstring).
                     for sent in pending.sent:
                         await sent
+                    if generation.get(partition, 0) != began:
+                        continue  # see above: nothing of the old generation is stored or acked
                     # Table writes need a current event of this partition: this one is.
                     states.flush(partition)
                     for held_event in pending.events:

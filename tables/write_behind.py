@@ -15,6 +15,9 @@ import orjson
 
 from tables.windows import WorkspaceState, initialize, upcast
 
+# Keys of shard-wide values (never a workspace id, which starts with a letter or digit).
+SHARD_KEY_PREFIX = "~"
+
 
 class WriteBehindStates:
     """States per partition: read through from the table, written back on flush."""
@@ -72,8 +75,13 @@ class WriteBehindStates:
         """Write the partition's changed states (one write each); returns how many."""
         dirty = self._dirty.pop(partition, set())
         states = self._states.get(partition, {})
-        for workspace_id in dirty:
-            self._table[workspace_id] = orjson.dumps(states[workspace_id])
+        # Shard-wide values first. A crash can cut a flush short, and writes to a changelog
+        # partition land in order: a stored workspace state then implies the shard values
+        # stored with it. (The reverse is harmless: the platform cap's slots are kept by
+        # decision id, so a workspace decided again keeps its slot.) The other way round, a
+        # workspace could be stored with decisions whose cap slots were lost.
+        for key in sorted(dirty, key=lambda key: not key.startswith(SHARD_KEY_PREFIX)):
+            self._table[key] = orjson.dumps(states[key])
         if len(states) > self._max_cached:
             # Everything is clean right after a flush, so dropping the cache loses nothing.
             states.clear()

@@ -93,3 +93,35 @@ def test_a_flushed_state_reads_back_equal_after_the_cache_is_dropped() -> None:
 
     assert states.get(3, "ws-1") == state
     assert states.get(3, "ws-1")["watermark"] == E0
+
+
+class RecordingTable(dict[str, bytes]):
+    """A table that remembers the order of its writes (a changelog partition keeps it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+
+def test_a_flush_writes_the_shard_values_before_any_workspace() -> None:
+    """Given 100 workspaces changed around a shard-wide value, when flushed, then the
+    shard-wide value is written first: a flush cut short by a crash can store it without a
+    workspace, never a workspace (with decisions counted under the cap) without it."""
+    table = RecordingTable()
+    states = WriteBehindStates(table, max_cached=1_000)
+    workspaces = [f"ws-{n:03d}" for n in range(100)]
+    for workspace_id in workspaces[:50]:
+        states.put(0, workspace_id, folded_state())
+    quota = states.get_value(0, "~quota.0", lambda: {"counts": {}})
+    states.put(0, "~quota.0", quota)
+    for workspace_id in workspaces[50:]:
+        states.put(0, workspace_id, folded_state())
+
+    assert states.flush(0) == 101
+
+    assert table.writes[0] == "~quota.0"
+    assert sorted(table.writes[1:]) == workspaces
