@@ -252,6 +252,11 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                         continue  # see above: nothing of the old generation is stored or acked
                     # Table writes need a current event of this partition: this one is.
                     states.flush(partition)
+                    # Faust buffers changelog writes and commits offsets without waiting for
+                    # them: a worker killed in between leaves offsets committed past a state
+                    # its successor never restores. So the changelog is on the broker before
+                    # the records are acked (found by the rebalance kill test).
+                    await autopilot.app.producer.flush()
                     for held_event in pending.events:
                         held_event.ack()
                     held[partition] = _Held()
