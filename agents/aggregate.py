@@ -19,6 +19,7 @@ de-duplicates (projections/ledger_reader.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -256,7 +257,14 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                     # them: a worker killed in between leaves offsets committed past a state
                     # its successor never restores. So the changelog is on the broker before
                     # the records are acked (found by the rebalance kill test).
-                    await autopilot.app.producer.flush()
+                    try:
+                        await autopilot.app.producer.flush()
+                    except asyncio.CancelledError:
+                        # The worker is stopping: Faust flushes its producer as it stops, so
+                        # these records count as done (not redelivered to the next owner).
+                        for held_event in pending.events:
+                            held_event.ack()
+                        raise
                     for held_event in pending.events:
                         held_event.ack()
                     held[partition] = _Held()
