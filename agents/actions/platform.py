@@ -1,0 +1,63 @@
+"""Actions carried out by the platform's control API: one POST per operation, keyed by command.
+
+`POST {control_api_url}/workspaces/{workspace_id}/{operation}` with the command id as the
+Idempotency-Key: a repeat of the command (a retry, a redelivery after a crash) is answered
+from the platform's record and applies no second effect.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agents.actions.http import control, shown_base
+from agents.reconciler import ActionContext, Describe, Done, ExecutorConfig, Handler
+from topics.commands import Command
+
+# An id the platform gave the effect; recorded only when it is short and plainly an id.
+_EFFECT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+async def post_operation(ctx: ActionContext, operation: str) -> Done:
+    """Ask the control API to carry out `operation` on the command's workspace."""
+    command = ctx.command
+    reply = await control(
+        ctx,
+        "POST",
+        f"/workspaces/{command.workspace_id}/{operation}",
+        idempotency_key=command.command_id,
+        json_body={
+            "command_id": command.command_id,
+            "action": command.action.value,
+            "rule_id": command.rule_id,
+        },
+        # In a header, not the body: every attempt must send the same body under the same key,
+        # or an idempotent receiver refuses the retry of a request it already applied (422).
+        headers={"X-Autopilot-Attempt": str(command.attempt)},
+    )
+    detail: dict[str, object] = {
+        "operation": operation,
+        "status": reply.status,
+        "replayed": reply.replayed,
+    }
+    effect_id = reply.json.get("effect_id")
+    if isinstance(effect_id, str) and _EFFECT_ID.fullmatch(effect_id):
+        detail["effect_id"] = effect_id
+    return Done(detail)
+
+
+def describe_operation(operation: str, command: Command, config: ExecutorConfig) -> str:
+    """What `post_operation` would do, for a dry run."""
+    return f"POST {shown_base(config)}/workspaces/{command.workspace_id}/{operation}"
+
+
+def operation(name: str) -> tuple[Handler, Describe]:
+    """The handler and the dry-run description of one control-API operation."""
+
+    async def handle(ctx: ActionContext) -> Done:
+        return await post_operation(ctx, name)
+
+    def describe(command: Command, config: ExecutorConfig) -> str:
+        return describe_operation(name, command, config)
+
+    handle.__qualname__ = handle.__name__ = f"post_{name.replace('-', '_')}"
+    return handle, describe
