@@ -25,6 +25,10 @@ USAGE = """usage: autopilot COMMAND
                 [--policy FILE: what-if with another rule set] [--ledger FILE: a JSON-lines
                 export instead of the broker's ledger] [--verbose] [--json]; exit 1 when a
                 decision differs under the policy version that recorded it
+  dlq replay    re-issue dead-lettered commands under ids derived from their dead letters, so
+                a second run sends the same ids [--workspace W] [--action A] [--error-class C]
+                (each repeatable) [--since T] [--until T] [--list: publish nothing]
+                [--by NAME] [--json]
   schemas       write the signals' JSON Schema files (topics/schemas/); no broker needed
                 [--check: exit 1 if they are out of date] [--dir DIR: another directory]
   kafka ...     the local Maven-assembled broker (assemble | run)
@@ -52,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
             from app.policy_cli import run_policy_replay
 
             raise SystemExit(run_policy_replay(args[2:]))
+        if args[:2] == ["dlq", "replay"]:
+            from app.dlq_cli import run_dlq_replay
+
+            raise SystemExit(run_dlq_replay(args[2:]))
         settings = load_settings()
         if args[0] == "topics":
             with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as boot:

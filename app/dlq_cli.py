@@ -1,0 +1,358 @@
+"""`autopilot dlq replay`: dead-lettered commands sent again, under ids that make it idempotent.
+
+The selection and the re-issue are pure (projections/dead_letters.py); this shell reads
+commands.dlq to its end offsets as of the start, publishes the action.reissued entries and then
+the commands (so a command's re-issue precedes its outcome on the ledger), and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from app.errors import AutopilotError, ConfigurationError
+from app.settings import Settings, load_settings
+from projections.dead_letters import (
+    DeadLetter,
+    Reissue,
+    Selection,
+    Unreplayable,
+    first_copies,
+    parse_record,
+    parse_timestamp,
+    reissue,
+    select,
+)
+from topics.catalog import COMMANDS_DLQ, LEDGER, lane_topic
+from topics.commands import Action
+from topics.signals import is_workspace_id
+
+READ_TIMEOUT_SECONDS = 600.0
+_BY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class DlqContent:
+    """Everything read from commands.dlq: the dead commands (first copies) and the rest."""
+
+    records: int
+    dead_letters: list[DeadLetter]
+    copies: int
+    unreplayable: list[Unreplayable]
+
+
+def run_dlq_replay(args: list[str]) -> int:
+    """Re-issue the selected dead-lettered commands (or only list them); 0 unless it fails."""
+    parser = _parser()
+    options = parser.parse_args(args)
+    if options.since and options.until and options.since >= options.until:
+        parser.error("--since must be before --until")
+    settings = load_settings()
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigurationError(
+            f"set KAFKA_BOOTSTRAP_SERVERS to the broker that holds {settings.topic(COMMANDS_DLQ)} "
+            "(and AUTOPILOT_TOPIC_PREFIX to its deployment's topic prefix)"
+        )
+    selection = Selection(
+        workspaces=frozenset(options.workspace),
+        actions=frozenset(options.action),
+        error_classes=frozenset(options.error_class),
+        since=options.since,
+        until=options.until,
+    )
+    content, reissues = asyncio.run(
+        _replay(
+            settings,
+            settings.kafka_bootstrap_servers,
+            selection,
+            by=options.by,
+            publish=not options.list,
+        )
+    )
+    if options.json:
+        report = _as_json(content, reissues, listed=options.list)
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+    else:
+        print(_render(content, reissues, listed=options.list))
+    return 0
+
+
+async def _replay(
+    settings: Settings, bootstrap: str, selection: Selection, *, by: str, publish: bool
+) -> tuple[DlqContent, list[Reissue]]:
+    dlq = settings.topic(COMMANDS_DLQ)
+    partitions, existing = await _partitions_of(bootstrap, dlq)
+    content = await _read_to_end(bootstrap, dlq, partitions, timeout=READ_TIMEOUT_SECONDS)
+    now = datetime.now(UTC)
+    selected = sorted(
+        select(selection, content.dead_letters),
+        key=lambda dead: (dead.dead_lettered_at, dead.partition, dead.offset),
+    )
+    reissues = [reissue(dead, now, by) for dead in selected]
+    if reissues and publish:
+        needed = {settings.topic(LEDGER)} | {
+            settings.topic(lane_topic(r.command.priority.value)) for r in reissues
+        }
+        missing = sorted(needed - existing)
+        if missing:
+            raise AutopilotError(
+                f"no topic {', '.join(missing)} on the broker at {bootstrap}: "
+                "run `autopilot topics`, or check AUTOPILOT_TOPIC_PREFIX"
+            )
+        await _publish(settings, bootstrap, reissues)
+    return content, reissues
+
+
+async def _partitions_of(bootstrap: str, topic: str) -> tuple[list[int], set[str]]:
+    """The dlq topic's partitions and every topic on the broker; a clear error when missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        # Only a listed topic is described: describing a missing one can auto-create it.
+        if topic not in existing:
+            raise AutopilotError(
+                f"no dead-letter topic {topic} on the broker at {bootstrap}: "
+                "check KAFKA_BOOTSTRAP_SERVERS and AUTOPILOT_TOPIC_PREFIX"
+            )
+        [described] = await admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise AutopilotError(
+            f"cannot read {topic} from {bootstrap}: check KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for p in described["partitions"]), existing
+
+
+async def _read_to_end(
+    bootstrap: str, topic: str, partitions: list[int], *, timeout: float
+) -> DlqContent:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    parsed: list[DeadLetter | Unreplayable] = []
+    try:
+        await consumer.start()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        # By position, not by the last record's offset: a transaction's commit marker takes
+        # an offset of its own, and expired records leave the log start past 0.
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        deadline = time.monotonic() + timeout
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AutopilotError(
+                    f"{topic} not read to its end after {timeout:.0f} s "
+                    f"({len(parsed)} records read): check the broker at {bootstrap}"
+                )
+            batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
+            for tp, records in batches.items():
+                parsed.extend(
+                    parse_record(tp.partition, r.offset, r.timestamp, r.value, list(r.headers))
+                    for r in records
+                    if r.offset < ends[tp]
+                )
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    except KafkaError as exc:
+        raise AutopilotError(
+            f"cannot read {topic} from {bootstrap}: check KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    finally:
+        await consumer.stop()
+    dead = [record for record in parsed if isinstance(record, DeadLetter)]
+    kept = first_copies(dead)
+    return DlqContent(
+        records=len(parsed),
+        dead_letters=kept,
+        copies=len(dead) - len(kept),
+        unreplayable=[record for record in parsed if isinstance(record, Unreplayable)],
+    )
+
+
+async def _publish(settings: Settings, bootstrap: str, reissues: list[Reissue]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    try:
+        await producer.start()
+        # Entries first, all acknowledged, then the commands: the executor's outcome of a
+        # re-issued command never precedes its action.reissued entry on the ledger.
+        ledger = settings.topic(LEDGER)
+        await asyncio.gather(
+            *[
+                await producer.send(
+                    ledger,
+                    r.entry.model_dump_json().encode(),
+                    key=r.command.workspace_id.encode(),
+                )
+                for r in reissues
+            ]
+        )
+        await asyncio.gather(
+            *[
+                await producer.send(
+                    settings.topic(lane_topic(r.command.priority.value)),
+                    r.command.model_dump_json().encode(),
+                    key=r.command.workspace_id.encode(),
+                )
+                for r in reissues
+            ]
+        )
+        await producer.flush()
+    except KafkaError as exc:
+        raise AutopilotError(
+            f"cannot publish the re-issued commands to {bootstrap} ({type(exc).__name__}): "
+            "check KAFKA_BOOTSTRAP_SERVERS and AUTOPILOT_TOPIC_PREFIX; running the replay again "
+            "is safe, it re-issues the same command ids"
+        ) from exc
+    finally:
+        await producer.stop()
+
+
+def _render(content: DlqContent, reissues: list[Reissue], *, listed: bool) -> str:
+    lines: list[str] = []
+    if reissues:
+        rows = [
+            ("workspace", "action", "command → re-issued as", "error class", "dead-lettered at"),
+            *(
+                (
+                    r.command.workspace_id,
+                    r.command.action.value,
+                    f"{r.dead_letter.command.command_id} → {r.command.command_id}",
+                    r.dead_letter.error_class or "-",
+                    r.dead_letter.dead_lettered_at.isoformat(),
+                )
+                for r in reissues
+            ),
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines += [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+    else:
+        lines.append("no dead-lettered command matched")
+    if content.unreplayable:
+        lines += ["", "not replayable (no valid command):"]
+        lines += [
+            f"  partition {u.partition} offset {u.offset}: {u.reason}" for u in content.unreplayable
+        ]
+    verb = "would re-issue" if listed else "re-issued"
+    notes = [f"{len(content.unreplayable)} not replayable"]
+    if content.copies:
+        copies = "copy" if content.copies == 1 else "copies"
+        notes.append(f"{content.copies} {copies} of an earlier dead letter skipped")
+    summary = f"{verb} {len(reissues)} of {content.records} dead letters ({', '.join(notes)})"
+    lines += ["", summary + ("; nothing published (--list)" if listed else "")]
+    return "\n".join(lines)
+
+
+def _as_json(content: DlqContent, reissues: list[Reissue], *, listed: bool) -> dict[str, object]:
+    return {
+        "published": bool(reissues) and not listed,
+        "dead_letters": content.records,
+        "copies": content.copies,
+        "reissued": [
+            {
+                "workspace_id": r.command.workspace_id,
+                "action": r.command.action.value,
+                "priority": r.command.priority.value,
+                "command_id": r.dead_letter.command.command_id,
+                "reissued_as": r.command.command_id,
+                "error_class": r.dead_letter.error_class,
+                "reason": r.dead_letter.reason,
+                "dead_lettered_at": r.dead_letter.dead_lettered_at.isoformat(),
+                "dead_letter": r.entry.payload["dead_letter"],
+            }
+            for r in reissues
+        ],
+        "not_replayable": [
+            {"partition": u.partition, "offset": u.offset, "reason": u.reason}
+            for u in content.unreplayable
+        ],
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autopilot dlq replay",
+        description=(
+            "Send dead-lettered commands again under new ids derived from their place on "
+            "commands.dlq, so a second run re-issues the same ids. Filters AND together; a "
+            "repeated option matches any of its values."
+        ),
+    )
+    parser.add_argument(
+        "--workspace", action="append", type=_workspace, default=[], help="a workspace id"
+    )
+    parser.add_argument(
+        "--action",
+        action="append",
+        type=_action,
+        default=[],
+        help=f"one of: {', '.join(a.value for a in Action)}",
+    )
+    parser.add_argument(
+        "--error-class",
+        action="append",
+        default=[],
+        help="the error's class name as dead-lettered (e.g. TerminalError)",
+    )
+    parser.add_argument(
+        "--since", type=_timestamp, help="dead-lettered at or after (ISO-8601; naive is UTC)"
+    )
+    parser.add_argument(
+        "--until", type=_timestamp, help="dead-lettered before (ISO-8601; naive is UTC)"
+    )
+    parser.add_argument("--list", action="store_true", help="show what would be re-issued only")
+    parser.add_argument(
+        "--by", type=_by, default="cli", help="who re-issues, for the ledger (default: cli)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _workspace(value: str) -> str:
+    if not is_workspace_id(value):
+        raise argparse.ArgumentTypeError(f"not a workspace id: {value!r}")
+    return value
+
+
+def _action(value: str) -> Action:
+    try:
+        return Action(value)
+    except ValueError:
+        known = ", ".join(a.value for a in Action)
+        raise argparse.ArgumentTypeError(
+            f"unknown action {value!r}; known actions: {known}"
+        ) from None
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 timestamp: {value!r} (e.g. 2026-11-21T20:30:00Z)"
+        ) from None
+
+
+def _by(value: str) -> str:
+    if not _BY.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"expected a name of letters, digits and _.@:- (at most 64), got {value!r}"
+        )
+    return value
