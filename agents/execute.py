@@ -1,9 +1,12 @@
-"""The execute agents, one per priority lane: commands in, handlers run, outcomes on the ledger.
+"""The execute agents: commands in from the priority lanes and the retry topic, verdicts in from
+the approvals topic; the executor (agents/executor.py) carries them out.
 
-Lanes are served critical first (agents/lanes.py). A dry-run command touches nothing outside and
-records `action.skipped`. A deferred command (over the platform cap) is set aside until its
-`not_before` while the lane goes on; its record is acked only once it ran, so the committed
-offset stays behind it and a crash redelivers it.
+Lanes are served critical first (agents/lanes.py). Each command runs in its own task, under its
+workspace's lock, so a workspace that is busy or waiting (for a lease, an approval, a slow
+provider) does not hold up the other workspaces of its shard. A command with a `not_before` in
+the future (deferred over the platform cap, or a retry after its backoff) is set aside until
+then while its topic goes on; its record is acked only once it ran, so the committed offset
+stays behind it and a crash redelivers it.
 """
 
 from __future__ import annotations
@@ -20,23 +23,34 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
-from agents.emit import send_entry
-from agents.handlers import ActionError, Outcome, outcome_entry, run_command, skipped_entry
+from agents.executor import Executor
 from agents.lanes import LaneGate
 from app.faust_app import Autopilot
 from tables.windows import SourcePosition
+from tables.write_behind import WriteBehindStates
+from topics.approvals import ApprovalGiven
 from topics.codec import Rejection, describe
 from topics.commands import Command, Priority
 from topics.rejections import dlq_headers
 
 logger = logging.getLogger(__name__)
 
+# Commands handed to the executor and not finished yet, per worker: past it, the topics wait.
+MAX_IN_HAND = 1024
 
-def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
-    """Register one execute agent per lane on the app; returns the gate that orders them."""
+
+def attach(
+    autopilot: Autopilot, states: WriteBehindStates, bootstrap: str, max_defer_seconds: float
+) -> tuple[LaneGate, Executor]:
+    """Register the lane, retry and approval agents; returns the lane gate and the executor."""
     app = autopilot.app
+    executor = Executor(autopilot, states, bootstrap)
     topics = {lane: topic.get_topic_name() for lane, topic in autopilot.lanes.items()}
-    lane_of_topic = {name: lane for lane, name in topics.items()}
+    command_topics = {
+        *topics.values(),
+        autopilot.commands_retry.get_topic_name(),
+        autopilot.approvals.get_topic_name(),
+    }
 
     def highwater(topic: str, partition: int) -> int | None:
         try:
@@ -64,14 +78,21 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
 
     gate = LaneGate(topics, highwater, committed, latest, autopilot.settings.lane_max_wait_seconds)
 
+    in_hand = asyncio.Semaphore(MAX_IN_HAND)
+    waiting: dict[int, set[asyncio.Task[None]]] = {}
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:
-        for tp in revoked:
-            if tp.topic in lane_of_topic:
-                gate.forget(tp.partition)
-                # Their records are unacked: the shard's next owner gets them again.
-                for task in waiting.pop(tp.partition, set()):
-                    task.cancel()
+        for partition in {tp.partition for tp in revoked if tp.topic in command_topics}:
+            gate.forget(partition)
+            executor.revoked(partition)
+            # Their records are unacked: the shard's next owner gets them again.
+            for task in waiting.pop(partition, set()):
+                task.cancel()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _close(app: faust.App, **_: Any) -> None:
+        await executor.stop()
 
     async def park(message: Any, exc: ValidationError) -> None:
         # Only Autopilot writes these topics, so this is a bug or a foreign writer: park the
@@ -93,12 +114,19 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
             headers=dlq_headers(rejection, source),
         )
 
-    waiting: dict[int, set[asyncio.Task[None]]] = {}
+    async def hand_over(event: Any, command: Command) -> None:
+        # Tasks keep the context they are created in: the executor's table writes go to the
+        # changelog partition of this event, the workspace's shard.
+        await in_hand.acquire()
+        message = event.message
+        source = SourcePosition(message.topic, message.partition, message.offset)
+        task = asyncio.create_task(executor.carry_out(event, command, source))
+        task.add_done_callback(lambda _: in_hand.release())
+        task.add_done_callback(_crash_on_failure)
 
     async def run_when_due(event: Any, command: Command, delay: float) -> None:
         await asyncio.sleep(delay)
-        await carry_out(command)
-        event.ack()
+        await hand_over(event, command)
 
     def set_aside(event: Any, command: Command, delay: float) -> None:
         partition = event.message.partition
@@ -108,26 +136,18 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
         task.add_done_callback(tasks.discard)
         task.add_done_callback(_crash_on_failure)
 
-    async def carry_out(command: Command) -> None:
-        if command.dry_run:
-            await send_entry(autopilot, skipped_entry(command, datetime.now(UTC), "dry_run"))
-            return
-        outcome: Outcome | None = None
-        error: ActionError | None = None
+    async def take(event: Any) -> None:
         try:
-            outcome = await run_command(command)
-        except ActionError as exc:
-            error = exc
-            logger.warning(
-                "action failed",
-                extra={
-                    "workspace_id": command.workspace_id,
-                    "command_id": command.command_id,
-                    "correlation_id": command.correlation_id,
-                    "error": type(exc).__name__,
-                },
-            )
-        await send_entry(autopilot, outcome_entry(command, datetime.now(UTC), outcome, error))
+            command = Command.model_validate_json(event.value)
+        except ValidationError as exc:
+            await park(event.message, exc)
+            event.ack()
+            return
+        delay = _seconds_until(command.not_before)
+        if delay > 0 and not command.dry_run:
+            set_aside(event, command, delay)
+        else:
+            await hand_over(event, command)
 
     def lane_agent(lane: Priority, topic: faust.TopicT) -> None:
         async def execute(stream: faust.StreamT[bytes]) -> None:
@@ -136,25 +156,39 @@ def attach(autopilot: Autopilot, max_defer_seconds: float) -> LaneGate:
                 async for event in cast(faust.Stream[bytes], stream).noack().events():
                     message = event.message
                     await gate.wait_turn(lane, message.partition)
-                    try:
-                        command = Command.model_validate_json(event.value)
-                    except ValidationError as exc:
-                        await park(message, exc)
-                        event.ack()
-                    else:
-                        delay = _seconds_until(command.not_before)
-                        if delay > 0 and not command.dry_run:
-                            set_aside(event, command, delay)
-                        else:
-                            await carry_out(command)
-                            event.ack()
+                    await take(event)
                     gate.served(lane, message.partition, message.offset)
 
         app.agent(topic, name=f"execute.{lane.value}")(execute)
 
     for lane, topic in autopilot.lanes.items():
         lane_agent(lane, topic)
-    return gate
+
+    @app.agent(autopilot.commands_retry, name="execute.retry")
+    async def retry(stream: faust.StreamT[bytes]) -> None:
+        with crash_on_unexpected("execute.retry"):
+            async for event in cast(faust.Stream[bytes], stream).noack().events():
+                await take(event)
+
+    @app.agent(autopilot.approvals, name="execute.approvals")
+    async def approvals(stream: faust.StreamT[bytes]) -> None:
+        with crash_on_unexpected("execute.approvals"):
+            async for event in cast(faust.Stream[bytes], stream).noack().events():
+                try:
+                    approval = ApprovalGiven.model_validate_json(event.value)
+                except ValidationError as exc:
+                    await park(event.message, exc)
+                    event.ack()
+                    continue
+                await in_hand.acquire()
+                task = asyncio.create_task(
+                    executor.give_verdict(event, approval, event.message.partition)
+                )
+                task.add_done_callback(lambda _: in_hand.release())
+                task.add_done_callback(_crash_on_failure)
+
+    del retry, approvals  # registered on the app by the decorators
+    return gate, executor
 
 
 def _seconds_until(moment: datetime | None) -> float:
@@ -162,9 +196,9 @@ def _seconds_until(moment: datetime | None) -> float:
 
 
 def _crash_on_failure(task: asyncio.Task[None]) -> None:
-    # A deferred command's failure is as unexpected as one in the stream: crash loudly.
+    # A command task's failure is as unexpected as one in the stream: crash loudly.
     if not task.cancelled() and task.exception() is not None:
-        with crash_on_unexpected("execute.deferred"):
+        with crash_on_unexpected("execute.command"):
             raise task.exception()  # type: ignore[misc]
 
 

@@ -28,7 +28,7 @@ from projections.ledger_reader import read_ledger
 from projections.policy_replay import render, replay_policy
 from projections.replay import replay_decisions
 from projections.summary import LedgerSummary, summarize
-from topics.ledger import DECISION_KINDS, LedgerEntry, LedgerKind
+from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 WORKSPACES = 1_000
 SIGNALS = 20_000
@@ -114,7 +114,7 @@ def _complete(entries: list[LedgerEntry], expected: Counter[str]) -> bool:
     kinds = Counter(entry.kind.value for entry in entries)
     decisions = sum(kinds[kind.value] for kind in DECISION_KINDS)
     commands = kinds[LedgerKind.DECISION_MADE.value] + kinds[LedgerKind.DECISION_DEFERRED.value]
-    outcomes = kinds[LedgerKind.ACTION_SUCCEEDED.value] + kinds[LedgerKind.ACTION_FAILED.value]
+    outcomes = sum(kinds[kind.value] for kind in TERMINAL_KINDS)
     return (
         decisions >= expected.total()
         and outcomes >= commands

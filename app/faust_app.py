@@ -12,6 +12,8 @@ from topics import catalog
 from topics.commands import Priority
 
 STATE_TABLE = "workspace-state"
+# The executor's memory per workspace: lease, finished commands, approvals (agents/executor.py).
+EXECUTIONS_TABLE = "executions"
 
 
 class QuietWorker(faust.Worker):
@@ -39,9 +41,12 @@ class Autopilot:
     # What the aggregate agent reads: signals and the operator's switches, shard by shard.
     decide_input: faust.TopicT
     lanes: dict[Priority, faust.TopicT]
+    commands_retry: faust.TopicT
     commands_dlq: faust.TopicT
+    approvals: faust.TopicT
     ledger: faust.TopicT
     states: faust.types.TableT[str, bytes]
+    executions: faust.types.TableT[str, bytes]
 
 
 def create_app(settings: Settings, bootstrap: str) -> Autopilot:
@@ -99,6 +104,13 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         partitions=settings.partitions,
         options={"block_cache_size": settings.rocksdb_block_cache_bytes},
     )
+    executions = app.Table(
+        EXECUTIONS_TABLE,
+        key_type=str,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options={"block_cache_size": settings.rocksdb_block_cache_bytes // 8},
+    )
     return Autopilot(
         app=app,
         settings=settings,
@@ -107,7 +119,10 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         control=raw_topic(catalog.CONTROL),
         decide_input=raw_topic(catalog.SIGNALS, catalog.CONTROL),
         lanes={Priority(lane): raw_topic(catalog.lane_topic(lane)) for lane in catalog.LANES},
+        commands_retry=raw_topic(catalog.COMMANDS_RETRY),
         commands_dlq=raw_topic(catalog.COMMANDS_DLQ),
+        approvals=raw_topic(catalog.APPROVALS),
         ledger=raw_topic(catalog.LEDGER),
         states=states,
+        executions=executions,
     )

@@ -19,6 +19,7 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from agents.aggregate import initial_mode, mode_key
+from agents.executor import Executor
 from app.faust_app import Autopilot
 from app.views import as_aiohttp, refuse_unauthorized
 from tables.write_behind import WriteBehindStates
@@ -30,26 +31,16 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4096
 
 
-def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
+def attach(autopilot: Autopilot, states: WriteBehindStates, executor: Executor) -> None:
     """Register the operator endpoints on the app's web server."""
     app = autopilot.app
     settings = autopilot.settings
     control_topic = autopilot.control.get_topic_name()
 
     async def switch(view: View, request: Request, name: str) -> Response:
-        http = as_aiohttp(request)
-        body: dict[str, Any] = {}
-        raw = await http.read() if http.can_read_body else b""
-        if len(raw) > MAX_BODY_BYTES:
-            return view.json({"error": f"request body over {MAX_BODY_BYTES} bytes"}, status=413)
-        if raw.strip():
-            try:
-                loaded = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                return view.json({"error": "the body is not JSON"}, status=400)
-            if not isinstance(loaded, dict):
-                return view.json({"error": "the body must be a JSON object"}, status=422)
-            body = loaded
+        body = await operator_body(view, request)
+        if not isinstance(body, dict):
+            return body
         if name == "dry-run":
             enabled = body.pop("enabled", None)
             if not isinstance(enabled, bool):
@@ -59,12 +50,9 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
             chosen = Switch.DRY_RUN_ON if enabled else Switch.DRY_RUN_OFF
         else:
             chosen = Switch.PAUSE if name == "pause" else Switch.RESUME
-        unknown = sorted(set(body) - {"by", "reason"})
-        if unknown:
-            return view.json(
-                {"error": f"unknown fields: {', '.join(unknown)}; send only by and reason"},
-                status=422,
-            )
+        unknown = unknown_fields(view, body)
+        if unknown is not None:
+            return unknown
         try:
             request_ = OperatorSwitch.model_validate(
                 {
@@ -133,7 +121,40 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
                 tp.partition for tp in app.consumer.assignment() if tp.topic == control_topic
             )
             return self.json(
-                {"shards": {str(p): states.get_value(p, mode_key(p), initial_mode) for p in owned}}
+                {
+                    "shards": {
+                        str(p): states.get_value(p, mode_key(p), initial_mode) for p in owned
+                    },
+                    # This worker's view of its providers (each worker judges those it calls).
+                    "breakers": executor.breakers.states(),
+                }
             )
 
     del OperatorSwitchView, OperatorView  # registered on the app by the decorators
+
+
+async def operator_body(view: View, request: Request) -> dict[str, Any] | Response:
+    """An operator request's optional JSON object body, or the refusal to answer with."""
+    http = as_aiohttp(request)
+    raw = await http.read() if http.can_read_body else b""
+    if len(raw) > MAX_BODY_BYTES:
+        return view.json({"error": f"request body over {MAX_BODY_BYTES} bytes"}, status=413)
+    if not raw.strip():
+        return {}
+    try:
+        loaded = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return view.json({"error": "the body is not JSON"}, status=400)
+    if not isinstance(loaded, dict):
+        return view.json({"error": "the body must be a JSON object"}, status=422)
+    return loaded
+
+
+def unknown_fields(view: View, body: dict[str, Any]) -> Response | None:
+    """A 422 naming fields other than `by` and `reason`, or None."""
+    unknown = sorted(set(body) - {"by", "reason"})
+    if not unknown:
+        return None
+    return view.json(
+        {"error": f"unknown fields: {', '.join(unknown)}; send only by and reason"}, status=422
+    )

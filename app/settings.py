@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agents.backoff import RetryPolicy
+from agents.breaker import BreakerConfig
+from agents.reconciler import ExecutorConfig
 from agents.rules import Policy, load_policy
 from app.errors import ConfigurationError
 from tables.windows import MAX_GRACE_SECONDS, WindowConfig
@@ -58,6 +62,42 @@ class Settings(BaseSettings):
     # same shard, so a busy critical lane slows the others without starving them.
     lane_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
 
+    # Executors (agents/executor.py). One action per workspace at a time: a lease per workspace
+    # outlives a rebalance, so the shard's next owner does not start the action again before
+    # this long has passed or the outcome is on the ledger.
+    lease_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Retryable failures: exponential backoff with jitter and a cap, then commands.dlq.
+    retry_max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_base_seconds: float = Field(default=1.0, gt=0, le=3_600)
+    retry_cap_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # A provider's breaker opens after this many consecutive failures, half-opens after the
+    # cool-down; while open, its commands are deferred, not failed.
+    breaker_failure_threshold: int = Field(default=5, ge=1, le=1_000)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0, le=3_600)
+    # Actions carried out at once per worker (each waits on its HTTP calls).
+    executor_concurrency: int = Field(default=32, ge=1, le=1_024)
+    # How long a finished command's id is remembered, so a copy of it does nothing.
+    idempotency_horizon_hours: float = Field(default=168.0, gt=0, le=24 * 365)
+    # Actions tagged with one of these (agents/actions/) wait for an operator's approval.
+    # A comma-separated list in the environment (NoDecode: not JSON).
+    approval_tags: Annotated[frozenset[str], NoDecode] = frozenset(
+        {"finance", "identity", "policy"}
+    )
+
+    # The platform's control API and webhook signing (agents/actions/).
+    control_api_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
+    control_api_token: SecretStr | None = None
+    # Master key: each workspace's webhook secret is HMAC-SHA256(key, workspace_id).
+    webhook_signing_key: SecretStr | None = None
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An OpenAI-compatible endpoint writes follow-up text; with no key the template is used.
+    llm_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AUTOPILOT_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str = Field(default="gpt-4o-mini", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
+    llm_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     # Write-behind of workspace state (tables/write_behind.py): why it exists is in the README.
     state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     state_flush_max_dirty: int = Field(default=5_000, ge=1)
@@ -73,6 +113,19 @@ class Settings(BaseSettings):
             raise ValueError(f"a token needs at least {MIN_TOKEN_CHARS} characters")
         return value
 
+    @field_validator("approval_tags", mode="before")
+    @classmethod
+    def _tags(cls, value: object) -> object:
+        # From the environment: "finance,identity" (empty: no action waits for approval).
+        if isinstance(value, str):
+            return frozenset(tag.strip() for tag in value.split(",") if tag.strip())
+        return value
+
+    @field_validator("control_api_url", "llm_base_url", "webhook_signing_key", mode="before")
+    @classmethod
+    def _unset_when_blank(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip() == "" else value
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _host_port_list(cls, value: str | None) -> str | None:
@@ -83,6 +136,31 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return value.strip()
+
+    def executor_config(self) -> ExecutorConfig:
+        """What action handlers need to reach the outside (secrets unwrapped only here)."""
+        return ExecutorConfig(
+            control_api_url=self.control_api_url,
+            control_api_token=_reveal(self.control_api_token),
+            webhook_signing_key=_reveal(self.webhook_signing_key),
+            http_timeout_seconds=self.http_timeout_seconds,
+            llm_base_url=self.llm_base_url,
+            llm_api_key=_reveal(self.llm_api_key),
+            llm_model=self.llm_model,
+            llm_timeout_seconds=self.llm_timeout_seconds,
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        """Backoff for retryable action failures."""
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            base_seconds=min(self.retry_base_seconds, self.retry_cap_seconds),
+            cap_seconds=self.retry_cap_seconds,
+        )
+
+    def breaker_config(self) -> BreakerConfig:
+        """When providers' circuit breakers open and for how long."""
+        return BreakerConfig(self.breaker_failure_threshold, self.breaker_cooldown_seconds)
 
     def window_config(self) -> WindowConfig:
         """The event-time window every part (worker, demo, bench, replay) must agree on."""
@@ -107,6 +185,10 @@ def load_settings() -> Settings:
             for err in exc.errors(include_url=False)
         )
         raise ConfigurationError(f"invalid configuration, fix the environment: {problems}") from exc
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
 
 
 def _variable(location: str) -> str:

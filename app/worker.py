@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from agents import aggregate, execute
-from app import operator_views, views
+from app import approval_views, operator_views, views
 from app.faust_app import Autopilot, create_app
 from app.settings import Settings
 
@@ -22,7 +22,10 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     autopilot = create_app(settings, bootstrap)
     states = aggregate.attach(autopilot, policy)
     limits = policy.limits
-    execute.attach(autopilot, limits.interval_seconds * (limits.defer_max_intervals + 1))
+    _, executor = execute.attach(
+        autopilot, states, bootstrap, limits.interval_seconds * (limits.defer_max_intervals + 1)
+    )
     views.attach(autopilot, states)
-    operator_views.attach(autopilot, states)
+    operator_views.attach(autopilot, states, executor)
+    approval_views.attach(autopilot)
     return autopilot

@@ -9,10 +9,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from topics.ledger import DECISION_KINDS, OPERATOR_KINDS, LedgerEntry, LedgerKind
-
-_OUTCOME_KINDS = frozenset(
-    {LedgerKind.ACTION_SUCCEEDED, LedgerKind.ACTION_FAILED, LedgerKind.ACTION_SKIPPED}
+from topics.ledger import (
+    DECISION_KINDS,
+    OPERATOR_KINDS,
+    TERMINAL_KINDS,
+    LedgerEntry,
+    LedgerKind,
 )
 
 
@@ -44,7 +46,7 @@ class LedgerSummary:
                 self.workspaces_affected.add(entry.workspace_id)
         elif entry.kind in OPERATOR_KINDS:
             self.operator_switches[entry.kind.value] += 1
-        elif entry.kind in _OUTCOME_KINDS:
+        elif entry.kind in TERMINAL_KINDS:
             action = entry.payload["action"]
             self.outcomes_per_action.setdefault(action, Counter())[entry.kind.value] += 1
         elif entry.kind is LedgerKind.SIGNAL_REJECTED:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 SIGNALS = "signals"
 SIGNALS_DLQ = "signals.dlq"
 CONTROL = "control"
+COMMANDS_RETRY = "commands.retry"
 COMMANDS_DLQ = "commands.dlq"
+APPROVALS = "approvals"
 LEDGER = "ledger"
 # One command topic per priority lane; executors serve them in this order.
 LANES = ("critical", "high", "medium", "low")
@@ -42,7 +44,11 @@ def catalog(prefix: str, partitions: int) -> list[TopicSpec]:
         # Operator switches (pause, dry-run), one record per shard per change.
         CONTROL: str(30 * _DAY_MS),
         **{lane_topic(lane): str(7 * _DAY_MS) for lane in LANES},
+        # Commands waiting for their next attempt (backoff) or for a circuit breaker to close.
+        COMMANDS_RETRY: str(7 * _DAY_MS),
         COMMANDS_DLQ: str(30 * _DAY_MS),
+        # Operators' approvals of compliance-tagged commands, keyed by workspace.
+        APPROVALS: str(30 * _DAY_MS),
         # The ledger is the source of truth: append-only and never expired by default.
         LEDGER: "-1",
     }

@@ -30,6 +30,8 @@ class Action(StrEnum):
     FORCE_PUBLISH = "force_publish"
     RETRY_FAILED = "retry_failed"
     TRIGGER_RECONCILIATION = "trigger_reconciliation"
+    # Compliance-tagged (finance): runs only once an operator approved it.
+    ISSUE_CREDIT = "issue_credit"
 
 
 class Command(BaseModel):

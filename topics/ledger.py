@@ -16,9 +16,22 @@ class LedgerKind(StrEnum):
     DECISION_MADE = "decision.made"
     DECISION_DEFERRED = "decision.deferred"
     DECISION_SUPPRESSED = "decision.suppressed"
+    ACTION_STARTED = "action.started"
     ACTION_SUCCEEDED = "action.succeeded"
+    # One attempt failed; `retry_at` says when the next one runs (none: dead-lettered next).
     ACTION_FAILED = "action.failed"
     ACTION_SKIPPED = "action.skipped"
+    # Held back while its provider's circuit breaker is open; no attempt was used.
+    ACTION_DEFERRED = "action.deferred"
+    ACTION_DEAD_LETTERED = "action.dead_lettered"
+    # A dead-lettered command sent again by `autopilot dlq replay`, under a new command id.
+    ACTION_REISSUED = "action.reissued"
+    ACTION_APPROVAL_REQUESTED = "action.approval_requested"
+    ACTION_APPROVED = "action.approved"
+    ACTION_REJECTED = "action.rejected"
+    BREAKER_OPENED = "breaker.opened"
+    BREAKER_HALF_OPENED = "breaker.half_opened"
+    BREAKER_CLOSED = "breaker.closed"
     SIGNAL_REJECTED = "signal.rejected"
     OPERATOR_PAUSED = "operator.paused"
     OPERATOR_RESUMED = "operator.resumed"
@@ -28,6 +41,15 @@ class LedgerKind(StrEnum):
 
 DECISION_KINDS = frozenset(
     {LedgerKind.DECISION_MADE, LedgerKind.DECISION_DEFERRED, LedgerKind.DECISION_SUPPRESSED}
+)
+# How a command ends: exactly one of these per command id (shared/DESIGN.md).
+TERMINAL_KINDS = frozenset(
+    {
+        LedgerKind.ACTION_SUCCEEDED,
+        LedgerKind.ACTION_SKIPPED,
+        LedgerKind.ACTION_DEAD_LETTERED,
+        LedgerKind.ACTION_REJECTED,
+    }
 )
 OPERATOR_KINDS = frozenset(
     {

@@ -10,9 +10,10 @@ import pytest
 
 from app.broker import provide_bootstrap
 from app.kafka_admin import ensure_topics
+from app.sandbox import Sandbox, SandboxThread
 from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
-from tests.integration.http import TOKENS
+from tests.integration.http import SANDBOX_KEYS, TOKENS
 
 WAIT_SECONDS = 60.0
 
@@ -43,11 +44,40 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def start_worker(settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> Iterator[StartWorker]:
+def sandbox() -> Iterator[Sandbox]:
+    """The platform's control API, a webhook receiver and an LLM: a real server on loopback."""
+    with SandboxThread(
+        control_token=SANDBOX_KEYS["control_token"],
+        signing_key=SANDBOX_KEYS["signing_key"],
+        llm_key=SANDBOX_KEYS["llm_key"],
+    ) as server:
+        yield server
+
+
+def sandbox_env(server: Sandbox) -> dict[str, str]:
+    """A worker's settings for reaching the sandbox (fast retries, so tests stay short)."""
+    return {
+        "AUTOPILOT_CONTROL_API_URL": server.url,
+        "AUTOPILOT_CONTROL_API_TOKEN": SANDBOX_KEYS["control_token"],
+        "AUTOPILOT_WEBHOOK_SIGNING_KEY": SANDBOX_KEYS["signing_key"],
+        "AUTOPILOT_LLM_BASE_URL": server.llm_base_url,
+        "AUTOPILOT_LLM_API_KEY": SANDBOX_KEYS["llm_key"],
+        "AUTOPILOT_LLM_MODEL": "sandbox-writer",
+        "AUTOPILOT_RETRY_BASE_SECONDS": "0.2",
+        "AUTOPILOT_RETRY_CAP_SECONDS": "1",
+        "AUTOPILOT_HTTP_TIMEOUT_SECONDS": "5",
+    }
+
+
+@pytest.fixture
+def start_worker(
+    settings: Settings, kafka_bootstrap: str, tmp_path: Path, sandbox: Sandbox
+) -> Iterator[StartWorker]:
     """Start `python -m app worker` processes for this test; all are stopped afterwards.
 
-    Workers get the test tokens (tests/integration/http.py); `env` adds or overrides variables,
-    and `data` names the data dir (workers sharing one, in turn, find each other's state).
+    Workers get the test tokens (tests/integration/http.py) and this test's sandbox as the
+    platform; `env` adds or overrides variables, and `data` names the data dir (workers sharing
+    one, in turn, find each other's state).
     """
     started: list[WorkerProcess] = []
 
@@ -55,7 +85,14 @@ def start_worker(settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> It
         worker = WorkerProcess.for_deployment(
             settings, kafka_bootstrap, tmp_path, log_level="info", name=f"worker-{len(started)}"
         )
-        worker.env.update({**TOKENS, "AUTOPILOT_DATA_DIR": str(tmp_path / data), **(env or {})})
+        worker.env.update(
+            {
+                **TOKENS,
+                **sandbox_env(sandbox),
+                "AUTOPILOT_DATA_DIR": str(tmp_path / data),
+                **(env or {}),
+            }
+        )
         started.append(worker.start())
         return worker
 

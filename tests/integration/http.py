@@ -15,6 +15,12 @@ from app.worker_process import WorkerProcess
 INGEST_TOKEN = "test-ingest-token"
 CONTROL_TOKEN = "test-control-token"
 TOKENS = {"AUTOPILOT_INGEST_TOKEN": INGEST_TOKEN, "AUTOPILOT_CONTROL_TOKEN": CONTROL_TOKEN}
+# The sandbox platform's credentials (tests/integration/conftest.py): test values, not secrets.
+SANDBOX_KEYS = {
+    "control_token": "sandbox-control-token",
+    "signing_key": "sandbox-webhook-signing-key",
+    "llm_key": "sandbox-llm-key",
+}
 
 
 async def request(

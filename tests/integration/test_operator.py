@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from app.sandbox import Sandbox
 from app.settings import Settings
 from app.worker_process import WorkerProcess
 from projections.ledger_reader import read_ledger
@@ -165,7 +166,7 @@ async def test_pause_suppresses_every_decision_and_resume_restores_actions(
         ],
     )
     # Then they are decided as usual and their actions succeed
-    entries = await ledger_exactly(settings, 4 + 3 + 4 + 2 + 2)
+    entries = await ledger_exactly(settings, 4 + 3 + 4 + 2 + 2 + 2)
     made = of_kind(entries, LedgerKind.DECISION_MADE)
     assert {(e.workspace_id, e.payload["rule_id"]) for e in made} == {
         ("ws-resumed-1", "seed.webhook_failed"),
@@ -178,8 +179,13 @@ async def test_pause_suppresses_every_decision_and_resume_restores_actions(
     assert len(of_kind(entries, LedgerKind.DECISION_SUPPRESSED)) == 3
 
 
+def skipped_would(skipped: dict[str, LedgerEntry], workspace_id: str) -> str:
+    [would] = [e.payload["would"] for e in skipped.values() if e.workspace_id == workspace_id]
+    return str(would)
+
+
 async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
-    settings: Settings, start_worker: StartWorker
+    settings: Settings, start_worker: StartWorker, sandbox: Sandbox
 ) -> None:
     assert settings.kafka_bootstrap_servers
     # Given a running worker in dry-run
@@ -202,8 +208,10 @@ async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
             signal("d2", "ws-dry-2", SignalType.HEALTH_DEGRADED, 0, health_score=31),
         ],
     )
-    # Then both are decided, marked dry-run, and their commands are skipped, not carried out
+    # Then both are decided, marked dry-run, and their commands are skipped, not carried out:
+    # the platform saw no request at all
     entries = await ledger_exactly(settings, 4 + 2 + 2)
+    assert sandbox.requests == []
     made = of_kind(entries, LedgerKind.DECISION_MADE)
     assert {(e.workspace_id, e.payload["rule_id"]) for e in made} == {
         ("ws-dry-1", "seed.webhook_failed"),
@@ -218,10 +226,20 @@ async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
         assert outcome.causation_id == decision.entry_id
         assert outcome.payload["reason"] == "dry_run"
         assert outcome.payload["action"] == decision.payload["action"]
-        assert outcome.payload["would"] == (
-            f"{decision.payload['action']} for workspace {decision.workspace_id}"
+    # And each says what it would have done, with the platform URL it would have called
+    assert skipped_would(skipped, "ws-dry-2") == f"POST {sandbox.url}/workspaces/ws-dry-2/provision"
+    assert skipped_would(skipped, "ws-dry-1").startswith(
+        f"GET {sandbox.url}/workspaces/ws-dry-1/webhooks/failed, then POST each failed delivery"
+    )
+    assert (
+        of_kind(
+            entries,
+            LedgerKind.ACTION_STARTED,
+            LedgerKind.ACTION_SUCCEEDED,
+            LedgerKind.ACTION_FAILED,
         )
-    assert of_kind(entries, LedgerKind.ACTION_SUCCEEDED, LedgerKind.ACTION_FAILED) == []
+        == []
+    )
 
     # When dry-run is switched off and a signal arrives for another workspace
     await switch_and_wait(
@@ -229,9 +247,13 @@ async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
     )
     await publish(settings, [signal("e1", "ws-live-1", SignalType.WEBHOOK_FAILED, 1)])
     # Then its action is carried out
-    entries = await ledger_exactly(settings, 4 + 2 + 2 + 4 + 2)
+    entries = await ledger_exactly(settings, 4 + 2 + 2 + 4 + 3)
     live = [e for e in entries if e.workspace_id == "ws-live-1"]
-    assert [e.kind for e in live] == [LedgerKind.DECISION_MADE, LedgerKind.ACTION_SUCCEEDED]
+    assert [e.kind for e in live] == [
+        LedgerKind.DECISION_MADE,
+        LedgerKind.ACTION_STARTED,
+        LedgerKind.ACTION_SUCCEEDED,
+    ]
     assert live[0].payload["dry_run"] is False
 
     # And the commands on the lanes say which were dry runs
@@ -295,10 +317,13 @@ async def test_each_shard_records_who_switched_and_why_and_never_the_token(
     ]
     assert len(operator_records) == 8
     assert all(partition == value["payload"]["shard"] for partition, value in operator_records)
-    # And the worker reports the mode of its shards
+    # And the worker reports the mode of its shards, and no breaker (it called no provider)
     status, modes = await request("GET", f"{worker.web_url}/operator", token=CONTROL_TOKEN)
     assert status == 200, modes
-    assert modes == {"shards": {str(s): {"paused": True, "dry_run": True} for s in SHARDS}}
+    assert modes == {
+        "shards": {str(s): {"paused": True, "dry_run": True} for s in SHARDS},
+        "breakers": {},
+    }
 
     # And no token is on the ledger or the control topic
     raw_control = await read_raw(settings.kafka_bootstrap_servers, settings.topic("control"))

@@ -9,12 +9,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from app.sandbox import Sandbox
 from app.settings import Settings
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import wait_for_workspace, wait_until_answers
 from tests.integration.streams import T0S, publish, signal
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import SignalType
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def decisions(entries: list[LedgerEntry]) -> set[tuple[str | None, str, str]]:
 
 
 async def test_known_signals_give_exactly_the_expected_ledger_entries(
-    settings: Settings, start_worker: StartWorker
+    settings: Settings, start_worker: StartWorker, sandbox: Sandbox
 ) -> None:
     # Given a running worker
     start_worker()
@@ -78,8 +79,8 @@ async def test_known_signals_give_exactly_the_expected_ledger_entries(
             signal("d2", "ws-d", SignalType.PROVISIONING_NEEDED, 6),  # within the 15-min cooldown
         ],
     )
-    # Then the ledger holds exactly five decisions and five outcomes, and nothing else
-    entries = await ledger_exactly(settings, 10)
+    # Then the ledger holds exactly five decisions, five starts and five outcomes, nothing else
+    entries = await ledger_exactly(settings, 15)
     # ws-b's reported score (31) is critical: the emergency rule fires first, in the critical
     # lane, and its run_provisioning puts the plain health_degraded rule in cooldown
     assert decisions(entries) == {
@@ -92,9 +93,23 @@ async def test_known_signals_give_exactly_the_expected_ledger_entries(
     made = [e for e in entries if e.kind is LedgerKind.DECISION_MADE]
     assert len(made) == 5
     # Each decision's command ran once and its outcome names the decision as its cause
-    outcomes = {e.payload["command_id"]: e for e in entries if e.kind.value.startswith("action.")}
+    outcomes = {e.payload["command_id"]: e for e in entries if e.kind in TERMINAL_KINDS}
     assert {e.kind for e in outcomes.values()} == {LedgerKind.ACTION_SUCCEEDED}
     assert set(outcomes) == {e.payload["command_id"] for e in made}
+    started = [e.payload["command_id"] for e in entries if e.kind is LedgerKind.ACTION_STARTED]
+    assert sorted(started) == sorted(outcomes)
+    # And the platform saw each command's effect once, under the command id as its key
+    by_key = {effect.key: effect for effect in sandbox.effects}
+    assert len(by_key) == len(sandbox.effects) == 5
+    operations = {
+        ("ws-a", "messages"),
+        ("ws-a", "hook"),
+        ("ws-b", "provision"),
+        ("ws-c", "restart-integration"),
+        ("ws-d", "provision"),
+    }
+    assert {(effect.workspace_id, effect.operation) for effect in sandbox.effects} == operations
+    assert {key.split(":")[0] for key in by_key} == set(outcomes)
     for decision in made:
         outcome = outcomes[decision.payload["command_id"]]
         assert outcome.causation_id == decision.entry_id
@@ -156,8 +171,8 @@ async def test_worker_survives_malformed_input_and_keeps_processing(
         await producer.stop()
 
     # Then each bad input has a signal.rejected entry with its reason, and the good signals
-    # around them were decided and acted on: two decisions and two outcomes
-    entries = await ledger_exactly(settings, 8)
+    # around them were decided and acted on: two decisions, two starts and two outcomes
+    entries = await ledger_exactly(settings, 10)
     rejected = sorted(e.payload["reason"] for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED)
     assert len(rejected) == 4
     assert rejected[0] == "invalid: attributes.error: String should have at most 256 characters"
@@ -195,7 +210,7 @@ async def test_state_survives_a_worker_restart(
     # Given a worker that has decided on one webhook failure for ws-r at 10:00
     first = start_worker()
     await publish(settings, [signal("r1", "ws-r", SignalType.WEBHOOK_FAILED, 0)])
-    await ledger_exactly(settings, 2)
+    await ledger_exactly(settings, 3)
     # When it is stopped and a new worker takes over the same data directory and group
     assert first.stop() == 0, first.log_tail()
     start_worker()
@@ -211,7 +226,7 @@ async def test_state_survives_a_worker_restart(
     )
     # Then only the signal past the 5-minute cooldown decides again: the restarted worker
     # remembered when it last issued retry_webhook and the id it had already seen
-    entries = await ledger_exactly(settings, 4)
+    entries = await ledger_exactly(settings, 6)
     made = [e for e in entries if e.kind is LedgerKind.DECISION_MADE]
     assert [e.causation_id for e in made] == ["r1", "r3"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from agents.decide import command_of, decide_signals, decision_entry, initial_quota
-from agents.handlers import Outcome, outcome_entry
+from agents.outcomes import succeeded_entry
 from agents.policy import Mode, shard_share
 from agents.rules import load_policy
 from tables import windows
@@ -99,7 +99,7 @@ def ledger() -> list[LedgerEntry]:
                 entries.append(decision_entry(decision, RECORDED_AT))
                 command = command_of(decision)
                 if command is not None and not command.dry_run:
-                    entries.append(outcome_entry(command, RECORDED_AT, Outcome(), None))
+                    entries.append(succeeded_entry(command, RECORDED_AT, {}))
     source = SourcePosition("signals", 0, 99)
     entries.append(
         rejection_entry(Rejection("undecodable: not UTF-8 JSON", b"\xff"), source, RECORDED_AT)

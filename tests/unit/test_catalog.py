@@ -19,9 +19,9 @@ def test_every_topic_shares_the_partition_count(partitions: int) -> None:
 
 
 def test_the_catalog_names_every_topic_with_the_deployment_prefix() -> None:
-    """Given a prefix, then the nine topics are named with it, in pipeline order: signals,
+    """Given a prefix, then the eleven topics are named with it, in pipeline order: signals,
     their dead letters, the operator's control topic, one command topic per lane (critical
-    first), the commands' dead letters and the ledger."""
+    first), the retries, the commands' dead letters, the approvals and the ledger."""
     names = [spec.name for spec in catalog("staging.", 8)]
 
     assert names == [
@@ -32,7 +32,9 @@ def test_the_catalog_names_every_topic_with_the_deployment_prefix() -> None:
         "staging.commands.high",
         "staging.commands.medium",
         "staging.commands.low",
+        "staging.commands.retry",
         "staging.commands.dlq",
+        "staging.approvals",
         "staging.ledger",
     ]
 
@@ -50,7 +52,9 @@ def test_the_ledger_is_kept_forever_and_other_topics_expire() -> None:
         "commands.high": str(7 * DAY_MS),
         "commands.medium": str(7 * DAY_MS),
         "commands.low": str(7 * DAY_MS),
+        "commands.retry": str(7 * DAY_MS),
         "commands.dlq": str(30 * DAY_MS),
+        "approvals": str(30 * DAY_MS),
         "ledger": "-1",
     }
 
@@ -74,6 +78,8 @@ def test_catalog_configs_are_not_shared_between_topics() -> None:
         str(7 * DAY_MS),
         str(7 * DAY_MS),
         str(7 * DAY_MS),
+        str(7 * DAY_MS),
+        str(30 * DAY_MS),
         str(30 * DAY_MS),
         "-1",
     ]

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.decide import command_of, decision_entry
-from agents.handlers import ActionError, Outcome, outcome_entry, skipped_entry
+from agents.outcomes import dead_lettered_entry, failed_entry, skipped_entry, succeeded_entry
 from agents.policy import Decision, DecisionKind, Inputs, Mode, evaluate
+from agents.reconciler import RetryableError, TerminalError
 from agents.rules import SEED_POLICY
 from projections.summary import summarize
 from tables.windows import SourcePosition
@@ -82,9 +83,11 @@ def a_ledger() -> list[LedgerEntry]:
         switch("op-1", Switch.PAUSE, 1),
         *(decision_entry(d, T) for d in (critical, webhook, followup, paused)),
         switch("op-2", Switch.RESUME, 0),
-        outcome_entry(command(critical), T, Outcome(), None),
-        outcome_entry(command(webhook), T, None, ActionError("webhook endpoint gone")),
-        outcome_entry(command(webhook), T, Outcome({"status": 200}), None),
+        succeeded_entry(command(critical), T, {}),
+        # An attempt that failed and was retried is not an outcome; its dead letter is.
+        failed_entry(command(webhook), T, RetryableError("endpoint answered 503"), T),
+        dead_lettered_entry(command(webhook), T, TerminalError("webhook endpoint gone")),
+        succeeded_entry(command(webhook), T, {"status": 200}),
         skipped_entry(command(followup), T, "dry run: not carried out"),
         rejection_entry(Rejection("invalid: type: bad", b"{}"), SOURCE, T),
         rejection_entry(Rejection("undecodable: not UTF-8 JSON", b"\xff"), SOURCE, T),
@@ -125,14 +128,14 @@ def test_rules_and_lanes_count_only_the_decisions_that_issue_a_command() -> None
 
 
 def test_outcomes_are_counted_per_action_including_skipped_ones() -> None:
-    """Given a success, a failure, another success and a skipped action, then each counts
-    under its action, four in all."""
+    """Given a success, a retried attempt, a dead letter, another success and a skipped
+    action, then each terminal outcome counts under its action, four in all."""
     summary = summarize(a_ledger())
 
     assert summary.outcomes == 4
     assert summary.outcomes_per_action == {
         "run_provisioning": Counter({"action.succeeded": 1}),
-        "retry_webhook": Counter({"action.failed": 1, "action.succeeded": 1}),
+        "retry_webhook": Counter({"action.dead_lettered": 1, "action.succeeded": 1}),
         "send_followup": Counter({"action.skipped": 1}),
     }
 
@@ -144,7 +147,7 @@ def test_rejections_and_operator_switches_are_counted() -> None:
 
     assert summary.rejections_per_reason == Counter({"invalid": 2, "undecodable": 1})
     assert summary.operator_switches == Counter({"operator.paused": 2, "operator.resumed": 1})
-    assert summary.entries == 14
+    assert summary.entries == 15
 
 
 def test_workspaces_affected_are_those_with_a_decision_that_issues_a_command() -> None:
@@ -157,7 +160,7 @@ def test_the_summary_renders_as_aligned_text() -> None:
     """Given the ledger, then the rendering is the exact sorted, aligned text."""
     assert summarize(a_ledger()).render() == "\n".join(
         [
-            "ledger entries read: 14",
+            "ledger entries read: 15",
             "",
             "decisions per verdict:",
             "  decision.deferred                  1",
@@ -175,7 +178,7 @@ def test_the_summary_renders_as_aligned_text() -> None:
             "  medium                             1",
             "",
             "outcomes per action:",
-            "  retry_webhook                action.failed 1, action.succeeded 1",
+            "  retry_webhook                action.dead_lettered 1, action.succeeded 1",
             "  run_provisioning             action.succeeded 1",
             "  send_followup                action.skipped 1",
             "",

@@ -1,0 +1,473 @@
+"""The executor: carries commands out one workspace at a time, idempotently, and records how.
+
+For each command, under its workspace's lock (other workspaces of the shard go on meanwhile):
+1. A command already finished, or an attempt already superseded, does nothing (idempotency by
+   command_id, remembered in the `executions` table).
+2. Dry-run: `action.skipped` with what it would have done; nothing outside is touched.
+3. A compliance-tagged action waits, parked in the table, for an operator's approval.
+4. A live lease of another worker (the shard moved while it acted) is waited out, until it
+   expires or the ledger shows how that attempt ended.
+5. Its provider's circuit breaker open: `action.deferred` and back on `commands.retry` for when
+   the breaker half-opens; no attempt is used.
+6. The lease is written and flushed, `action.started`, then the handler runs. Done ->
+   `action.succeeded`; retryable -> `action.failed` and the next attempt on `commands.retry`
+   after a backoff; terminal or out of attempts -> `commands.dlq` and `action.dead_lettered`.
+Every ledger entry and record is on the broker before the table is written and the command's
+record acked, so a crash at any point repeats at most an attempt whose outside effect the
+Idempotency-Key de-duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from agents import execution_state as memory
+from agents.actions import spec_of
+from agents.backoff import next_wait
+from agents.breaker import BreakerState
+from agents.breakers import Breakers
+from agents.content import ContentWriter
+from agents.emit import send_entry
+from agents.execution_state import ExecutionState, Lease, Verdict
+from agents.ledger_watch import LedgerWatch
+from agents.outcomes import (
+    approval_requested_entry,
+    breaker_entry,
+    dead_lettered_entry,
+    deferred_entry,
+    error_of,
+    failed_entry,
+    skipped_entry,
+    started_entry,
+    succeeded_entry,
+    verdict_entry,
+)
+from agents.reconciler import (
+    ActionContext,
+    ActionError,
+    ActionSpec,
+    Done,
+    NotConfiguredError,
+    TerminalError,
+    WorkspaceSnapshot,
+)
+from app.faust_app import Autopilot
+from tables.health import health_of
+from tables.windows import SourcePosition
+from tables.write_behind import WriteBehindStates
+from topics.approvals import ApprovalGiven
+from topics.commands import Command
+from topics.ledger import LedgerEntry, LedgerKind
+from topics.shards import shard_of
+
+logger = logging.getLogger(__name__)
+
+# How often a waiting worker looks on the ledger for the end of another's leased attempt.
+LEASE_POLL_SECONDS = 2.0
+# Commands deferred by an open breaker come back spread over this much more than its cool-down.
+DEFER_SPREAD_SECONDS = 1.0
+
+
+class Executor:
+    """Runs commands for the shards this worker owns; one per workspace at a time."""
+
+    def __init__(self, autopilot: Autopilot, states: WriteBehindStates, bootstrap: str) -> None:
+        settings = autopilot.settings
+        self._autopilot = autopilot
+        self._producer = autopilot.app.producer
+        self._table = autopilot.executions
+        self._states = states
+        self._config = settings.executor_config()
+        self._retry = settings.retry_policy()
+        self._ttl = settings.lease_ttl_seconds
+        self._horizon = settings.idempotency_horizon_hours * 3600
+        self._approval_tags = settings.approval_tags
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.breakers = Breakers(settings.breaker_config(), self._breaker_changed)
+        self._watch = LedgerWatch(bootstrap, autopilot.ledger.get_topic_name())
+        self._running = asyncio.Semaphore(settings.executor_concurrency)
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._generation: dict[int, int] = {}
+        self._random = random.Random()
+        self._http: aiohttp.ClientSession | None = None
+        self._content: ContentWriter | None = None
+
+    def revoked(self, partition: int) -> None:
+        """The shard moved away: work begun for it must not write its table or ack any more."""
+        self._generation[partition] = self._generation.get(partition, 0) + 1
+
+    def generation(self, partition: int) -> int:
+        """The partition's current assignment generation."""
+        return self._generation.get(partition, 0)
+
+    async def carry_out(self, event: Any, command: Command, source: SourcePosition) -> None:
+        """Run one command to the end of this step and ack its record (unless the shard moved)."""
+        began = self.generation(source.partition)
+        async with self._workspace(command.workspace_id):
+            if self.generation(source.partition) != began:
+                return  # unacked: the shard's next owner gets the record again
+            settled = await self._step(command, source, began)
+        if settled and self.generation(source.partition) == began:
+            event.ack()
+
+    async def give_verdict(self, event: Any, approval: ApprovalGiven, partition: int) -> None:
+        """Apply an operator's verdict: record it, then run or end the parked command."""
+        began = self.generation(partition)
+        async with self._workspace(approval.workspace_id):
+            if self.generation(partition) != began:
+                return
+            state = self._load(approval.workspace_id)
+            state, parked = memory.give_verdict(
+                state, approval.command_id, approval.verdict, approval.by or "operator", time.time()
+            )
+            if parked is None:
+                logger.warning(
+                    "verdict for a command not awaiting approval ignored",
+                    extra={
+                        "workspace_id": approval.workspace_id,
+                        "command_id": approval.command_id,
+                    },
+                )
+                event.ack()
+                return
+            command = Command.model_validate_json(parked)
+            approved = approval.verdict is Verdict.APPROVED
+            await self._record(
+                verdict_entry(
+                    command, _now(), approved, approval.by or "operator", approval.reason or ""
+                )
+            )
+            if not approved:
+                state = memory.finish(
+                    state, command.command_id, LedgerKind.ACTION_REJECTED.value, time.time()
+                )
+            self._save(approval.workspace_id, state)
+            await self._producer.flush()
+            source = SourcePosition("approvals", partition, -1)
+            settled = await self._step(command, source, began) if approved else True
+        if settled and self.generation(partition) == began:
+            event.ack()
+
+    async def stop(self) -> None:
+        """Close the outside clients."""
+        await self._watch.stop()
+        if self._content is not None:
+            await self._content.close()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _step(self, command: Command, source: SourcePosition, began: int) -> bool:
+        """One pass over the command; True when its record may be acked."""
+        workspace_id = command.workspace_id
+        state = self._load(workspace_id)
+        ended = memory.finished(state, command.command_id)
+        if ended is not None or memory.superseded(state, command.command_id, command.attempt):
+            logger.info(
+                "command already carried out, copy ignored",
+                extra={
+                    "workspace_id": workspace_id,
+                    "command_id": command.command_id,
+                    "attempt": command.attempt,
+                    "ended": ended,
+                },
+            )
+            return True
+        spec = spec_of(command.action)
+        if command.dry_run:
+            would = spec.describe(command, self._config)
+            await self._record(skipped_entry(command, _now(), "dry_run", would))
+            return await self._settle(
+                workspace_id,
+                memory.finish(state, command.command_id, LedgerKind.ACTION_SKIPPED, time.time()),
+                source,
+                began,
+            )
+        tags = spec.tags & self._approval_tags
+        if tags:
+            verdict = memory.approval_of(state, command.command_id)
+            if verdict is None:
+                if command.command_id in state["pending"]:
+                    return True  # a copy of a parked command: it waits once
+                would = spec.describe(command, self._config)
+                await self._record(approval_requested_entry(command, _now(), tags, would))
+                logger.warning(
+                    "action waits for approval",
+                    extra={"workspace_id": workspace_id, "command_id": command.command_id},
+                )
+                parked = memory.park(state, command.command_id, command.model_dump_json())
+                return await self._settle(workspace_id, parked, source, began)
+            if verdict is Verdict.REJECTED:
+                return True
+        lease = memory.foreign_lease(state, self.holder, time.time())
+        if lease is not None:
+            waited = await self._wait_out(lease, source.partition, began, workspace_id)
+            if waited is None:
+                return False
+            return await self._step(command, source, began)
+        wait = await self.breakers.admit(spec.provider)
+        if wait is not None:
+            await self._defer(command, spec.provider, wait)
+            return True
+        return await self._attempt(command, spec, state, source, began)
+
+    async def _attempt(
+        self,
+        command: Command,
+        spec: ActionSpec,
+        state: ExecutionState,
+        source: SourcePosition,
+        began: int,
+    ) -> bool:
+        # The slot covers the whole attempt: with one slot, commands run (and are recorded)
+        # in the order they were handed over, which is the lanes' priority order.
+        async with self._running:
+            now = time.time()
+            until = now + self._ttl
+            lease = Lease(command.command_id, command.attempt, self.holder, now, until)
+            self._save(command.workspace_id, memory.take_lease(state, lease))
+            await self._record(started_entry(command, _now(), _at(until)))
+            # The lease is on the changelog before anything outside is touched: a new owner of
+            # the shard finds it even if this worker dies mid-call.
+            await self._producer.flush()
+            result = await self._run_handler(command, spec)
+            await self._count_for_breaker(spec, result)
+            return await self._conclude(command, result, state, source, began)
+
+    async def _conclude(
+        self,
+        command: Command,
+        result: Done | ActionError,
+        state: ExecutionState,
+        source: SourcePosition,
+        began: int,
+    ) -> bool:
+        now = time.time()
+        if isinstance(result, Done):
+            await self._record(succeeded_entry(command, _now(), result.detail))
+            state = memory.finish(state, command.command_id, LedgerKind.ACTION_SUCCEEDED, now)
+            return await self._settle(command.workspace_id, state, source, began)
+        wait = None
+        if result.retryable:
+            wait = next_wait(
+                self._retry, command.attempt, self._random.random(), _retry_after(result)
+            )
+        if wait is not None:
+            retry_at = _at(now + wait)
+            await self._record(failed_entry(command, _now(), result, retry_at))
+            await self._send_retry(
+                command.model_copy(update={"attempt": command.attempt + 1, "not_before": retry_at})
+            )
+            state = memory.record_attempt(state, command.command_id, command.attempt, now)
+            return await self._settle(command.workspace_id, state, source, began)
+        await self._dead_letter(command, result, source)
+        state = memory.finish(state, command.command_id, LedgerKind.ACTION_DEAD_LETTERED, now)
+        return await self._settle(command.workspace_id, state, source, began)
+
+    async def _run_handler(self, command: Command, spec: ActionSpec) -> Done | ActionError:
+        context = ActionContext(
+            command=command,
+            workspace=self._snapshot(command.workspace_id),
+            config=self._config,
+            http=self._session(),
+            content=self._writer(),
+            now=_now(),
+        )
+        try:
+            return await spec.handler(context)
+        except ActionError as error:
+            logger.warning(
+                "action attempt failed",
+                extra={
+                    "workspace_id": command.workspace_id,
+                    "command_id": command.command_id,
+                    "correlation_id": command.correlation_id,
+                    "attempt": command.attempt,
+                    "error": type(error).__name__,
+                    "retryable": error.retryable,
+                },
+            )
+            return error
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A handler bug is this command's problem, not the worker's: dead-letter it
+            # (replayable once fixed) rather than crash on it at every redelivery.
+            logger.exception(
+                "action handler crashed",
+                extra={"workspace_id": command.workspace_id, "command_id": command.command_id},
+            )
+            return TerminalError(
+                f"the {command.action.value} handler failed unexpectedly "
+                f"({type(exc).__name__}); see the worker log"
+            )
+
+    async def _count_for_breaker(self, spec: ActionSpec, result: Done | ActionError) -> None:
+        if isinstance(result, Done):
+            await self.breakers.record(spec.provider, ok=True)
+        elif isinstance(result, NotConfiguredError):
+            return  # nothing was called
+        else:
+            # A terminal answer is still an answer: the provider is up.
+            await self.breakers.record(result.provider or spec.provider, ok=not result.retryable)
+
+    async def _wait_out(
+        self, lease: Lease, partition: int, began: int, workspace_id: str
+    ) -> ExecutionState | None:
+        """Wait until the lease expires or the ledger shows its attempt ended; None if moved."""
+        logger.info(
+            "workspace leased by another worker, waiting",
+            extra={"workspace_id": workspace_id, "command_id": lease.command_id},
+        )
+        while True:
+            if self.generation(partition) != began:
+                return None
+            ended = await self._watch.ended(partition, lease)
+            state = self._load(workspace_id)
+            if ended is LedgerKind.ACTION_FAILED:
+                state = memory.record_attempt(state, lease.command_id, lease.attempt, time.time())
+            elif ended is not None:
+                state = memory.finish(state, lease.command_id, ended.value, time.time())
+            elif time.time() >= lease.until:
+                logger.warning(
+                    "lease expired without an outcome on the ledger",
+                    extra={"workspace_id": workspace_id, "command_id": lease.command_id},
+                )
+                state = {**state, "lease": None}
+            else:
+                await asyncio.sleep(min(LEASE_POLL_SECONDS, max(0.0, lease.until - time.time())))
+                continue
+            if self.generation(partition) != began:
+                return None
+            self._save(workspace_id, state)
+            return state
+
+    async def _defer(self, command: Command, provider: str, wait: float) -> None:
+        until = _at(time.time() + wait + self._random.random() * DEFER_SPREAD_SECONDS)
+        await self._record(deferred_entry(command, _now(), provider, until))
+        await self._send_retry(command.model_copy(update={"not_before": until}))
+
+    async def _dead_letter(
+        self, command: Command, error: ActionError, source: SourcePosition
+    ) -> None:
+        error_json = error_of(error)
+        headers = [
+            ("autopilot.reason", str(error_json["reason"]).encode()),
+            ("autopilot.error-class", str(error_json["class"]).encode()),
+            ("autopilot.dead-lettered-at", _now().isoformat().encode()),
+            ("autopilot.attempts", str(command.attempt).encode()),
+            ("autopilot.source.topic", source.topic.encode()),
+            ("autopilot.source.partition", str(source.partition).encode()),
+            ("autopilot.source.offset", str(source.offset).encode()),
+        ]
+        delivery = await self._producer.send(
+            self._autopilot.commands_dlq.get_topic_name(),
+            command.workspace_id.encode(),
+            command.model_dump_json().encode(),
+            partition=None,
+            timestamp=None,
+            headers=headers,
+        )
+        await delivery
+        await self._record(failed_entry(command, _now(), error, None))
+        await self._record(dead_lettered_entry(command, _now(), error))
+        logger.error(
+            "command dead-lettered",
+            extra={
+                "workspace_id": command.workspace_id,
+                "command_id": command.command_id,
+                "error": error_json["class"],
+            },
+        )
+
+    async def _send_retry(self, command: Command) -> None:
+        delivery = await self._producer.send(
+            self._autopilot.commands_retry.get_topic_name(),
+            command.workspace_id.encode(),
+            command.model_dump_json().encode(),
+            partition=None,
+            timestamp=None,
+            headers=None,
+        )
+        await delivery
+
+    async def _settle(
+        self, workspace_id: str, state: ExecutionState, source: SourcePosition, began: int
+    ) -> bool:
+        """Store the workspace's memory (flushed) unless the shard moved meanwhile."""
+        if self.generation(source.partition) != began:
+            return False
+        self._save(workspace_id, memory.prune(state, time.time(), self._horizon))
+        await self._producer.flush()
+        return True
+
+    async def _record(self, entry: LedgerEntry, shard: int | None = None) -> None:
+        # Awaited to the broker's ack: nothing after it (table, ack) may get ahead of it.
+        delivery = await send_entry(self._autopilot, entry, shard)
+        await delivery
+
+    async def _breaker_changed(self, provider: str, state: BreakerState, failures: int) -> None:
+        await self._record(breaker_entry(provider, state.value, failures, self.holder, _now()), 0)
+
+    @asynccontextmanager
+    async def _workspace(self, workspace_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(workspace_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[workspace_id]
+
+    def _load(self, workspace_id: str) -> ExecutionState:
+        raw = self._table.get(workspace_id)
+        return memory.initial() if raw is None else orjson.loads(raw)
+
+    def _save(self, workspace_id: str, state: ExecutionState) -> None:
+        # Table writes go to the changelog partition of the current event: the command's
+        # record, on the workspace's shard (tasks keep the context they were created in).
+        self._table[workspace_id] = orjson.dumps(state)
+
+    def _snapshot(self, workspace_id: str) -> WorkspaceSnapshot | None:
+        partition = shard_of(workspace_id, self._autopilot.settings.partitions)
+        state = self._states.peek(partition, workspace_id)
+        if state is None:
+            return None
+        health = health_of(state)
+        return WorkspaceSnapshot(health_score=health.score, health_status=health.status.value)
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    def _writer(self) -> ContentWriter:
+        if self._content is None:
+            self._content = ContentWriter(self._config, self.breakers)
+        return self._content
+
+
+def _retry_after(error: ActionError) -> float | None:
+    return getattr(error, "retry_after", None)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

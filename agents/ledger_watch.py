@@ -1,0 +1,87 @@
+"""Looking on the ledger for how another worker's action in flight ended.
+
+Used only when a workspace is leased by someone else (its shard moved while an action ran):
+the new owner asks whether the old one recorded the attempt's end since the lease began, and
+stops waiting for the lease as soon as it has. One consumer per worker, no consumer group,
+assigned to one ledger partition per question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.execution_state import Lease
+from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
+
+# Producers' clocks differ: look this much further back than the lease began.
+CLOCK_MARGIN_SECONDS = 60.0
+READ_TIMEOUT_SECONDS = 30.0
+
+
+class LedgerWatch:
+    """Answers: has the attempt under this lease ended on the ledger, and how?"""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def ended(self, partition: int, lease: Lease) -> LedgerKind | None:
+        """The terminal kind, or action.failed for the leased attempt; None if nothing yet."""
+        async with self._lock:
+            consumer = await self._started()
+            tp = TopicPartition(self._topic, partition)
+            consumer.assign([tp])
+            since_ms = int((lease.since - CLOCK_MARGIN_SECONDS) * 1000)
+            found = await consumer.offsets_for_times({tp: max(0, since_ms)})
+            end = (await consumer.end_offsets([tp]))[tp]
+            start = found[tp].offset if found.get(tp) is not None else end
+            if start >= end:
+                return None
+            consumer.seek(tp, start)
+            needle = lease.command_id.encode()
+            # A failed attempt may be followed by its dead letter: a terminal kind wins.
+            failed: LedgerKind | None = None
+            deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(tp, timeout_ms=500)
+                for record in batches.get(tp, []):
+                    if record.value is not None and needle in record.value:
+                        kind = _ending(LedgerEntry.model_validate_json(record.value), lease)
+                        if kind in TERMINAL_KINDS:
+                            return kind
+                        failed = failed or kind
+                    if record.offset + 1 >= end:
+                        return failed
+            raise TimeoutError(f"ledger partition {partition} not read to its end in time")
+
+    async def stop(self) -> None:
+        """Close the consumer, if one was started."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+
+def _ending(entry: LedgerEntry, lease: Lease) -> LedgerKind | None:
+    if entry.payload.get("command_id") != lease.command_id:
+        return None
+    if entry.kind in TERMINAL_KINDS:
+        return entry.kind
+    if entry.kind is LedgerKind.ACTION_FAILED and entry.payload.get("attempt") == lease.attempt:
+        return entry.kind
+    return None

@@ -1,0 +1,30 @@
+"""The `approvals` topic: an operator's verdict on a compliance-tagged command.
+
+Keyed by workspace, so it reaches the shard whose executor parked the command; that executor
+records `action.approved` (and runs the command) or `action.rejected`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from agents.execution_state import Verdict
+from topics.control import OperatorName
+from topics.signals import EventId, WorkspaceId
+
+
+class ApprovalGiven(BaseModel):
+    """An operator approved or rejected one command (by its id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    request_id: EventId
+    workspace_id: WorkspaceId
+    command_id: EventId
+    verdict: Verdict
+    by: OperatorName | None = None
+    reason: str | None = Field(default=None, max_length=256)
+    given_at: AwareDatetime
