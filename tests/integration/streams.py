@@ -7,6 +7,7 @@ from typing import Any
 
 from app.client import SignalPublisher
 from app.settings import Settings
+from topics.shards import Shards
 from topics.signals import Signal, SignalType, signal_from
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -34,3 +35,16 @@ async def publish(settings: Settings, signals: list[Signal]) -> None:
     assert settings.kafka_bootstrap_servers
     async with SignalPublisher(settings.kafka_bootstrap_servers, settings.topic("signals")) as pub:
         await pub.publish_many(signals)
+
+
+def workspaces_of_shard(shard: int, count: int, partitions: int = 4) -> list[str]:
+    """The first `count` workspace ids of the form ws-lane-N that the shard owns."""
+    shards = Shards(partitions)
+    found = []
+    n = 0
+    while len(found) < count:
+        workspace_id = f"ws-lane-{n}"
+        if shards.owner(workspace_id) == shard:
+            found.append(workspace_id)
+        n += 1
+    return found

@@ -17,10 +17,10 @@ from app.settings import Settings
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import wait_until_answers
+from tests.integration.streams import workspaces_of_shard
 from topics.catalog import lane_topic
 from topics.commands import Action, Command, Priority
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.shards import Shards
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +33,6 @@ ACTIONS = {
     Priority.MEDIUM: Action.RETRY_WEBHOOK,
     Priority.LOW: Action.SEND_FOLLOWUP,
 }
-
-
-def workspaces_of_shard(shard: int, count: int, partitions: int = 4) -> list[str]:
-    """The first `count` workspace ids of the form ws-lane-N that the shard owns."""
-    shards = Shards(partitions)
-    found = []
-    n = 0
-    while len(found) < count:
-        workspace_id = f"ws-lane-{n}"
-        if shards.owner(workspace_id) == shard:
-            found.append(workspace_id)
-        n += 1
-    return found
 
 
 def commands(lane: Priority, workspaces: list[str], count: int) -> list[Command]:
