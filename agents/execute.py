@@ -90,8 +90,21 @@ def attach(
             for task in waiting.pop(partition, set()):
                 task.cancel()
 
+    in_flight: set[asyncio.Task[None]] = set()
+
+    def track(task: asyncio.Task[None]) -> None:
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        task.add_done_callback(lambda _: in_hand.release())
+        task.add_done_callback(_crash_on_failure)
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: faust.App, **_: Any) -> None:
+        # Actions mid-call finish and record their outcome on the ledger (the producer is
+        # still up), so whoever runs the shard next finds it instead of waiting out the lease.
+        executor.stopping()
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=autopilot.settings.http_timeout_seconds + 5)
         await executor.stop()
 
     async def park(message: Any, exc: ValidationError) -> None:
@@ -120,9 +133,7 @@ def attach(
         await in_hand.acquire()
         message = event.message
         source = SourcePosition(message.topic, message.partition, message.offset)
-        task = asyncio.create_task(executor.carry_out(event, command, source))
-        task.add_done_callback(lambda _: in_hand.release())
-        task.add_done_callback(_crash_on_failure)
+        track(asyncio.create_task(executor.carry_out(event, command, source)))
 
     async def run_when_due(event: Any, command: Command, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -181,11 +192,11 @@ def attach(
                     event.ack()
                     continue
                 await in_hand.acquire()
-                task = asyncio.create_task(
-                    executor.give_verdict(event, approval, event.message.partition)
+                track(
+                    asyncio.create_task(
+                        executor.give_verdict(event, approval, event.message.partition)
+                    )
                 )
-                task.add_done_callback(lambda _: in_hand.release())
-                task.add_done_callback(_crash_on_failure)
 
     del retry, approvals  # registered on the app by the decorators
     return gate, executor

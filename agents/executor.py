@@ -101,6 +101,7 @@ class Executor:
         self._running = asyncio.Semaphore(settings.executor_concurrency)
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._generation: dict[int, int] = {}
+        self._stopping = False
         self._random = random.Random()
         self._http: aiohttp.ClientSession | None = None
         self._content: ContentWriter | None = None
@@ -109,9 +110,13 @@ class Executor:
         """The shard moved away: work begun for it must not write its table or ack any more."""
         self._generation[partition] = self._generation.get(partition, 0) + 1
 
+    def stopping(self) -> None:
+        """The worker stops: work under way records its outcome but writes no table, acks none."""
+        self._stopping = True
+
     def generation(self, partition: int) -> int:
-        """The partition's current assignment generation."""
-        return self._generation.get(partition, 0)
+        """The partition's current assignment generation (-1 once the worker stops)."""
+        return -1 if self._stopping else self._generation.get(partition, 0)
 
     async def carry_out(self, event: Any, command: Command, source: SourcePosition) -> None:
         """Run one command to the end of this step and ack its record (unless the shard moved)."""

@@ -6,16 +6,25 @@ every decision that an offline replay of the same signals expects is on the ledg
 deferred or suppressed: the full policy, with its cooldowns, budgets and cap). The raw
 figure is a plain consumer reading that signals topic from offset 0 with getmany and decoding
 every signal with orjson. Rates are medians over the rounds; the ratio is of the medians.
+
+The worker acts on a sandbox platform (app/sandbox.py, its own process on loopback), so the
+executors do real HTTP while the decisions are measured; the actions' own figure is the time
+from the first signal until every command has its outcome on the ledger.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +40,7 @@ from app.worker_process import WorkerProcess
 from app.workload import realistic_stream
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
-from topics.ledger import DECISION_KINDS, LedgerEntry
+from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import FollowupDue, Signal, SignalType
 
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -46,6 +55,8 @@ class Round:
     e2e_rate: float
     decisions: int
     records: int
+    actions: int
+    action_rate: float
 
 
 def main() -> None:
@@ -78,6 +89,7 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     policy = base.policy()
     expected = replay_decisions(signals, base.window_config(), policy, base.partitions)
     expected_ids = {d.decision_id for d in expected}
+    commands = sum(d.kind.value in {"decision.made", "decision.deferred"} for d in expected)
     verdicts = Counter(d.kind.value for d in expected)
     print(
         f"workload: {len(signals)} signals, {args.workspaces} workspaces, "
@@ -90,30 +102,51 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     with (
         provide_bootstrap(base.kafka_bootstrap_servers, base.cache_dir) as bootstrap,
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+        _sandbox() as platform,
     ):
         for number in range(1, args.rounds + 1):
             run = f"bench{int(time.time())}r{number}"
             settings = base.model_copy(update={"topic_prefix": f"{run}.", "app_id": f"ap-{run}"})
-            result = await _round(settings, bootstrap, signals, expected_ids, Path(tmp) / run)
+            result = await _round(
+                settings, bootstrap, signals, expected_ids, commands, Path(tmp) / run, platform
+            )
             rounds.append(result)
             print(
                 f"round {number}: raw {result.raw_rate:,.0f} signals/s, "
                 f"end-to-end {result.e2e_rate:,.0f} signals/s "
                 f"({result.records} records, {result.decisions} decisions on the ledger), "
-                f"ratio {result.e2e_rate / result.raw_rate:.3f}"
+                f"ratio {result.e2e_rate / result.raw_rate:.3f}; "
+                f"{result.actions} actions carried out, {result.action_rate:,.0f} actions/s"
             )
     raw = statistics.median(r.raw_rate for r in rounds)
     e2e = statistics.median(r.e2e_rate for r in rounds)
     print(f"\nraw aiokafka (getmany + orjson decode):   {raw:>12,.0f} signals/s (median)")
     print(f"autopilot end-to-end (to the decisions): {e2e:>12,.0f} signals/s (median)")
     print(f"ratio end-to-end / raw:                  {e2e / raw:>12.3f}")
+    actions = statistics.median(r.action_rate for r in rounds)
+    print(f"actions on the sandbox platform (HTTP):  {actions:>12,.0f} actions/s (median)")
 
 
 async def _round(
-    settings: Settings, bootstrap: str, signals: list[Signal], expected: set[str], tmp: Path
+    settings: Settings,
+    bootstrap: str,
+    signals: list[Signal],
+    expected: set[str],
+    commands: int,
+    tmp: Path,
+    platform: dict[str, str],
 ) -> Round:
     await ensure_topics(settings, bootstrap)
     worker = WorkerProcess.for_deployment(settings, bootstrap, tmp)
+    worker.env.update(platform)
+    decided_at: list[float] = []
+
+    def complete(got: list[LedgerEntry]) -> bool:
+        if not decided_at and _decisions(got) >= len(expected) + 1:
+            decided_at.append(time.perf_counter())
+        # The warm-up's command is one more outcome.
+        return bool(decided_at) and _outcomes(got) >= commands + 1
+
     with worker:
         ledger = settings.topic("ledger")
         try:
@@ -121,13 +154,8 @@ async def _round(
             started = time.perf_counter()
             async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
                 await publisher.publish_many(signals)
-            entries = await read_ledger(
-                bootstrap,
-                ledger,
-                until=lambda got: _decisions(got) >= len(expected) + 1,
-                timeout=TIMEOUT_SECONDS,
-            )
-            elapsed = time.perf_counter() - started
+            entries = await read_ledger(bootstrap, ledger, until=complete, timeout=TIMEOUT_SECONDS)
+            acted = time.perf_counter() - started
         except TimeoutError as exc:
             raise SystemExit(
                 f"bench failed: {exc}\n--- worker log ---\n{worker.log_tail()}"
@@ -136,8 +164,57 @@ async def _round(
     missing = expected - decided
     if missing:
         raise SystemExit(f"bench failed: {len(missing)} expected decisions not on the ledger")
+    succeeded = sum(e.kind is LedgerKind.ACTION_SUCCEEDED for e in entries)
+    if succeeded < commands + 1:
+        raise SystemExit(f"bench failed: {commands + 1 - succeeded} actions did not succeed")
     raw_rate = await _raw_rate(bootstrap, settings.topic("signals"), len(signals) + 1)
-    return Round(raw_rate, len(signals) / elapsed, len(decided) - 1, publisher.records_sent)
+    return Round(
+        raw_rate,
+        len(signals) / (decided_at[0] - started),
+        len(decided) - 1,
+        publisher.records_sent,
+        commands,
+        commands / acted,
+    )
+
+
+@contextmanager
+def _sandbox() -> Iterator[dict[str, str]]:
+    """A sandbox platform in its own process; yields the worker settings that reach it."""
+    keys = {name: secrets.token_urlsafe(24) for name in ("control", "signing", "llm")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.sandbox", "--port", "0"],
+        env={
+            "SANDBOX_CONTROL_TOKEN": keys["control"],
+            "SANDBOX_SIGNING_KEY": keys["signing"],
+            "SANDBOX_LLM_KEY": keys["llm"],
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        },
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("sandbox listening on "):
+            raise SystemExit(f"bench failed: the sandbox platform did not start ({line!r})")
+        url = line.removeprefix("sandbox listening on ")
+        yield {
+            "AUTOPILOT_CONTROL_API_URL": url,
+            "AUTOPILOT_CONTROL_API_TOKEN": keys["control"],
+            "AUTOPILOT_WEBHOOK_SIGNING_KEY": keys["signing"],
+            "AUTOPILOT_LLM_BASE_URL": f"{url}/v1",
+            "AUTOPILOT_LLM_API_KEY": keys["llm"],
+            "AUTOPILOT_LLM_MODEL": "sandbox-writer",
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 async def _warm_up(settings: Settings, bootstrap: str) -> None:
@@ -159,6 +236,10 @@ async def _warm_up(settings: Settings, bootstrap: str) -> None:
 
 def _decisions(entries: list[LedgerEntry]) -> int:
     return sum(1 for e in entries if e.kind in DECISION_KINDS)
+
+
+def _outcomes(entries: list[LedgerEntry]) -> int:
+    return sum(1 for e in entries if e.kind in TERMINAL_KINDS)
 
 
 async def _raw_rate(bootstrap: str, topic: str, total: int) -> float:

@@ -1,7 +1,10 @@
 """`make demo`: a broker, a worker, a realistic stream for ~1,000 workspaces, a ledger summary.
 
-Everything it starts it stops, on success or failure. The summary is read back from the ledger
-topic, and checked against an offline replay of the same signals through the pure core.
+The worker acts on a sandbox platform on loopback (app/sandbox.py: the control API, the
+workspaces' webhook endpoints and an OpenAI-compatible LLM), which refuses a few first calls so
+that retries show. Everything it starts it stops, on success or failure. The summary is read back
+from the ledger topic, and checked against an offline replay of the same signals through the
+pure core.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from app.broker import provide_bootstrap
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
+from app.sandbox import Sandbox, SandboxThread
 from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
 from app.workload import realistic_stream, workspace_ids
@@ -62,7 +66,17 @@ async def _run(settings: Settings, tmp: Path) -> bool:
         # The demo reads health back over HTTP, as an operator's tooling would.
         token = secrets.token_urlsafe(24)
         worker.env["AUTOPILOT_CONTROL_TOKEN"] = token
-        with worker:
+        keys = {name: secrets.token_urlsafe(24) for name in ("control", "signing", "llm")}
+        with (
+            SandboxThread(
+                control_token=keys["control"], signing_key=keys["signing"], llm_key=keys["llm"]
+            ) as platform,
+            _acting_on(worker, platform, keys),
+        ):
+            # The first calls for the noisiest workspace fail twice: its actions are retried.
+            for workspace_id in workspace_ids(NOISIEST):
+                for operation in ("provision", "messages", "hook", "restart-integration"):
+                    platform.script(workspace_id, operation, [503, (503, 1.0)])
             signals = realistic_stream(
                 workspaces=WORKSPACES,
                 signals=SIGNALS,
@@ -98,9 +112,18 @@ async def _run(settings: Settings, tmp: Path) -> bool:
                 return False
             elapsed = time.monotonic() - started
             health = await _noisiest_health(worker.web_url, token)
+            effects = platform.effect_counts()
+            requests = len(platform.requests)
+            replays = sum(seen.replayed for seen in platform.requests)
         summary = summarize(entries)
         print(f"\nread back from the ledger topic after {elapsed:.1f} s:\n")
         print(summary.render())
+        retried = sum(entry.kind is LedgerKind.ACTION_FAILED for entry in entries)
+        print(
+            f"\nthe sandbox platform applied {sum(effects.values())} effects for "
+            f"{len(effects)} idempotency keys ({requests} requests, {replays} replays); "
+            f"{retried} attempts failed and were retried"
+        )
         print("\nhealth of the noisiest workspaces (GET /workspaces/{id}):")
         for line in health:
             print(f"  {line}")
@@ -145,6 +168,22 @@ def _check(summary: LedgerSummary, expected: Counter[str]) -> bool:
     mix = ", ".join(f"{n} {kind}" for kind, n in sorted(expected.items()))
     print(f"\noffline replay of the same signals expects {mix}: the ledger {verdict}")
     return ok
+
+
+def _acting_on(worker: WorkerProcess, platform: Sandbox, keys: dict[str, str]) -> WorkerProcess:
+    """The worker, set to act on the sandbox platform with quick retries."""
+    worker.env.update(
+        {
+            "AUTOPILOT_CONTROL_API_URL": platform.url,
+            "AUTOPILOT_CONTROL_API_TOKEN": keys["control"],
+            "AUTOPILOT_WEBHOOK_SIGNING_KEY": keys["signing"],
+            "AUTOPILOT_LLM_BASE_URL": platform.llm_base_url,
+            "AUTOPILOT_LLM_API_KEY": keys["llm"],
+            "AUTOPILOT_LLM_MODEL": "sandbox-writer",
+            "AUTOPILOT_RETRY_BASE_SECONDS": "0.5",
+        }
+    )
+    return worker
 
 
 async def _send_malformed(bootstrap: str, topic: str) -> None:

@@ -40,7 +40,7 @@ async def publish(settings: Settings, signals: list[Signal]) -> None:
 def workspaces_of_shard(shard: int, count: int, partitions: int = 4) -> list[str]:
     """The first `count` workspace ids of the form ws-lane-N that the shard owns."""
     shards = Shards(partitions)
-    found = []
+    found: list[str] = []
     n = 0
     while len(found) < count:
         workspace_id = f"ws-lane-{n}"

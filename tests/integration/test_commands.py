@@ -16,8 +16,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.local_kafka import broker_answers
+from app.sandbox import Sandbox
 from app.settings import Settings
+from tests.integration.commands import command, ended, ledger_until, send
 from tests.integration.conftest import StartWorker
+from topics.commands import Action, Priority
+from topics.ledger import TERMINAL_KINDS, LedgerKind
 
 TOPICS = (
     "signals",
@@ -118,6 +122,11 @@ def test_bench_prints_both_rates_and_their_ratio(kafka_bootstrap: str) -> None:
     raw_rate, e2e_rate = (float(m.group(1).replace(",", "")) for m in (raw, e2e))
     assert raw_rate > 0 and e2e_rate > 0
     assert float(ratio.group(1)) == pytest.approx(e2e_rate / raw_rate, abs=0.002)
+    # And how fast the executors carried the commands out on the sandbox platform
+    acted = re.search(
+        r"actions on the sandbox platform \(HTTP\):\s+([\d,]+) actions/s", result.stdout
+    )
+    assert acted and float(acted.group(1).replace(",", "")) > 0, result.stdout
 
 
 def readme_python_example() -> str:
@@ -152,6 +161,7 @@ def test_readme_example_publishes_and_reads_the_decision_back(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
         "decision.made ws-acme emergency.reported_critical",
+        "action.started ws-acme emergency.reported_critical",
         "action.succeeded ws-acme emergency.reported_critical",
     ]
 
@@ -338,3 +348,70 @@ def test_readme_operator_commands_pause_resume_and_switch_dry_run_on(
     assert shards_become({"paused": False, "dry_run": True}) == {
         str(shard): {"paused": False, "dry_run": True} for shard in range(settings.partitions)
     }
+
+
+async def test_readme_approval_and_dlq_commands_do_what_they_say(
+    settings: Settings, start_worker: StartWorker, sandbox: Sandbox
+) -> None:
+    # Given a worker, two credits waiting for approval and a dead-lettered webhook retry
+    worker = start_worker()
+    sandbox.script("ws-acme", "webhooks-failed", [503] * 5)
+    credit, other = (
+        command(n, "ws-acme", Action.ISSUE_CREDIT, Priority.HIGH) for n in ("rd1", "rd2")
+    )
+    webhook = command("rd3", "ws-acme", Action.RETRY_WEBHOOK)
+    await send(settings, [credit, other, webhook])
+    await ledger_until(
+        settings,
+        lambda got: (
+            sum(e.kind is LedgerKind.ACTION_APPROVAL_REQUESTED for e in got) == 2
+            and ended(webhook.command_id)(got)
+        ),
+    )
+    approve, reject = (
+        c.replace("http://127.0.0.1:6066", worker.web_url) for c in readme_commands("/approvals/")
+    )
+    env = {
+        **os.environ,
+        "AUTOPILOT_CONTROL_TOKEN": worker.env["AUTOPILOT_CONTROL_TOKEN"],
+        "COMMAND_ID": credit.command_id,
+        "OTHER_COMMAND_ID": other.command_id,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+        "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    # When the README's approval commands run
+    approved = orjson.loads(run_shell(approve, env))
+    assert orjson.loads(run_shell(reject, env))["verdict"] == "rejected"
+    # Then they are answered as it says, and the approved credit ran, the other did not
+    assert approved["verdict"] == "approved"
+    assert (approved["workspace_id"], approved["command_id"]) == ("ws-acme", credit.command_id)
+    entries = await ledger_until(settings, ended(credit.command_id, other.command_id))
+    ends = {e.payload["command_id"]: e.kind for e in entries if e.kind in TERMINAL_KINDS}
+    assert ends[credit.command_id] is LedgerKind.ACTION_SUCCEEDED
+    assert ends[other.command_id] is LedgerKind.ACTION_REJECTED
+    # And the README's dlq replay command lists the dead-lettered webhook retry, sending nothing
+    [listing] = readme_dlq_commands()
+    shown = subprocess.run(
+        ["bash", "-c", listing.replace("autopilot ", f"{sys.executable} -m app ", 1)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert webhook.command_id in shown.stdout, shown.stdout
+
+
+def readme_dlq_commands() -> list[str]:
+    """The `autopilot dlq replay` lines of the README's sh blocks."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r" *```sh\n(.*?)```", text, re.DOTALL)
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("autopilot dlq replay")
+    ]

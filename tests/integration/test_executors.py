@@ -14,21 +14,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from app.sandbox import Sandbox
 from app.settings import Settings
-from projections.ledger_reader import read_ledger
+from tests.integration.commands import command, ended, ledger_until, send
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, request, wait_until_answers
 from tests.integration.streams import workspaces_of_shard
-from topics.catalog import lane_topic
 from topics.commands import Action, Command, Priority
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 
@@ -36,67 +34,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent.parent
 K = LedgerKind
-
-
-def command(
-    n: str,
-    workspace_id: str,
-    action: Action = Action.RUN_PROVISIONING,
-    priority: Priority = Priority.MEDIUM,
-) -> Command:
-    return Command(
-        command_id=f"cmd-{n}",
-        decision_id=f"dec-{n}",
-        workspace_id=workspace_id,
-        action=action,
-        priority=priority,
-        rule_id="test.executors",
-        policy_version="test-executors",
-        signal_ids=(f"sig-{n}",),
-        correlation_id=f"sig-{n}",
-    )
-
-
-async def send(settings: Settings, commands: list[Command]) -> None:
-    """Write commands onto their lanes, keyed by workspace, and wait for the broker."""
-    assert settings.kafka_bootstrap_servers
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for each in commands:
-            await producer.send_and_wait(
-                settings.topic(lane_topic(each.priority.value)),
-                each.model_dump_json().encode(),
-                key=each.workspace_id.encode(),
-            )
-    finally:
-        await producer.stop()
-
-
-async def ledger_until(
-    settings: Settings,
-    until: Callable[[list[LedgerEntry]], bool],
-    timeout: float = WAIT_SECONDS,
-    dedupe: bool = True,
-) -> list[LedgerEntry]:
-    assert settings.kafka_bootstrap_servers
-    return await read_ledger(
-        settings.kafka_bootstrap_servers,
-        settings.topic("ledger"),
-        until=until,
-        timeout=timeout,
-        dedupe=dedupe,
-    )
-
-
-def ended(*command_ids: str) -> Callable[[list[LedgerEntry]], bool]:
-    """Until every one of these commands has a terminal entry."""
-
-    def done(entries: list[LedgerEntry]) -> bool:
-        finished = {e.payload["command_id"] for e in entries if e.kind in TERMINAL_KINDS}
-        return set(command_ids) <= finished
-
-    return done
 
 
 def story(entries: list[LedgerEntry], command_id: str) -> list[LedgerKind]:
