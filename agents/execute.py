@@ -20,11 +20,13 @@ from typing import Any, cast
 import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
 from agents.executor import Executor
 from agents.lanes import LaneGate
+from agents.offset_guard import OffsetGuard
 from app.faust_app import Autopilot
 from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Commands handed to the executor and not finished yet, per worker: past it, the topics wait.
 MAX_IN_HAND = 1024
+# A partition with records past what its stream delivered, and silent this long, was skipped.
+STALL_SECONDS = 5.0
 
 
 def attach(
@@ -77,6 +81,42 @@ def attach(
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     gate = LaneGate(topics, highwater, committed, latest, autopilot.settings.lane_max_wait_seconds)
+    guard = OffsetGuard(committed)
+
+    async def skipped_before(event: Any) -> bool:
+        """Whether the consumer skipped records before this one; if so they are fetched again."""
+        message = event.message
+        seek_to = await guard.gap_before(message.topic, message.partition, message.offset)
+        if seek_to is None:
+            return False
+        logger.warning(
+            "records skipped by the consumer, fetching them again",
+            extra={
+                "topic": message.topic,
+                "partition": message.partition,
+                "from": seek_to,
+                "to": message.offset,
+            },
+        )
+        await app.consumer.seek(TP(message.topic, message.partition), seek_to)
+        return True
+
+    @app.timer(STALL_SECONDS)  # type: ignore[untyped-decorator]  # Faust is untyped
+    async def _refetch_skipped() -> None:
+        if in_hand.locked():
+            return  # the streams wait for the executor, not for records
+        for tp in app.consumer.assignment():
+            if tp.topic not in command_topics:
+                continue
+            seek_to = await guard.stalled(
+                tp.topic, tp.partition, highwater(tp.topic, tp.partition), STALL_SECONDS
+            )
+            if seek_to is not None:
+                logger.warning(
+                    "records skipped by the consumer, fetching them again",
+                    extra={"topic": tp.topic, "partition": tp.partition, "from": seek_to},
+                )
+                await app.consumer.seek(TP(tp.topic, tp.partition), seek_to)
 
     in_hand = asyncio.Semaphore(MAX_IN_HAND)
     waiting: dict[int, set[asyncio.Task[None]]] = {}
@@ -85,6 +125,7 @@ def attach(
     async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:
         for partition in {tp.partition for tp in revoked if tp.topic in command_topics}:
             gate.forget(partition)
+            guard.forget(partition)
             executor.revoked(partition)
             # Their records are unacked: the shard's next owner gets them again.
             for task in waiting.pop(partition, set()):
@@ -97,6 +138,12 @@ def attach(
         task.add_done_callback(in_flight.discard)
         task.add_done_callback(lambda _: in_hand.release())
         task.add_done_callback(_crash_on_failure)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _expect(app: faust.App, assigned: set[Any], **_: Any) -> None:
+        await guard.assigned(
+            [(tp.topic, tp.partition) for tp in assigned if tp.topic in command_topics]
+        )
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: faust.App, **_: Any) -> None:
@@ -165,6 +212,8 @@ def attach(
             with crash_on_unexpected(f"execute.{lane.value}"):
                 # noack lives on Stream, not on the StreamT interface Faust types agents with.
                 async for event in cast(faust.Stream[bytes], stream).noack().events():
+                    if await skipped_before(event):
+                        continue
                     message = event.message
                     await gate.wait_turn(lane, message.partition)
                     await take(event)
@@ -179,12 +228,15 @@ def attach(
     async def retry(stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("execute.retry"):
             async for event in cast(faust.Stream[bytes], stream).noack().events():
-                await take(event)
+                if not await skipped_before(event):
+                    await take(event)
 
     @app.agent(autopilot.approvals, name="execute.approvals")
     async def approvals(stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("execute.approvals"):
             async for event in cast(faust.Stream[bytes], stream).noack().events():
+                if await skipped_before(event):
+                    continue
                 try:
                     approval = ApprovalGiven.model_validate_json(event.value)
                 except ValidationError as exc:

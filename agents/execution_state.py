@@ -68,6 +68,12 @@ def superseded(state: ExecutionState, command_id: str, attempt: int) -> bool:
     return tried is not None and attempt <= int(tried[0])
 
 
+def lease_of(state: ExecutionState) -> Lease | None:
+    """The workspace's lease, live or not: an attempt that never settled (a crash, a move)."""
+    raw = state["lease"]
+    return None if raw is None else Lease(**raw)
+
+
 def foreign_lease(state: ExecutionState, holder: str, now: float) -> Lease | None:
     """A live lease someone else holds on the workspace (None if free, expired or ours)."""
     raw = state["lease"]

@@ -216,10 +216,12 @@ class Executor:
                 return await self._settle(workspace_id, parked, source, began)
             if verdict is Verdict.REJECTED:
                 return True
-        lease = memory.foreign_lease(state, self.holder, time.time())
+        lease = memory.lease_of(state)
         if lease is not None:
-            waited = await self._wait_out(lease, source.partition, began, workspace_id)
-            if waited is None:
+            # Settling clears the lease: one still here is an attempt that did not settle (its
+            # worker died, or the shard moved mid-call, maybe back to this worker).
+            settled = await self._settle_lease(lease, source.partition, began, workspace_id)
+            if settled is None:
                 return False
             return await self._step(command, source, began)
         wait = await self.breakers.admit(spec.provider)
@@ -239,11 +241,13 @@ class Executor:
         # The slot covers the whole attempt: with one slot, commands run (and are recorded)
         # in the order they were handed over, which is the lanes' priority order.
         async with self._running:
+            if self.generation(source.partition) != began:
+                return False  # the shard moved while this waited for a slot: not ours to start
             now = time.time()
             until = now + self._ttl
             lease = Lease(command.command_id, command.attempt, self.holder, now, until)
             self._save(command.workspace_id, memory.take_lease(state, lease))
-            await self._record(started_entry(command, _now(), _at(until)))
+            await self._record(started_entry(command, _now(), _at(until), self.holder))
             # The lease is on the changelog before anything outside is touched: a new owner of
             # the shard finds it even if this worker dies mid-call.
             await self._producer.flush()
@@ -328,14 +332,12 @@ class Executor:
             # A terminal answer is still an answer: the provider is up.
             await self.breakers.record(result.provider or spec.provider, ok=not result.retryable)
 
-    async def _wait_out(
+    async def _settle_lease(
         self, lease: Lease, partition: int, began: int, workspace_id: str
     ) -> ExecutionState | None:
-        """Wait until the lease expires or the ledger shows its attempt ended; None if moved."""
-        logger.info(
-            "workspace leased by another worker, waiting",
-            extra={"workspace_id": workspace_id, "command_id": lease.command_id},
-        )
+        """Settle a lease left by an attempt that did not: by its outcome on the ledger, else
+        once it is not a live lease of another worker. None if the shard moved meanwhile."""
+        waiting = False
         while True:
             if self.generation(partition) != began:
                 return None
@@ -345,15 +347,21 @@ class Executor:
                 state = memory.record_attempt(state, lease.command_id, lease.attempt, time.time())
             elif ended is not None:
                 state = memory.finish(state, lease.command_id, ended.value, time.time())
-            elif time.time() >= lease.until:
+            elif memory.foreign_lease(state, self.holder, time.time()) is not None:
+                if not waiting:
+                    waiting = True
+                    logger.info(
+                        "workspace leased by another worker, waiting",
+                        extra={"workspace_id": workspace_id, "command_id": lease.command_id},
+                    )
+                await asyncio.sleep(min(LEASE_POLL_SECONDS, max(0.0, lease.until - time.time())))
+                continue
+            else:
                 logger.warning(
-                    "lease expired without an outcome on the ledger",
+                    "lease left without an outcome on the ledger: the attempt runs again",
                     extra={"workspace_id": workspace_id, "command_id": lease.command_id},
                 )
                 state = {**state, "lease": None}
-            else:
-                await asyncio.sleep(min(LEASE_POLL_SECONDS, max(0.0, lease.until - time.time())))
-                continue
             if self.generation(partition) != began:
                 return None
             self._save(workspace_id, state)

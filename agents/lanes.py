@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 ORDER = (Priority.CRITICAL, Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 POLL_SECONDS = 0.005
+# Longest wait for the broker to say where the higher lanes of a shard stand.
+LOOKUP_SECONDS = 5.0
 
 # (topic, partition) -> the next offset to consume, or None when the group has none committed.
 CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int | None]]]
@@ -66,9 +68,18 @@ class LaneGate:
             return 0.0
         unknown = [(topic, partition) for topic in higher if (topic, partition) not in self._next]
         if unknown:
-            committed = await self._committed(unknown)
-            # Until the consumer fetched them, the broker says how far these lanes go.
-            self._asked.update(await self._latest(unknown))
+            try:
+                # Bounded: during a rebalance these lookups can hang, and the lane with them.
+                async with asyncio.timeout(max(self._max_wait, LOOKUP_SECONDS)):
+                    committed = await self._committed(unknown)
+                    # Until the consumer fetched them, the broker says how far these lanes go.
+                    self._asked.update(await self._latest(unknown))
+            except TimeoutError:
+                logger.warning(
+                    "lane positions not known in time, serving without waiting",
+                    extra={"lane": lane.value, "partition": partition},
+                )
+                return 0.0
             for key in unknown:
                 # A lane with nothing committed starts at its earliest offset: treat as 0.
                 self._next.setdefault(key, committed.get(key) or 0)

@@ -20,10 +20,15 @@ from topics.ledger import LedgerEntry, LedgerKind
 MAX_REASON_CHARS = 400
 
 
-def started_entry(command: Command, recorded_at: datetime, until: datetime) -> LedgerEntry:
-    """action.started: an attempt begins; the workspace is leased until `until`."""
+def started_entry(
+    command: Command, recorded_at: datetime, until: datetime, worker: str
+) -> LedgerEntry:
+    """action.started: an attempt begins on a worker; the workspace is leased until `until`."""
     return _command_entry(
-        command, LedgerKind.ACTION_STARTED, recorded_at, {"lease_until": until.isoformat()}
+        command,
+        LedgerKind.ACTION_STARTED,
+        recorded_at,
+        {"lease_until": until.isoformat(), "worker": worker},
     )
 
 

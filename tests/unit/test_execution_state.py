@@ -244,3 +244,13 @@ def test_no_function_changes_the_state_it_is_given(
     change(state)
 
     assert state == before
+
+
+def test_lease_of_returns_any_lease_left_live_or_expired() -> None:
+    """Given a lease left by an attempt that did not settle, then lease_of returns it whoever
+    holds it and whether or not it expired; a free workspace has none."""
+    left = Lease("cmd-1", 2, OTHER, T0, T0 - 1.0)
+    state = memory.take_lease(memory.initial(), left)
+
+    assert memory.lease_of(state) == left
+    assert memory.lease_of(memory.initial()) is None

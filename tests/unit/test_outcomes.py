@@ -76,21 +76,21 @@ def entry(kind: LedgerKind, entry_id: str, payload: dict[str, Any]) -> LedgerEnt
 
 
 def test_started_entry() -> None:
-    """Given attempt 2 leased until T + 60 s, then action.started carries the lease's end and
-    an id per command, kind and attempt."""
-    got = started_entry(command(2), T, T + timedelta(seconds=60))
+    """Given attempt 2 leased until T + 60 s on worker w-1, then action.started carries the
+    lease's end and the worker, and an id per command, kind and attempt."""
+    got = started_entry(command(2), T, T + timedelta(seconds=60), "w-1")
 
     assert got == entry(
         LedgerKind.ACTION_STARTED,
         stable_id("out", "cmd-1", "action.started", 2),
-        about(2, lease_until="2024-01-01T12:01:00+00:00"),
+        about(2, lease_until="2024-01-01T12:01:00+00:00", worker="w-1"),
     )
 
 
 def test_entry_ids_are_pinned() -> None:
     """Given the id scheme readers de-duplicate on, then a started entry's id is this exact
     value: a change here makes every rewritten entry a new one."""
-    got = started_entry(command(1), T, T)
+    got = started_entry(command(1), T, T, "w-1")
 
     assert got.entry_id == "out-eb56fe4d42b3c1b774cd9cb33e1b65de"
 
@@ -269,7 +269,7 @@ def test_an_unknown_breaker_state_is_refused() -> None:
 @pytest.mark.parametrize(
     "write",
     [
-        lambda c, at: started_entry(c, at, T + timedelta(seconds=60)),
+        lambda c, at: started_entry(c, at, T + timedelta(seconds=60), "w-1"),
         lambda c, at: succeeded_entry(c, at, {"status": 200}),
         lambda c, at: failed_entry(c, at, RetryableError("503"), T + timedelta(seconds=2)),
         lambda c, at: dead_lettered_entry(c, at, TerminalError("410")),
@@ -320,7 +320,7 @@ def test_a_breaker_change_at_another_time_is_a_new_entry() -> None:
 @pytest.mark.parametrize(
     "write",
     [
-        lambda c: started_entry(c, T, T),
+        lambda c: started_entry(c, T, T, "w-1"),
         lambda c: failed_entry(c, T, RetryableError("503"), None),
         lambda c: deferred_entry(c, T, "control_api", T),
     ],

@@ -1,0 +1,80 @@
+"""Noticing records Faust skipped, so that they are fetched again instead of never carried out.
+
+Across a rebalance, Faust's stream drops the records it had already fetched when their
+generation no longer matches, and acks them (faust-streaming #216/#221: "so the lag does not
+grow"). For the aggregate agent a dropped record is decided again by whoever reads it next; for
+an executor it would be a command nobody ever carries out. Observed in
+tests/integration/test_executors.py: a worker joining mid-run received offsets 2 and then 13 of
+a lane partition, never 3 to 12.
+
+The executors' topics are written without transactions or compaction, so their offsets are
+consecutive: a record past the next expected offset means records were skipped. The guard says
+where to seek back to; records below the expected offset (copies after a seek) pass. When every
+record after the gap was skipped too, no later record shows it: so a partition that delivered
+nothing for a while although its highwater is past the expected offset is also a gap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+# (topic, partition) -> the group's committed offset (the next to consume), None if none.
+CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int | None]]]
+
+
+class OffsetGuard:
+    """The next offset each partition's stream should deliver, per assignment."""
+
+    def __init__(self, committed: CommittedLookup) -> None:
+        self._committed = committed
+        self._next: dict[tuple[str, int], int] = {}
+        self._seen: dict[tuple[str, int], float] = {}
+
+    async def assigned(self, keys: list[tuple[str, int]]) -> None:
+        """Partitions just assigned: their streams should start at the committed offsets as of
+        now (Faust commits the records it skips while it recovers, so later is too late)."""
+        committed = await self._committed(keys)
+        for key in keys:
+            offset = committed.get(key)
+            if offset is not None:
+                self._next[key] = offset
+
+    async def gap_before(self, topic: str, partition: int, offset: int) -> int | None:
+        """The offset to seek back to if records before this one were skipped; else None."""
+        key = (topic, partition)
+        self._seen[key] = time.monotonic()
+        expected = self._next.get(key)
+        if expected is None:
+            # First record since the assignment: it should be the committed offset.
+            expected = (await self._committed([key])).get(key)
+            if expected is None:
+                self._next[key] = offset + 1
+                return None
+        if offset > expected:
+            self._next[key] = expected
+            return expected
+        self._next[key] = max(expected, offset + 1)
+        return None
+
+    async def stalled(
+        self, topic: str, partition: int, highwater: int | None, idle_seconds: float
+    ) -> int | None:
+        """The offset to seek back to if the partition has records past the expected offset
+        but delivered none for `idle_seconds`; else None."""
+        key = (topic, partition)
+        if highwater is None or time.monotonic() - self._seen.get(key, 0.0) < idle_seconds:
+            return None
+        expected = self._next.get(key)
+        if expected is None:
+            expected = (await self._committed([key])).get(key)
+        if expected is None or highwater <= expected:
+            return None
+        self._seen[key] = time.monotonic()
+        return expected
+
+    def forget(self, partition: int) -> None:
+        """The partition was revoked: its next assignment starts from its committed offset."""
+        for known in (self._next, self._seen):
+            for key in [key for key in known if key[1] == partition]:
+                del known[key]
