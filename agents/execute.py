@@ -139,12 +139,6 @@ def attach(
         task.add_done_callback(lambda _: in_hand.release())
         task.add_done_callback(_crash_on_failure)
 
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def _expect(app: faust.App, assigned: set[Any], **_: Any) -> None:
-        await guard.assigned(
-            [(tp.topic, tp.partition) for tp in assigned if tp.topic in command_topics]
-        )
-
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: faust.App, **_: Any) -> None:
         # Actions mid-call finish and record their outcome on the ledger (the producer is

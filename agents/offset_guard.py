@@ -31,15 +31,6 @@ class OffsetGuard:
         self._next: dict[tuple[str, int], int] = {}
         self._seen: dict[tuple[str, int], float] = {}
 
-    async def assigned(self, keys: list[tuple[str, int]]) -> None:
-        """Partitions just assigned: their streams should start at the committed offsets as of
-        now (Faust commits the records it skips while it recovers, so later is too late)."""
-        committed = await self._committed(keys)
-        for key in keys:
-            offset = committed.get(key)
-            if offset is not None:
-                self._next[key] = offset
-
     async def gap_before(self, topic: str, partition: int, offset: int) -> int | None:
         """The offset to seek back to if records before this one were skipped; else None."""
         key = (topic, partition)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from agents.execution_state import Verdict
 from app.faust_app import Autopilot
-from app.operator_views import operator_body, unknown_fields
+from app.operator_views import broker_refused, operator_body, unknown_fields
 from app.views import as_aiohttp, refuse_unauthorized
 from topics.approvals import ApprovalGiven
 from topics.codec import describe
@@ -79,11 +79,7 @@ def attach(autopilot: Autopilot) -> None:
                 await delivery
             except KafkaError:
                 logger.exception("approval could not be published")
-                return self.json(
-                    {"error": "the broker did not take the verdict; retry the request"},
-                    status=503,
-                    headers={"Retry-After": "1"},
-                )
+                return broker_refused(self, "verdict")
             logger.warning(
                 "approval verdict given",
                 extra={

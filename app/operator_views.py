@@ -76,11 +76,7 @@ def attach(autopilot: Autopilot, states: WriteBehindStates, executor: Executor) 
                 await delivery
         except KafkaError:
             logger.exception("operator switch could not be published")
-            return view.json(
-                {"error": "the broker did not take the switch; retry the request"},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
+            return broker_refused(view, "switch")
         logger.warning(
             "operator switch requested",
             extra={"switch": chosen.value, "by": request_.by, "request_id": request_.request_id},
@@ -157,4 +153,13 @@ def unknown_fields(view: View, body: dict[str, Any]) -> Response | None:
         return None
     return view.json(
         {"error": f"unknown fields: {', '.join(unknown)}; send only by and reason"}, status=422
+    )
+
+
+def broker_refused(view: View, what: str) -> Response:
+    """503 with Retry-After: the broker did not take what the operator sent."""
+    return view.json(
+        {"error": f"the broker did not take the {what}; retry the request"},
+        status=503,
+        headers={"Retry-After": "1"},
     )

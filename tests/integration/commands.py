@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
@@ -73,3 +77,26 @@ def ended(*command_ids: str) -> Callable[[list[LedgerEntry]], bool]:
         return set(command_ids) <= finished
 
     return done
+
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def autopilot_cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`autopilot ARGS` as an operator runs it, against this test's deployment."""
+    environment = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+        "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
+        "AUTOPILOT_PARTITIONS": str(settings.partitions),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

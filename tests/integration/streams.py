@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
 from app.client import SignalPublisher
 from app.settings import Settings
+from tests.integration.conftest import WAIT_SECONDS
 from topics.shards import Shards
 from topics.signals import Signal, SignalType, signal_from
 
@@ -48,3 +52,18 @@ def workspaces_of_shard(shard: int, count: int, partitions: int = 4) -> list[str
             found.append(workspace_id)
         n += 1
     return found
+
+
+async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
+    """The first `count` records of a topic (all partitions), waited for with a timeout."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records

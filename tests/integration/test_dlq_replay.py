@@ -3,9 +3,7 @@ re-issued onto their lanes with an action.reissued entry each, the same ids on a
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.settings import Settings
+from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import WAIT_SECONDS
 from topics.catalog import COMMANDS_DLQ, LANES, LEDGER, lane_topic
 from topics.commands import Action, Command, Priority
@@ -145,21 +144,7 @@ async def write_dead_letters(settings: Settings) -> list[Written]:
 
 def run_cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`autopilot dlq replay ARGS` for this test's deployment."""
-    environment = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
-        "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app", "dlq", "replay", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return autopilot_cli(settings, "dlq", "replay", *args, **env)
 
 
 async def read_topics(settings: Settings, names: list[str]) -> list[Record]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -19,14 +17,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from app.sandbox import Sandbox
 from app.settings import Settings
-from tests.integration.commands import command, ended, ledger_until, send
+from tests.integration.commands import autopilot_cli, command, ended, ledger_until, send
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, request, wait_until_answers
-from tests.integration.streams import workspaces_of_shard
+from tests.integration.streams import read_topic, workspaces_of_shard
 from topics.commands import Action, Command, Priority
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 
@@ -36,6 +33,11 @@ ROOT = Path(__file__).parent.parent.parent
 K = LedgerKind
 
 
+def bootstrap(settings: Settings) -> str:
+    assert settings.kafka_bootstrap_servers
+    return settings.kafka_bootstrap_servers
+
+
 def story(entries: list[LedgerEntry], command_id: str) -> list[LedgerKind]:
     """The kinds of a command's entries, in ledger order."""
     return [e.kind for e in entries if e.payload.get("command_id") == command_id]
@@ -43,25 +45,6 @@ def story(entries: list[LedgerEntry], command_id: str) -> list[LedgerKind]:
 
 def of(entries: list[LedgerEntry], command_id: str, kind: LedgerKind) -> list[LedgerEntry]:
     return [e for e in entries if e.kind is kind and e.payload.get("command_id") == command_id]
-
-
-async def read_all(settings: Settings, name: str, count: int) -> list[object]:
-    assert settings.kafka_bootstrap_servers
-    consumer = AIOKafkaConsumer(
-        settings.topic(name),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    records: list[object] = []
-    try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def test_a_retryable_failure_is_retried_with_backoff_until_it_succeeds(
@@ -125,7 +108,7 @@ async def test_retries_that_run_out_dead_letter_the_command(
     assert dead.payload["error"]["class"] == "RetryableError"
     assert "503" in dead.payload["error"]["reason"]
     # And commands.dlq holds the command as last tried, with why and where from
-    [record] = await read_all(settings, "commands.dlq", 1)
+    [record] = await read_topic(bootstrap(settings), settings.topic("commands.dlq"), 1)
     parked = Command.model_validate_json(record.value)  # type: ignore[attr-defined]
     assert parked == command("d1", "ws-dead", Action.RESTART_INTEGRATION, Priority.HIGH).model_copy(
         update={"attempt": 3, "not_before": parked.not_before}
@@ -259,7 +242,7 @@ async def test_follow_up_text_comes_from_the_llm_or_the_template_when_it_is_down
     # And neither the texts nor the prompt are on the ledger
     raw = b"".join(
         r.value  # type: ignore[attr-defined]
-        for r in await read_all(settings, "ledger", len(entries))
+        for r in await read_topic(bootstrap(settings), settings.topic("ledger"), len(entries))
     )
     prompts = [m["content"] for r in sandbox.llm_requests for m in r["messages"]]
     assert prompts
@@ -392,7 +375,9 @@ async def test_a_dead_lettered_command_replayed_twice_runs_once(
     await ledger_until(settings, ended("cmd-q1"))
     # When the operator replays the dead letters of that workspace twice
     for _ in range(2):
-        replay = dlq_replay(settings, "--workspace", "ws-dlq", "--by", "oncall.alice")
+        replay = autopilot_cli(
+            settings, "dlq", "replay", "--workspace", "ws-dlq", "--by", "oncall.alice"
+        )
         assert replay.returncode == 0, replay.stderr
         assert "re-issued 1 of 1 dead letters" in replay.stdout, replay.stdout
     # Then one new command (the same id both times) ran once and succeeded
@@ -411,24 +396,6 @@ async def test_a_dead_lettered_command_replayed_twice_runs_once(
         {K.ACTION_REISSUED: 2, K.ACTION_STARTED: 1, K.ACTION_SUCCEEDED: 1}
     )
     assert sandbox.effect_counts() == Counter({new_id: 1})
-
-
-def dlq_replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
-        "AUTOPILOT_TOPIC_PREFIX": settings.topic_prefix,
-        "AUTOPILOT_PARTITIONS": str(settings.partitions),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app", "dlq", "replay", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def _time(iso: str) -> float:

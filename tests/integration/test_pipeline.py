@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from app.sandbox import Sandbox
 from app.settings import Settings
 from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import wait_for_workspace, wait_until_answers
-from tests.integration.streams import T0S, publish, signal
+from tests.integration.streams import T0S, publish, read_topic, signal
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import SignalType
 
@@ -36,20 +33,6 @@ async def ledger_exactly(settings: Settings, count: int) -> list[LedgerEntry]:
             settings.kafka_bootstrap_servers, topic, until=lambda got: len(got) > count, timeout=4
         )
     return entries
-
-
-async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def decisions(entries: list[LedgerEntry]) -> set[tuple[str | None, str, str]]:
