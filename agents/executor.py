@@ -247,9 +247,11 @@ class Executor:
             until = now + self._ttl
             lease = Lease(command.command_id, command.attempt, self.holder, now, until)
             self._save(command.workspace_id, memory.take_lease(state, lease))
-            await self._record(started_entry(command, _now(), _at(until), self.holder))
-            # The lease is on the changelog before anything outside is touched: a new owner of
-            # the shard finds it even if this worker dies mid-call.
+            await send_entry(
+                self._autopilot, started_entry(command, _now(), _at(until), self.holder)
+            )
+            # The lease (and action.started) are on the broker before anything outside is
+            # touched: a new owner of the shard finds it even if this worker dies mid-call.
             await self._producer.flush()
             result = await self._run_handler(command, spec)
             await self._count_for_breaker(spec, result)
@@ -419,11 +421,14 @@ class Executor:
     async def _settle(
         self, workspace_id: str, state: ExecutionState, source: SourcePosition, began: int
     ) -> bool:
-        """Store the workspace's memory (flushed) unless the shard moved meanwhile."""
+        """Store the workspace's memory unless the shard moved meanwhile.
+
+        Not flushed here: should this write be lost, the lease it clears is still stored, and a
+        copy of the command settles that lease from the outcome already on the ledger.
+        """
         if self.generation(source.partition) != began:
             return False
         self._save(workspace_id, memory.prune(state, time.time(), self._horizon))
-        await self._producer.flush()
         return True
 
     async def _record(self, entry: LedgerEntry, shard: int | None = None) -> None:
