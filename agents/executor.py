@@ -213,10 +213,10 @@ class Executor:
                     extra={"workspace_id": workspace_id, "command_id": command.command_id},
                 )
                 parked = memory.park(state, command.command_id, command.model_dump_json())
-                settled = await self._settle(workspace_id, parked, source, began)
+                stored = await self._settle(workspace_id, parked, source, began)
                 # The table is where the parked command lives once its record is acked.
                 await self._producer.flush()
-                return settled
+                return stored
             if verdict is Verdict.REJECTED:
                 return True
         lease = memory.lease_of(state)
