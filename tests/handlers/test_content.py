@@ -76,12 +76,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def config(sandbox: Sandbox) -> ExecutorConfig:
     return ExecutorConfig(
         control_api_url=sandbox.url,
