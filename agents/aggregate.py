@@ -35,6 +35,7 @@ from agents.decide import (
     command_of,
     decide_signals,
     decision_entry,
+    folded_entry,
     forget_old_slots,
     initial_quota,
 )
@@ -235,6 +236,8 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                         pending.sent.extend(await reroute(foreign, source))
                     if own and generation.get(partition, 0) == began:
                         pending.sent.extend(await emit(decide(partition, own, source)))
+                        folded = folded_entry(len(own), source, datetime.now(UTC))
+                        pending.sent.append(await send_entry(autopilot, folded, partition))
                 if generation.get(partition, 0) != began:
                     continue  # rebalanced meanwhile: left unacked, decided again by its owner
                 pending.events.append(event)

@@ -36,6 +36,7 @@ from tables.windows import (
     late_horizon,
 )
 from topics.commands import Command
+from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import Signal
 
@@ -205,6 +206,24 @@ def decision_entry(decision: Decision, recorded_at: datetime) -> LedgerEntry:
         policy_version=decision.policy_version,
         recorded_at=recorded_at,
         payload=decision.as_payload(),
+    )
+
+
+def folded_entry(signals: int, source: SourcePosition, recorded_at: datetime) -> LedgerEntry:
+    """signals.folded: how many signals of one record its shard folded (for run metrics); its id
+    is the record's position, so a record folded again after a crash is counted once."""
+    entry_id = stable_id("fold", source.topic, source.partition, source.offset)
+    return LedgerEntry(
+        entry_id=entry_id,
+        kind=LedgerKind.SIGNALS_FOLDED,
+        workspace_id=None,
+        correlation_id=entry_id,
+        causation_id=entry_id,
+        recorded_at=recorded_at,
+        payload={
+            "signals": signals,
+            "source": [source.topic, source.partition, source.offset],
+        },
     )
 
 

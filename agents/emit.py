@@ -18,16 +18,9 @@ from topics.ledger import LedgerEntry
 async def send_entry(
     autopilot: Autopilot, entry: LedgerEntry, shard: int | None = None
 ) -> Awaitable[Any]:
-    """Append an entry to the ledger; one that names no workspace goes to the given shard."""
-    key = entry.workspace_id.encode() if entry.workspace_id else None
-    return await autopilot.app.producer.send(
-        autopilot.ledger.get_topic_name(),
-        key,
-        entry.model_dump_json().encode(),
-        partition=None if key else shard,
-        timestamp=None,
-        headers=None,
-    )
+    """Append an entry to its chain on the ledger; one that names no workspace goes to the given
+    shard."""
+    return await autopilot.chain.send(entry, shard)
 
 
 async def send_command(autopilot: Autopilot, command: Command) -> Awaitable[Any]:

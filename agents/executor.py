@@ -50,6 +50,8 @@ from agents.outcomes import (
     deferred_entry,
     error_of,
     failed_entry,
+    header_of,
+    reissued_entry_of,
     skipped_entry,
     started_entry,
     succeeded_entry,
@@ -69,7 +71,7 @@ from tables.health import health_of
 from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
 from topics.approvals import ApprovalGiven
-from topics.commands import Command
+from topics.commands import REISSUE_HEADER, Command
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import shard_of
 
@@ -124,9 +126,27 @@ class Executor:
         async with self._workspace(command.workspace_id):
             if self.generation(source.partition) != began:
                 return  # unacked: the shard's next owner gets the record again
+            await self._note_reissue(event, command)
             settled = await self._step(command, source, began)
         if settled and self.generation(source.partition) == began:
             event.ack()
+
+    async def _note_reissue(self, event: Any, command: Command) -> None:
+        """Append the action.reissued entry a re-issued command carries, before it runs (again
+        for a copy not yet finished: the same entry id, which readers keep once)."""
+        raw = header_of(event.message.headers, REISSUE_HEADER)
+        if raw is None:
+            return
+        if memory.finished(self._load(command.workspace_id), command.command_id) is not None:
+            return
+        entry = reissued_entry_of(raw, command)
+        if entry is None:
+            logger.warning(
+                "re-issued command carries an unreadable action.reissued entry; runs without it",
+                extra={"workspace_id": command.workspace_id, "command_id": command.command_id},
+            )
+            return
+        await self._record(entry)
 
     async def give_verdict(self, event: Any, approval: ApprovalGiven, partition: int) -> None:
         """Apply an operator's verdict: record it, then run or end the parked command."""

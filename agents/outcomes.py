@@ -9,8 +9,11 @@ hashes, never a secret, a prompt or a third-party payload.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from agents.reconciler import ActionError
 from topics.commands import Command
@@ -128,6 +131,32 @@ def breaker_entry(
         recorded_at=recorded_at,
         payload={"provider": provider, "failures": failures, "worker": worker},
     )
+
+
+def header_of(
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None, name: str
+) -> bytes | None:
+    """The first value of a record header (Faust gives a list of pairs, or a mapping)."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return next((value for key, value in pairs if key == name), None)
+
+
+def reissued_entry_of(raw: bytes, command: Command) -> LedgerEntry | None:
+    """The action.reissued entry a re-issued command carries, if it is one for this command."""
+    try:
+        entry = LedgerEntry.model_validate_json(raw)
+    except ValidationError:
+        return None
+    if (
+        entry.kind is not LedgerKind.ACTION_REISSUED
+        or entry.workspace_id != command.workspace_id
+        or entry.payload.get("command_id") != command.command_id
+    ):
+        return None
+    # Sealed by the chain's writer; whatever chain fields came with it are not trusted.
+    return entry.model_copy(update={"prev_hash": None, "hash": None})
 
 
 def error_of(error: ActionError) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """`autopilot dlq replay`: dead-lettered commands sent again, under ids that make it idempotent.
 
 The selection and the re-issue are pure (projections/dead_letters.py); this shell reads
-commands.dlq to its end offsets as of the start, publishes the action.reissued entries and then
-the commands (so a command's re-issue precedes its outcome on the ledger), and reports.
+commands.dlq to its end offsets as of the start, publishes the commands, each carrying its
+action.reissued entry in a header (the executor owning the workspace writes it to the ledger, the
+only writer of that workspace's chain, before the command runs), and reports.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from projections.dead_letters import (
     reissue,
     select,
 )
-from topics.catalog import COMMANDS_DLQ, LEDGER, lane_topic
-from topics.commands import Action
+from topics.catalog import COMMANDS_DLQ, lane_topic
+from topics.commands import REISSUE_HEADER, Action
 from topics.signals import is_workspace_id
 
 READ_TIMEOUT_SECONDS = 600.0
@@ -101,9 +102,7 @@ async def _replay(
     )
     reissues = [reissue(dead, now, by) for dead in selected]
     if reissues and publish:
-        needed = {settings.topic(LEDGER)} | {
-            settings.topic(lane_topic(r.command.priority.value)) for r in reissues
-        }
+        needed = {settings.topic(lane_topic(r.command.priority.value)) for r in reissues}
         missing = sorted(needed - existing)
         if missing:
             raise AutopilotError(
@@ -188,25 +187,15 @@ async def _publish(settings: Settings, bootstrap: str, reissues: list[Reissue]) 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     try:
         await producer.start()
-        # Entries first, all acknowledged, then the commands: the executor's outcome of a
-        # re-issued command never precedes its action.reissued entry on the ledger.
-        ledger = settings.topic(LEDGER)
-        await asyncio.gather(
-            *[
-                await producer.send(
-                    ledger,
-                    r.entry.model_dump_json().encode(),
-                    key=r.command.workspace_id.encode(),
-                )
-                for r in reissues
-            ]
-        )
+        # Each command carries its action.reissued entry: the executor owning the workspace
+        # appends it to the workspace's ledger chain before it runs the command.
         await asyncio.gather(
             *[
                 await producer.send(
                     settings.topic(lane_topic(r.command.priority.value)),
                     r.command.model_dump_json().encode(),
                     key=r.command.workspace_id.encode(),
+                    headers=[(REISSUE_HEADER, r.entry.model_dump_json().encode())],
                 )
                 for r in reissues
             ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
+from agents.ledger_chain import LedgerChain
 from app.settings import Settings
 from topics import catalog
 from topics.commands import Priority
@@ -47,6 +49,8 @@ class Autopilot:
     ledger: faust.TopicT
     states: faust.types.TableT[str, bytes]
     executions: faust.types.TableT[str, bytes]
+    # Every ledger entry this worker writes goes through it (agents/emit.py).
+    chain: LedgerChain
 
 
 def create_app(settings: Settings, bootstrap: str) -> Autopilot:
@@ -111,6 +115,23 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         partitions=settings.partitions,
         options={"block_cache_size": settings.rocksdb_block_cache_bytes // 8},
     )
+    chain = LedgerChain(
+        lambda: app.producer,
+        bootstrap,
+        settings.topic(catalog.LEDGER),
+        settings.partitions,
+        settings.ledger_chain_key(),
+    )
+
+    # Faust types signal receivers as sync callables without keyword arguments; async works.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        chain.forget(tp.partition for tp in revoked)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
+        chain.forget(tp.partition for tp in assigned)
+
     return Autopilot(
         app=app,
         settings=settings,
@@ -125,4 +146,5 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         ledger=raw_topic(catalog.LEDGER),
         states=states,
         executions=executions,
+        chain=chain,
     )

@@ -33,6 +33,8 @@ class LedgerKind(StrEnum):
     BREAKER_HALF_OPENED = "breaker.half_opened"
     BREAKER_CLOSED = "breaker.closed"
     SIGNAL_REJECTED = "signal.rejected"
+    # One record of signals folded on its shard: how many (run metrics count them).
+    SIGNALS_FOLDED = "signals.folded"
     OPERATOR_PAUSED = "operator.paused"
     OPERATOR_RESUMED = "operator.resumed"
     OPERATOR_DRY_RUN_ENABLED = "operator.dry_run_enabled"
@@ -62,11 +64,16 @@ OPERATOR_KINDS = frozenset(
 
 
 class LedgerEntry(BaseModel):
-    """One fact on the ledger; the payload is redacted (no secrets, no third-party payloads)."""
+    """One fact on the ledger; the payload is redacted (no secrets, no third-party payloads).
+
+    Version 2 added the chain (topics/chain.py): `prev_hash` links the entry to the previous
+    entry of its chain (its workspace's), and `hash` seals the exact bytes before it. A version 1
+    entry reads as version 2 with no chain. The writer sets both; `hash` stays the last field.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     entry_id: EventId
     kind: LedgerKind
     # None only for input that names no valid workspace (a rejected, unreadable signal).
@@ -76,3 +83,5 @@ class LedgerEntry(BaseModel):
     policy_version: str | None = None
     recorded_at: AwareDatetime
     payload: dict[str, Any]
+    prev_hash: str | None = None
+    hash: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from app.settings import Settings
 from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import WAIT_SECONDS
 from topics.catalog import COMMANDS_DLQ, LANES, LEDGER, lane_topic
-from topics.commands import Action, Command, Priority
+from topics.commands import REISSUE_HEADER, Action, Command, Priority
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import shard_of
@@ -49,6 +49,7 @@ class Record:
     partition: int
     key: bytes | None
     value: bytes
+    headers: dict[str, bytes] = field(default_factory=dict)
 
 
 def command(
@@ -167,7 +168,9 @@ async def read_topics(settings: Settings, names: list[str]) -> list[Record]:
             assert time.monotonic() < deadline, f"not read to the end: {remaining}"
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, got in batches.items():
-                records += [Record(tp.topic, tp.partition, r.key, r.value) for r in got]
+                records += [
+                    Record(tp.topic, tp.partition, r.key, r.value, dict(r.headers)) for r in got
+                ]
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
@@ -182,11 +185,13 @@ async def lane_commands(settings: Settings) -> list[tuple[str, int, bytes | None
     ]
 
 
-async def ledger_entries(settings: Settings) -> list[tuple[int, bytes | None, LedgerEntry]]:
-    """Every ledger entry: (partition, key, entry)."""
+async def reissue_entries(settings: Settings) -> list[tuple[int, bytes | None, LedgerEntry]]:
+    """The action.reissued entries the lane commands carry: (partition, key, entry). The CLI
+    writes nothing to the ledger itself (the workspace's executor is its chain's one writer)."""
+    assert await read_topics(settings, [LEDGER]) == []
     return [
-        (r.partition, r.key, LedgerEntry.model_validate_json(r.value))
-        for r in await read_topics(settings, [LEDGER])
+        (r.partition, r.key, LedgerEntry.model_validate_json(r.headers[REISSUE_HEADER]))
+        for r in await read_topics(settings, [lane_topic(lane) for lane in LANES])
     ]
 
 
@@ -207,7 +212,7 @@ def expected_entry(old: Command, at: Written, error_class: str, by: str) -> dict
     """The action.reissued entry as the contract states it, without its recorded_at."""
     new_id = stable_id("cmd", "reissue", old.command_id, at.partition, at.offset)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "entry_id": stable_id("reissue", new_id),
         "kind": LedgerKind.ACTION_REISSUED,
         "workspace_id": old.workspace_id,
@@ -224,6 +229,8 @@ def expected_entry(old: Command, at: Written, error_class: str, by: str) -> dict
             "dead_letter": {"partition": at.partition, "offset": at.offset},
             "by": by,
         },
+        "prev_hash": None,
+        "hash": None,
     }
 
 
@@ -283,8 +290,8 @@ async def test_every_dead_command_is_reissued_once_onto_its_lane_and_again_with_
     assert {c.attempt for *_, c in commands} == {1}
     assert next(c for *_, c in commands if c.workspace_id == "ws-c").dry_run is True
 
-    # And each has exactly one action.reissued entry, keyed by workspace on its shard
-    entries = await ledger_entries(settings)
+    # And each carries exactly one action.reissued entry, keyed by workspace on its shard
+    entries = await reissue_entries(settings)
     got_entries = [(p, k, e.model_dump(exclude={"recorded_at"})) for p, k, e in entries]
     assert sorted(got_entries, key=str) == sorted(
         (
@@ -312,7 +319,7 @@ async def test_every_dead_command_is_reissued_once_onto_its_lane_and_again_with_
     ]
     twice = await lane_commands(settings)
     assert sorted(twice, key=str) == sorted(expected + expected, key=str)
-    entry_ids = [e.entry_id for *_, e in await ledger_entries(settings)]
+    entry_ids = [e.entry_id for *_, e in await reissue_entries(settings)]
     assert sorted(entry_ids) == sorted(2 * [e.entry_id for *_, e in entries])
 
 
@@ -353,7 +360,7 @@ async def test_filters_select_and_list_publishes_nothing(settings: Settings) -> 
     assert none.stdout.splitlines()[0] == "no dead-lettered command matched"
     assert none.stdout.splitlines()[-1].startswith("re-issued 0 of 6 dead letters")
     assert await lane_commands(settings) == []
-    assert await ledger_entries(settings) == []
+    assert await reissue_entries(settings) == []
 
     # When re-issuing with a filter, then only the selected dead letter is published
     only = run_cli(settings, "--workspace", "ws-a", "--error-class", "RetryableError")
@@ -364,7 +371,7 @@ async def test_filters_select_and_list_publishes_nothing(settings: Settings) -> 
         shard_of("ws-a", 4),
         FOLLOWUP_A.decision_id,
     )
-    [(_, _, entry)] = await ledger_entries(settings)
+    [(_, _, entry)] = await reissue_entries(settings)
     assert (entry.causation_id, entry.payload["command_id"], entry.payload["by"]) == (
         a2,
         reissued.command_id,

@@ -1,0 +1,125 @@
+"""The worker's end of the ledger chain: every entry it writes is sealed onto its chain's head.
+
+Heads are kept in memory per ledger partition. They are learnt by reading the partition (after
+flushing this worker's own pending writes) the first time the worker writes to it, and forgotten
+when the partition is assigned or revoked, because another worker may have written to it since.
+A per-partition lock keeps sealing and queueing in one order, so the records land in the order
+their links were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from app.errors import AutopilotError
+from topics.chain import chain_of, heads_of, seal
+from topics.ledger import LedgerEntry
+from topics.shards import Shards
+
+logger = logging.getLogger(__name__)
+
+# Reading a partition's heads longer than this fails the write (and so the agent, loudly).
+LOAD_TIMEOUT_SECONDS = 120.0
+
+
+class LedgerChain:
+    """Seals and sends ledger entries; one per worker process."""
+
+    def __init__(
+        self,
+        producer: Callable[[], Any],
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        key: bytes | None,
+    ) -> None:
+        self._producer = producer
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._shards = Shards(partitions)
+        self._key = key
+        self._heads: dict[int, dict[str, str]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def partition_of(self, entry: LedgerEntry, shard: int | None) -> int:
+        """The ledger partition of an entry: its workspace's shard, else the one given."""
+        if entry.workspace_id:
+            return self._shards.owner(entry.workspace_id)
+        if shard is None:
+            raise ValueError(f"ledger entry {entry.entry_id} names no workspace and no shard")
+        return shard
+
+    async def send(self, entry: LedgerEntry, shard: int | None = None) -> Awaitable[Any]:
+        """Seal the entry onto its chain and queue it; the awaitable is the broker's ack."""
+        partition = self.partition_of(entry, shard)
+        lock = self._locks.get(partition)
+        if lock is None:
+            lock = self._locks[partition] = asyncio.Lock()
+        async with lock:
+            heads = self._heads.get(partition)
+            if heads is None:
+                heads = self._heads[partition] = await self._load(partition)
+            chain = chain_of(entry.workspace_id, entry.kind.value, entry.payload, partition)
+            record, sealed = seal(entry, heads.get(chain), self._key)
+            key = entry.workspace_id.encode() if entry.workspace_id else None
+            try:
+                delivery = await self._producer().send(
+                    self._topic, key, record, partition=partition, timestamp=None, headers=None
+                )
+            except BaseException:
+                # Not queued: the head did not move, but learn it again to be sure.
+                self._heads.pop(partition, None)
+                raise
+            heads[chain] = sealed
+            return delivery  # type: ignore[no-any-return]
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions another worker may have written to: their heads are read again."""
+        for partition in partitions:
+            self._heads.pop(partition, None)
+
+    async def _load(self, partition: int) -> dict[str, str]:
+        began = time.monotonic()
+        # This worker's own entries still queued for the partition must be read too.
+        await self._producer().flush()
+        tp = TopicPartition(self._topic, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        records: list[bytes] = []
+        try:
+            await consumer.start()
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            deadline = time.monotonic() + LOAD_TIMEOUT_SECONDS
+            while await consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise AutopilotError(
+                        f"ledger partition {partition} not read to its end in "
+                        f"{LOAD_TIMEOUT_SECONDS:.0f} s; is the broker overloaded?"
+                    )
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                records.extend(r.value for r in batch.get(tp, []) if r.value is not None)
+        except KafkaError as exc:
+            raise AutopilotError(
+                f"cannot read ledger partition {partition} to continue its chains: {exc}"
+            ) from exc
+        finally:
+            await consumer.stop()
+        heads = heads_of(records, partition)
+        logger.info(
+            "ledger chain heads read",
+            extra={
+                "partition": partition,
+                "records": len(records),
+                "chains": len(heads),
+                "seconds": round(time.monotonic() - began, 3),
+            },
+        )
+        return heads

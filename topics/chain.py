@@ -1,0 +1,162 @@
+"""The ledger's hash chain: each entry sealed and linked to the previous entry of its chain. Pure.
+
+A chain is a workspace's entries (the worker owning the workspace's shard is their only writer);
+entries that name no workspace chain per shard, and a worker's breaker entries per worker.
+The seal covers the exact bytes on the ledger: the record is the entry's JSON without `hash`,
+then `,"hash":"<hex>"}` appended, and `hash` = SHA-256 of those first bytes (HMAC-SHA256 with
+the ledger key when one is set). Verifying re-reads the bytes, never a re-serialisation, so a
+schema upgrade cannot break old links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from topics.ledger import LedgerEntry, LedgerKind
+
+_SEAL = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
+_BREAKER_KINDS = frozenset(
+    {
+        LedgerKind.BREAKER_OPENED.value,
+        LedgerKind.BREAKER_HALF_OPENED.value,
+        LedgerKind.BREAKER_CLOSED.value,
+    }
+)
+
+
+def chain_of(workspace_id: str | None, kind: str, payload: Any, partition: int) -> str:
+    """The chain an entry belongs to: its workspace, else its worker's breakers or its shard."""
+    if workspace_id:
+        return workspace_id
+    if kind in _BREAKER_KINDS and isinstance(payload, dict):
+        return f"worker:{payload.get('worker')}"
+    return f"shard:{partition}"
+
+
+def digest(body: bytes, key: bytes | None) -> str:
+    """The seal of an entry's bytes (before its hash)."""
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def seal(entry: LedgerEntry, prev_hash: str | None, key: bytes | None) -> tuple[bytes, str]:
+    """The record to write for an entry following `prev_hash` in its chain, and its hash."""
+    linked = entry.model_copy(update={"prev_hash": prev_hash, "hash": None})
+    body = linked.model_dump_json(exclude={"hash"}).encode()
+    sealed = digest(body, key)
+    return body[:-1] + b',"hash":"' + sealed.encode() + b'"}', sealed
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """What the chain needs of one record: its chain, its link and its seal as read."""
+
+    chain: str
+    entry_id: str | None
+    prev_hash: str | None
+    hash: str | None
+    # None: the seal holds (or there is none); else why the bytes do not match it.
+    problem: str | None
+
+
+def read_link(raw: bytes, partition: int, key: bytes | None) -> Link:
+    """One ledger record's place in its chain, checking its seal against its bytes."""
+    try:
+        document = orjson.loads(raw)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+    except ValueError:
+        return Link(f"shard:{partition}", None, None, None, "unreadable: not a ledger entry")
+    chain = chain_of(
+        document.get("workspace_id"), str(document.get("kind")), document.get("payload"), partition
+    )
+    entry_id = document.get("entry_id")
+    prev_hash = document.get("prev_hash")
+    claimed = document.get("hash")
+    if claimed is None:
+        return Link(chain, entry_id, prev_hash, None, None)
+    matched = _SEAL.search(raw)
+    if matched is None or matched.group(1).decode() != claimed:
+        return Link(chain, entry_id, prev_hash, claimed, "its hash is not sealed as written")
+    if digest(raw[: matched.start()] + b"}", key) != claimed:
+        return Link(chain, entry_id, prev_hash, claimed, "its content does not match its hash")
+    return Link(chain, entry_id, prev_hash, claimed, None)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenLink:
+    """The first place a chain does not hold."""
+
+    chain: str
+    partition: int
+    offset: int
+    entry_id: str | None
+    reason: str
+
+
+@dataclass
+class ChainCheck:
+    """Walks records partition by partition in offset order; keeps the first break per chain."""
+
+    key: bytes | None
+    heads: dict[str, str] = field(default_factory=dict)
+    broken: dict[str, BrokenLink] = field(default_factory=dict)
+    checked: int = 0
+    # Entries written before the chain existed (schema version 1), before a chain's first seal.
+    unsealed: int = 0
+
+    def add(self, partition: int, offset: int, raw: bytes) -> None:
+        """Check one record against the head of its chain, then make it the head."""
+        self.checked += 1
+        link = read_link(raw, partition, self.key)
+        head = self.heads.get(link.chain)
+        reason = link.problem
+        if reason is None and link.hash is None:
+            if head is None:
+                self.unsealed += 1
+                return
+            reason = "it carries no hash, after its chain began"
+        if reason is None and link.prev_hash != head:
+            reason = (
+                f"it links to {_short(link.prev_hash)}, "
+                f"but the chain's previous entry is {_short(head)}"
+            )
+        if reason is not None and link.chain not in self.broken:
+            self.broken[link.chain] = BrokenLink(
+                link.chain, partition, offset, link.entry_id, reason
+            )
+        if link.hash is not None:
+            # Carry on from this entry, so one break is not reported again for every later one.
+            self.heads[link.chain] = link.hash
+
+
+def heads_of(records: Iterable[bytes], partition: int) -> dict[str, str]:
+    """The last hash of every chain in a partition's records (oldest first), for its writer."""
+    heads: dict[str, str] = {}
+    for raw in records:
+        try:
+            document = orjson.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(document, dict) or not isinstance(document.get("hash"), str):
+            continue
+        chain = chain_of(
+            document.get("workspace_id"),
+            str(document.get("kind")),
+            document.get("payload"),
+            partition,
+        )
+        heads[chain] = document["hash"]
+    return heads
+
+
+def _short(value: str | None) -> str:
+    return "nothing (a chain's start)" if value is None else value[:12]
