@@ -14,21 +14,40 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# kcat (librdkafka's command-line client) publishes with librdkafka's default partitioner in
-# tests/integration/test_kcat.py. Installed from Debian's packages when missing.
-KCAT_HINT := install kcat yourself (Debian/Ubuntu: apt-get install kcat; macOS: brew install kcat) and run make again
+# Tools the tests need from the system, installed from Debian's packages when missing:
+# - kcat (librdkafka's command-line client) publishes with librdkafka's default partitioner in
+#   tests/integration/test_kcat.py;
+# - postgresql: the server binaries (initdb, pg_ctl under /usr/lib/postgresql/<version>/bin,
+#   not on PATH), for the PostgreSQL projection tests (tests/integration/postgres.py starts a
+#   throwaway server; without them those tests skip and say why);
+# - chromium: a headless browser for the HTML report test.
+# It is quick when everything is there, and installs whatever is missing in one apt-get run.
+TOOLS_HINT := install them yourself (Debian: apt-get install kcat postgresql chromium; macOS: brew install kcat postgresql, brew install --cask chromium) and run make again
 
 tools:
-	@command -v kcat >/dev/null 2>&1 && exit 0; \
+	@have_postgres() { \
+	  for bin in /usr/lib/postgresql/*/bin; do \
+	    [ -x "$$bin/initdb" ] && [ -x "$$bin/pg_ctl" ] && return 0; \
+	  done; \
+	  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; \
+	}; \
+	missing_tools() { \
+	  command -v kcat >/dev/null 2>&1 || printf ' kcat'; \
+	  have_postgres || printf ' postgresql'; \
+	  command -v chromium >/dev/null 2>&1 || printf ' chromium'; \
+	}; \
+	missing=$$(missing_tools); \
+	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=; \
 	elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
-	else echo "make tools: kcat is missing and installing it needs root or sudo: $(KCAT_HINT)" >&2; exit 1; fi; \
-	command -v apt-get >/dev/null 2>&1 || { echo "make tools: kcat is missing and there is no apt-get: $(KCAT_HINT)" >&2; exit 1; }; \
-	echo "make tools: installing kcat with apt-get"; \
+	else echo "make tools: missing$$missing, and installing needs root or sudo: $(TOOLS_HINT)" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "make tools: missing$$missing, and there is no apt-get: $(TOOLS_HINT)" >&2; exit 1; }; \
+	echo "make tools: installing$$missing with apt-get"; \
 	{ $$sudo apt-get update -q && \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat; } \
-	  || { echo "make tools: apt-get could not install kcat: $(KCAT_HINT)" >&2; exit 1; }; \
-	command -v kcat >/dev/null 2>&1 || { echo "make tools: kcat still not on PATH after apt-get: $(KCAT_HINT)" >&2; exit 1; }
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; } \
+	  || { echo "make tools: apt-get could not install$$missing: $(TOOLS_HINT)" >&2; exit 1; }; \
+	still=$$(missing_tools); \
+	[ -z "$$still" ] || { echo "make tools: still missing$$still after apt-get: $(TOOLS_HINT)" >&2; exit 1; }
 
 # Assembles Apache Kafka from Maven Central into ~/.cache/autopilot (nothing is committed).
 kafka: venv

@@ -29,6 +29,14 @@ USAGE = """usage: autopilot COMMAND
                 a second run sends the same ids [--workspace W] [--action A] [--error-class C]
                 (each repeatable) [--since T] [--until T] [--list: publish nothing]
                 [--by NAME] [--json]
+  replay        rebuild the projections (read models) from offset 0 of the ledger into a fresh
+                database, with a progress bar [--db URL] [--until TIMESTAMP|OFFSET|P:O,...:
+                the state as of that point] [--replace: empty the database first]
+  projector     follow the ledger and keep the projections up to date (the worker does this
+                too unless AUTOPILOT_PROJECTOR_ENABLED=false) [--db URL]
+  report        the projections' key tables in the terminal [--db URL] [--top N]
+                [--html FILE: a self-contained HTML report with charts]
+  ledger verify check every workspace's hash chain on the ledger [--json]; exit 1 if broken
   schemas       write the signals' JSON Schema files (topics/schemas/); no broker needed
                 [--check: exit 1 if they are out of date] [--dir DIR: another directory]
   kafka ...     the local Maven-assembled broker (assemble | run)
@@ -56,6 +64,22 @@ def main(argv: list[str] | None = None) -> None:
             from app.policy_cli import run_policy_replay
 
             raise SystemExit(run_policy_replay(args[2:]))
+        if args[0] == "replay":
+            from app.projection_cli import run_replay
+
+            raise SystemExit(run_replay(args[1:]))
+        if args[0] == "projector":
+            from app.projection_cli import run_projector
+
+            raise SystemExit(run_projector(args[1:]))
+        if args[0] == "report":
+            from app.report_cli import run_report
+
+            raise SystemExit(run_report(args[1:]))
+        if args[:2] == ["ledger", "verify"]:
+            from app.ledger_cli import run_ledger_verify
+
+            raise SystemExit(run_ledger_verify(args[2:]))
         if args[:2] == ["dlq", "replay"]:
             from app.dlq_cli import run_dlq_replay
 

@@ -98,6 +98,20 @@ class Settings(BaseSettings):
     llm_model: str = Field(default="gpt-4o-mini", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
     llm_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
+    # Projections (projections/): the read models' database, a SQLite file under data_dir
+    # unless this points at PostgreSQL (postgresql://user:password@host/db).
+    projections_url: str | None = Field(default=None, pattern=r"^(sqlite|postgresql|postgres):")
+    # The worker keeps the read models up to date as the ledger grows (off: `autopilot
+    # projector` or `autopilot replay` does it instead).
+    projector_enabled: bool = True
+    # Ledger records folded per transaction (the projection's position moves once per batch).
+    projector_batch_records: int = Field(default=5_000, ge=1, le=100_000)
+    # Run metrics are counted per interval of this many seconds of recorded time.
+    metrics_interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    # With a key, each entry's chain hash is an HMAC (only a holder of the key can extend a
+    # workspace's chain); without one it is a plain SHA-256 (detects edits, not forgeries).
+    ledger_key: SecretStr | None = None
+
     # Write-behind of workspace state (tables/write_behind.py): why it exists is in the README.
     state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     state_flush_max_dirty: int = Field(default=5_000, ge=1)
@@ -121,7 +135,14 @@ class Settings(BaseSettings):
             return frozenset(tag.strip() for tag in value.split(",") if tag.strip())
         return value
 
-    @field_validator("control_api_url", "llm_base_url", "webhook_signing_key", mode="before")
+    @field_validator(
+        "control_api_url",
+        "llm_base_url",
+        "webhook_signing_key",
+        "projections_url",
+        "ledger_key",
+        mode="before",
+    )
     @classmethod
     def _unset_when_blank(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -169,6 +190,17 @@ class Settings(BaseSettings):
     def policy(self) -> Policy:
         """The policy workers decide with (the seed policy unless policy_file is set)."""
         return load_policy(self.policy_file)
+
+    def projections_database(self) -> str:
+        """The read models' database URL: the setting, else a SQLite file under data_dir."""
+        from projections.database import default_url
+
+        return self.projections_url or default_url(self.data_dir)
+
+    def ledger_chain_key(self) -> bytes | None:
+        """The key of the ledger's chain hashes (None: plain SHA-256)."""
+        secret = _reveal(self.ledger_key)
+        return None if secret is None else secret.encode()
 
     def topic(self, name: str) -> str:
         """The full name of one of Autopilot's topics, with this deployment's prefix."""

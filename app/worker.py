@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from agents import aggregate, execute
+from agents import aggregate, execute, project
 from app import approval_views, operator_views, views
 from app.faust_app import Autopilot, create_app
 from app.settings import Settings
@@ -28,4 +28,6 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     views.attach(autopilot, states)
     operator_views.attach(autopilot, states, executor)
     approval_views.attach(autopilot)
+    if settings.projector_enabled:
+        project.attach(autopilot, bootstrap)
     return autopilot

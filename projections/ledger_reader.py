@@ -80,7 +80,7 @@ async def read_ledger(
 
 async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> list[LedgerEntry]:
     """Every entry up to the end offsets as of the start of the read, de-duplicated by id."""
-    partitions = await _partitions_of(bootstrap, topic)
+    partitions = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -115,7 +115,7 @@ async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> l
     return entries
 
 
-async def _partitions_of(bootstrap: str, topic: str) -> list[int]:
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
@@ -141,3 +141,36 @@ def load_ledger_file(lines: Iterable[str | bytes]) -> list[LedgerEntry]:
     return list(
         first.filter(LedgerEntry.model_validate_json(line) for line in lines if line.strip())
     )
+
+
+async def read_records_to_end(
+    bootstrap: str, topic: str, *, timeout: float
+) -> dict[int, list[tuple[int, bytes]]]:
+    """Every record's (offset, value) per partition, as written (copies kept), up to the end
+    offsets as of the start of the read."""
+    partitions = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    records: dict[int, list[tuple[int, bytes]]] = {p: [] for p in partitions}
+    try:
+        await consumer.start()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        deadline = time.monotonic() + timeout
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{topic}: not read to its end after {timeout:.0f} s")
+            batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
+            for tp, got in batches.items():
+                records[tp.partition].extend((r.offset, r.value or b"") for r in got)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    except KafkaError as exc:
+        raise AutopilotError(f"cannot read {topic} from {bootstrap}: {exc}") from exc
+    finally:
+        await consumer.stop()
+    return records

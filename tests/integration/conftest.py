@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,12 @@ from app.sandbox import Sandbox, SandboxThread
 from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
 from tests.integration.http import SANDBOX_KEYS, TOKENS
+from tests.integration.postgres import (
+    PostgresUnavailableError,
+    create_database,
+    drop_database,
+    postgres_server,
+)
 
 WAIT_SECONDS = 60.0
 
@@ -99,3 +106,23 @@ def start_worker(
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """AUTOPILOT_TEST_POSTGRES_URL, else a throwaway local server; skips, saying why, without."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_server())
+        except PostgresUnavailableError as exc:
+            pytest.skip(f"no PostgreSQL for the tests: {exc}")
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's PostgreSQL server for one test; dropped after."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(postgres_url, name)
+    yield url
+    drop_database(postgres_url, name)

@@ -1,0 +1,195 @@
+"""`autopilot replay` (rebuild the read models from offset 0) and `autopilot projector` (follow).
+
+Both run projections/projector.py, the code the worker runs live, so a replayed database equals
+the live one row for row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from app.errors import ConfigurationError
+from app.settings import Settings, load_settings
+from projections import projector as live
+from projections.database import Database, DatabaseError
+from projections.dead_letters import parse_timestamp
+from projections.projector import Projector, Until
+from projections.schema import AS_OF_KEY, TABLES, refuse_as_of
+from projections.store import Projection
+from topics.catalog import LEDGER
+
+
+def run_replay(args: list[str]) -> int:
+    """Rebuild the read models from the ledger's first offset into a fresh database."""
+    parser = argparse.ArgumentParser(
+        prog="autopilot replay",
+        description="Rebuild the projections from offset 0 of the ledger into a fresh database.",
+    )
+    parser.add_argument(
+        "--db",
+        help="the database (sqlite:////abs/path, sqlite:///rel/path or postgresql://...; "
+        "default: AUTOPILOT_PROJECTIONS_URL, else projections.sqlite3 under AUTOPILOT_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--until",
+        type=_until,
+        help="state as of: a timestamp (entries recorded up to it), an offset (up to it in "
+        "every partition) or PARTITION:OFFSET,... (up to those)",
+    )
+    parser.add_argument(
+        "--replace", action="store_true", help="empty the database first if it holds projections"
+    )
+    options = parser.parse_args(args)
+    settings = load_settings()
+    bootstrap = _bootstrap(settings)
+    url = options.db or settings.projections_database()
+    database = _fresh(url, replace=options.replace)
+    until: Until | None = options.until
+    try:
+        projection = Projection(database, settings.topic(LEDGER), settings.metrics_interval_seconds)
+        if until is not None:
+            database.execute(
+                "INSERT INTO projection_meta (key, value) VALUES (?, ?)",
+                (AS_OF_KEY, _describe(until)),
+            )
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("replaying the ledger"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>9,.0f} entries/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task("replay", total=None, rate=0.0)
+
+            def advanced(progress: live.Progress) -> None:
+                bar.update(
+                    task, total=progress.total, completed=progress.records, rate=progress.rate
+                )
+
+            projector = Projector(
+                projection,
+                bootstrap,
+                until=until,
+                on_batch=advanced,
+                batch_records=settings.projector_batch_records,
+            )
+            done = asyncio.run(projector.run(follow=False))
+        as_of = f" as of {_describe(until)}" if until is not None else ""
+        print(
+            f"replayed {done.records} ledger records into {database.where}{as_of}: "
+            f"{done.folded} entries folded, {done.copies} copies skipped, "
+            f"{done.unreadable} unreadable, {done.later} recorded later left out "
+            f"({done.rate:,.0f} entries/s)"
+        )
+    finally:
+        database.close()
+    return 0
+
+
+def run_projector(args: list[str]) -> int:
+    """Keep the read models up to date with the ledger until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(
+        prog="autopilot projector",
+        description="Follow the ledger and keep the projections up to date (as the worker does).",
+    )
+    parser.add_argument("--db", help="the database (default: as for `autopilot replay`)")
+    options = parser.parse_args(args)
+    settings = load_settings()
+    bootstrap = _bootstrap(settings)
+    database = Database.open(options.db or settings.projections_database())
+    try:
+        projection = Projection(database, settings.topic(LEDGER), settings.metrics_interval_seconds)
+        refuse_as_of(database)
+
+        async def follow() -> live.Progress:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            print(f"projecting {projection.topic} into {database.where}", flush=True)
+            return await Projector(
+                projection, bootstrap, batch_records=settings.projector_batch_records
+            ).run(follow=True, stop=stop)
+
+        done = asyncio.run(follow())
+        print(f"stopped after {done.records} records ({done.folded} entries folded)")
+    finally:
+        database.close()
+    return 0
+
+
+def _fresh(url: str, *, replace: bool) -> Database:
+    if url.startswith("sqlite:") and replace:
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    database = Database.open(url)
+    existing = _tables_with_rows(database)
+    if existing and replace and database.dialect == "postgresql":
+        with database.transaction():
+            for table in TABLES:
+                database.execute(f"DROP TABLE IF EXISTS {table}")
+        existing = []
+    if existing:
+        database.close()
+        raise DatabaseError(
+            f"the projections database {database.where} already holds projections "
+            f"({', '.join(existing)}): pass another --db, or --replace to rebuild it "
+            "(stop any projector writing to it first)"
+        )
+    return database
+
+
+def _tables_with_rows(database: Database) -> list[str]:
+    present = database.tables()
+    return [t for t in TABLES if t in present and database.query(f"SELECT 1 FROM {t} LIMIT 1")]
+
+
+def _until(text: str) -> Until:
+    text = text.strip()
+    if text.isdigit():
+        return Until(offset=int(text))
+    if ":" in text and all(
+        part.partition(":")[0].isdigit() and part.partition(":")[2].isdigit()
+        for part in text.split(",")
+    ):
+        pairs = (part.partition(":") for part in text.split(","))
+        return Until(offsets={int(p): int(o) for p, _, o in pairs})
+    try:
+        return Until(at=parse_timestamp(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a timestamp (2026-11-21T10:00:00Z), an offset (1234) "
+            "or PARTITION:OFFSET,... (0:120,1:98)"
+        ) from None
+
+
+def _describe(until: Until) -> str:
+    if until.at is not None:
+        return until.at.isoformat()
+    if until.offsets:
+        return ",".join(f"{p}:{o}" for p, o in sorted(until.offsets.items()))
+    return f"offset {until.offset}"
+
+
+def _bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigurationError("set KAFKA_BOOTSTRAP_SERVERS to the broker that holds the ledger")
+    return settings.kafka_bootstrap_servers

@@ -1,0 +1,408 @@
+"""The read models' fold: ledger entries into rows, one handler per kind. Pure.
+
+The projector (projections/projector.py) loads the rows a batch of entries touches, folds the
+entries into them here, and writes them back with its position in one transaction. Rows keyed by
+workspace or command live on one ledger partition, so folding each partition in offset order
+gives the same rows live or replayed, however partitions interleave. Counters that span
+partitions (run metrics) are deltas, added in SQL, so their sum does not depend on order either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
+
+# action_history.status: where a command stands.
+DECIDED = "decided"
+DEFERRED = "deferred"
+RUNNING = "running"
+RETRYING = "retrying"
+BREAKER_DEFERRED = "breaker_deferred"
+AWAITING_APPROVAL = "awaiting_approval"
+APPROVED = "approved"
+FINAL_STATUS = {
+    LedgerKind.ACTION_SUCCEEDED: "succeeded",
+    LedgerKind.ACTION_SKIPPED: "skipped",
+    LedgerKind.ACTION_DEAD_LETTERED: "dead_lettered",
+    LedgerKind.ACTION_REJECTED: "rejected",
+}
+FINAL_STATUSES = frozenset(FINAL_STATUS.values())
+
+
+def iso(moment: datetime) -> str:
+    """A timestamp as the tables store it: ISO-8601 UTC with microseconds and a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def interval_of(moment: datetime, seconds: int) -> str:
+    """The start of the metrics interval a moment falls in."""
+    epoch = int(moment.timestamp())
+    start = datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WorkspaceRow:
+    """workspace_status: the workspace now, as the ledger tells it."""
+
+    workspace_id: str
+    health_score: int | None = None
+    health_status: str | None = None
+    health_at: str | None = None
+    last_decision_id: str | None = None
+    last_decision_kind: str | None = None
+    last_rule_id: str | None = None
+    last_action: str | None = None
+    last_priority: str | None = None
+    last_decided_at: str | None = None
+    open_commands: int = 0
+    parked_commands: int = 0
+    actions_succeeded: int = 0
+    actions_dead_lettered: int = 0
+    updated_at: str = ""
+
+
+@dataclass
+class ActionRow:
+    """action_history: one command, its status and its story."""
+
+    command_id: str
+    workspace_id: str
+    action: str
+    priority: str
+    rule_id: str
+    decision_id: str | None
+    correlation_id: str
+    policy_version: str | None
+    status: str = ""  # "" while the row is new: neither open nor closed yet
+    attempts: int = 0
+    decided_at: str | None = None
+    first_started_at: str | None = None
+    finished_at: str | None = None
+    last_error_class: str | None = None
+    last_error: str | None = None
+    reissued_from: str | None = None
+    lifecycle: str = "[]"
+
+
+@dataclass
+class AttemptRow:
+    """action_attempts: one attempt of a command."""
+
+    command_id: str
+    attempt: int
+    worker: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    outcome: str | None = None
+    error_class: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class BreakerRow:
+    """circuit_states: a worker's breaker for one provider."""
+
+    worker: str
+    provider: str
+    state: str
+    failures: int
+    changed_at: str
+
+
+@dataclass
+class IntervalWorkspaceRow:
+    """interval_workspaces: a workspace seen in an interval."""
+
+    interval_start: str
+    workspace_id: str
+    affected: int = 0
+    health_status: str | None = None
+
+
+METRICS = (
+    "signals_processed",
+    "signals_rejected",
+    "decisions_made",
+    "decisions_deferred",
+    "decisions_suppressed",
+    "actions_started",
+    "actions_succeeded",
+    "actions_failed",
+    "actions_dead_lettered",
+    "errors",
+    "workspaces_affected",
+)
+
+
+@dataclass
+class Rows:
+    """The rows a batch touches (loaded, or new) and the counters it adds."""
+
+    workspaces: dict[str, WorkspaceRow] = field(default_factory=dict)
+    actions: dict[str, ActionRow] = field(default_factory=dict)
+    attempts: dict[tuple[str, int], AttemptRow] = field(default_factory=dict)
+    breakers: dict[tuple[str, str], BreakerRow] = field(default_factory=dict)
+    intervals: dict[tuple[str, str], IntervalWorkspaceRow] = field(default_factory=dict)
+    # (interval_start, metric) → delta, and (interval_start, priority) → [decisions, actions].
+    metrics: Counter[tuple[str, str]] = field(default_factory=Counter)
+    priorities: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What a batch's entries need loaded before they are folded."""
+
+    workspaces: frozenset[str]
+    actions: frozenset[str]
+    attempts: frozenset[tuple[str, int]]
+    intervals: frozenset[tuple[str, str]]
+
+
+def keys_of(entries: Iterable[LedgerEntry], interval_seconds: int) -> Keys:
+    """The keys of the rows these entries fold into."""
+    workspaces, actions, attempts, intervals = set(), set(), set(), set()
+    for entry in entries:
+        if entry.workspace_id is not None:
+            workspaces.add(entry.workspace_id)
+            intervals.add((interval_of(entry.recorded_at, interval_seconds), entry.workspace_id))
+        command_id = entry.payload.get("command_id")
+        if isinstance(command_id, str):
+            actions.add(command_id)
+            attempt = entry.payload.get("attempt")
+            if isinstance(attempt, int):
+                attempts.add((command_id, attempt))
+    return Keys(
+        frozenset(workspaces), frozenset(actions), frozenset(attempts), frozenset(intervals)
+    )
+
+
+class Fold:
+    """Folds entries into `Rows`, one handler per kind (unknown kinds only count as entries)."""
+
+    def __init__(self, rows: Rows, interval_seconds: int) -> None:
+        self.rows = rows
+        self._seconds = interval_seconds
+        self._handlers: dict[LedgerKind, Callable[[LedgerEntry, str], None]] = {
+            LedgerKind.DECISION_MADE: self._decided,
+            LedgerKind.DECISION_DEFERRED: self._decided,
+            LedgerKind.DECISION_SUPPRESSED: self._decided,
+            LedgerKind.ACTION_REISSUED: self._reissued,
+            LedgerKind.ACTION_STARTED: self._started,
+            LedgerKind.ACTION_FAILED: self._failed,
+            LedgerKind.ACTION_DEFERRED: self._breaker_deferred,
+            LedgerKind.ACTION_APPROVAL_REQUESTED: self._parked,
+            LedgerKind.ACTION_APPROVED: self._approved,
+            LedgerKind.BREAKER_OPENED: self._breaker,
+            LedgerKind.BREAKER_HALF_OPENED: self._breaker,
+            LedgerKind.BREAKER_CLOSED: self._breaker,
+            LedgerKind.SIGNAL_REJECTED: self._rejected,
+            LedgerKind.SIGNALS_FOLDED: self._folded,
+            **{kind: self._finished for kind in TERMINAL_KINDS},
+        }
+
+    def add(self, entry: LedgerEntry) -> None:
+        """Fold one entry (entries arrive de-duplicated, each partition in offset order)."""
+        at = iso(entry.recorded_at)
+        if entry.workspace_id is not None:
+            self._workspace(entry.workspace_id).updated_at = at
+        handler = self._handlers.get(entry.kind)
+        if handler is not None:
+            handler(entry, at)
+
+    # Decisions
+
+    def _decided(self, entry: LedgerEntry, at: str) -> None:
+        payload = entry.payload
+        workspace = self._workspace(_workspace_of(entry))
+        workspace.last_decision_id = entry.entry_id
+        workspace.last_decision_kind = entry.kind.value
+        workspace.last_rule_id = payload.get("rule_id")
+        workspace.last_action = payload.get("action")
+        workspace.last_priority = payload.get("priority")
+        workspace.last_decided_at = at
+        seen = self._seen(entry)
+        facts = (payload.get("input") or {}).get("facts") or {}
+        if isinstance(facts.get("health.score"), int):
+            workspace.health_score = facts["health.score"]
+            workspace.health_status = facts.get("health.status")
+            workspace.health_at = at
+            seen.health_status = facts.get("health.status")
+        metric = {
+            LedgerKind.DECISION_MADE: "decisions_made",
+            LedgerKind.DECISION_DEFERRED: "decisions_deferred",
+            LedgerKind.DECISION_SUPPRESSED: "decisions_suppressed",
+        }[entry.kind]
+        self._count(entry, metric)
+        command_id = payload.get("command_id")
+        if entry.kind is LedgerKind.DECISION_SUPPRESSED or not command_id:
+            return
+        if not seen.affected:
+            seen.affected = 1
+            self._count(entry, "workspaces_affected")
+        self._priority(entry, payload.get("priority"), decisions=1)
+        row = self._action(entry, command_id)
+        row.decision_id = entry.entry_id
+        row.decided_at = row.decided_at or at
+        status = DECIDED if entry.kind is LedgerKind.DECISION_MADE else DEFERRED
+        self._move(row, status, entry, at)
+
+    # Commands
+
+    def _reissued(self, entry: LedgerEntry, at: str) -> None:
+        row = self._action(entry, entry.payload["command_id"])
+        row.reissued_from = entry.payload.get("reissued_from")
+        row.decided_at = row.decided_at or at
+        self._move(row, DECIDED, entry, at)
+
+    def _started(self, entry: LedgerEntry, at: str) -> None:
+        row = self._action(entry, entry.payload["command_id"])
+        attempt = int(entry.payload.get("attempt", 1))
+        row.attempts = max(row.attempts, attempt)
+        row.first_started_at = row.first_started_at or at
+        self._move(row, RUNNING, entry, at)
+        started = self._attempt(row.command_id, attempt)
+        started.worker = entry.payload.get("worker")
+        started.started_at = at
+        self._count(entry, "actions_started")
+
+    def _failed(self, entry: LedgerEntry, at: str) -> None:
+        row = self._action(entry, entry.payload["command_id"])
+        row.attempts = max(row.attempts, int(entry.payload.get("attempt", 1)))
+        error = entry.payload.get("error") or {}
+        row.last_error_class = error.get("class")
+        row.last_error = error.get("reason")
+        # A failure with no next attempt is followed by action.dead_lettered.
+        self._move(row, RETRYING if entry.payload.get("retry_at") else row.status, entry, at)
+        self._end_attempt(entry, at, "failed", error)
+        self._count(entry, "actions_failed")
+        self._count(entry, "errors")
+
+    def _breaker_deferred(self, entry: LedgerEntry, at: str) -> None:
+        self._move(self._action(entry, entry.payload["command_id"]), BREAKER_DEFERRED, entry, at)
+
+    def _parked(self, entry: LedgerEntry, at: str) -> None:
+        self._move(self._action(entry, entry.payload["command_id"]), AWAITING_APPROVAL, entry, at)
+
+    def _approved(self, entry: LedgerEntry, at: str) -> None:
+        self._move(self._action(entry, entry.payload["command_id"]), APPROVED, entry, at)
+
+    def _finished(self, entry: LedgerEntry, at: str) -> None:
+        row = self._action(entry, entry.payload["command_id"])
+        if row.status in FINAL_STATUSES:
+            return  # one terminal outcome per command; a second is not counted twice
+        status = FINAL_STATUS[entry.kind]
+        if (
+            entry.kind is not LedgerKind.ACTION_REJECTED
+            and entry.kind is not LedgerKind.ACTION_SKIPPED
+        ):
+            row.attempts = max(row.attempts, int(entry.payload.get("attempt", 1)))
+        self._move(row, status, entry, at)
+        row.finished_at = at
+        workspace = self._workspace(row.workspace_id)
+        if entry.kind is LedgerKind.ACTION_SUCCEEDED:
+            workspace.actions_succeeded += 1
+            self._end_attempt(entry, at, "succeeded", {})
+            self._count(entry, "actions_succeeded")
+        elif entry.kind is LedgerKind.ACTION_DEAD_LETTERED:
+            workspace.actions_dead_lettered += 1
+            self._count(entry, "actions_dead_lettered")
+        self._priority(entry, row.priority, actions=1)
+
+    # Other entries
+
+    def _breaker(self, entry: LedgerEntry, at: str) -> None:
+        payload = entry.payload
+        state = entry.kind.value.removeprefix("breaker.")
+        key = (str(payload.get("worker")), str(payload.get("provider")))
+        self.rows.breakers[key] = BreakerRow(*key, state, int(payload.get("failures", 0)), at)
+
+    def _rejected(self, entry: LedgerEntry, at: str) -> None:
+        self._count(entry, "signals_rejected")
+        self._count(entry, "errors")
+
+    def _folded(self, entry: LedgerEntry, at: str) -> None:
+        self._count(entry, "signals_processed", int(entry.payload.get("signals", 0)))
+
+    # Rows
+
+    def _workspace(self, workspace_id: str) -> WorkspaceRow:
+        row = self.rows.workspaces.get(workspace_id)
+        if row is None:
+            row = self.rows.workspaces[workspace_id] = WorkspaceRow(workspace_id)
+        return row
+
+    def _seen(self, entry: LedgerEntry) -> IntervalWorkspaceRow:
+        key = (interval_of(entry.recorded_at, self._seconds), _workspace_of(entry))
+        row = self.rows.intervals.get(key)
+        if row is None:
+            row = self.rows.intervals[key] = IntervalWorkspaceRow(*key)
+        return row
+
+    def _action(self, entry: LedgerEntry, command_id: str) -> ActionRow:
+        row = self.rows.actions.get(command_id)
+        if row is None:
+            payload = entry.payload
+            row = self.rows.actions[command_id] = ActionRow(
+                command_id=command_id,
+                workspace_id=_workspace_of(entry),
+                action=str(payload.get("action", "")),
+                priority=str(payload.get("priority", "")),
+                rule_id=str(payload.get("rule_id", "")),
+                decision_id=None,
+                correlation_id=entry.correlation_id,
+                policy_version=entry.policy_version,
+            )
+        return row
+
+    def _attempt(self, command_id: str, attempt: int) -> AttemptRow:
+        key = (command_id, attempt)
+        row = self.rows.attempts.get(key)
+        if row is None:
+            row = self.rows.attempts[key] = AttemptRow(command_id, attempt)
+        return row
+
+    def _end_attempt(self, entry: LedgerEntry, at: str, outcome: str, error: Any) -> None:
+        ended = self._attempt(entry.payload["command_id"], int(entry.payload.get("attempt", 1)))
+        ended.ended_at = at
+        ended.outcome = outcome
+        ended.error_class = error.get("class")
+        ended.error = error.get("reason")
+
+    def _move(self, row: ActionRow, status: str, entry: LedgerEntry, at: str) -> None:
+        """Change a command's status, keeping its workspace's open and parked counts."""
+        workspace = self._workspace(row.workspace_id)
+        workspace.open_commands += _open(status) - _open(row.status)
+        workspace.parked_commands += (status == AWAITING_APPROVAL) - (
+            row.status == AWAITING_APPROVAL
+        )
+        row.status = status
+        story = json.loads(row.lifecycle)
+        story.append([at, entry.kind.value, entry.payload.get("attempt")])
+        row.lifecycle = json.dumps(story, separators=(",", ":"))
+
+    def _count(self, entry: LedgerEntry, metric: str, n: int = 1) -> None:
+        self.rows.metrics[(interval_of(entry.recorded_at, self._seconds), metric)] += n
+
+    def _priority(
+        self, entry: LedgerEntry, priority: str | None, decisions: int = 0, actions: int = 0
+    ) -> None:
+        key = (interval_of(entry.recorded_at, self._seconds), priority or "")
+        counts = self.rows.priorities.setdefault(key, [0, 0])
+        counts[0] += decisions
+        counts[1] += actions
+
+
+def _open(status: str) -> int:
+    return int(status != "" and status not in FINAL_STATUSES)
+
+
+def _workspace_of(entry: LedgerEntry) -> str:
+    # Decisions and action entries always name their workspace (topics/ledger.py).
+    return entry.workspace_id or ""

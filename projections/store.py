@@ -1,0 +1,259 @@
+"""Folding a batch of ledger records into the database, with the position, in one transaction.
+
+A batch is read in offset order per partition. Its entries are decoded, the ones already folded
+(by id, the ledger's at-least-once copies) skipped, the rows they touch loaded, folded
+(projections/fold.py) and written back, and the next offset of each partition moved, only if it
+still is where this projector left it: two projectors on one database never fold a batch twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from projections import schema
+from projections.database import Database, DatabaseError
+from projections.fold import (
+    METRICS,
+    ActionRow,
+    AttemptRow,
+    Fold,
+    IntervalWorkspaceRow,
+    Rows,
+    WorkspaceRow,
+    iso,
+    keys_of,
+)
+from topics.ledger import LedgerEntry
+
+logger = logging.getLogger(__name__)
+
+# Parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
+_CHUNK = 500
+
+
+class PositionMovedError(DatabaseError):
+    """Another projector moved a partition's position: re-read it and carry on from there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One ledger record as read from Kafka."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one batch did."""
+
+    folded: int
+    copies: int
+    unreadable: int
+    # Entries left out because they were recorded after `until` (a replay as of a moment).
+    later: int
+
+
+class Projection:
+    """The read models of one ledger topic in one database."""
+
+    def __init__(self, database: Database, topic: str, interval_seconds: int) -> None:
+        self.database = database
+        self.topic = topic
+        self.interval_seconds = interval_seconds
+        schema.create(database, interval_seconds)
+
+    def positions(self) -> dict[int, int]:
+        """The next offset to read per partition (absent: from the start)."""
+        rows = self.database.query(
+            "SELECT partition_id, next_offset FROM projection_positions WHERE topic = ?",
+            (self.topic,),
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def apply(
+        self,
+        records: Sequence[Record],
+        moves: dict[int, tuple[int, int]],
+        until: datetime | None = None,
+    ) -> Applied:
+        """Fold records and move each partition from its expected offset to the next one."""
+        with self.database.transaction() as db:
+            # First, so a concurrent projector on the same partitions waits here, then fails.
+            for partition, (expected, following) in sorted(moves.items()):
+                self._move(db, partition, expected, following)
+            entries, unreadable = self._decode(db, records)
+            later = 0
+            if until is not None:
+                kept = [(r, e) for r, e in entries if e.recorded_at <= until]
+                later = len(entries) - len(kept)
+                entries = kept
+            fresh, copies = self._first_copies(db, entries)
+            rows = self._load(db, [e for _, e in fresh])
+            fold = Fold(rows, self.interval_seconds)
+            for _, entry in fresh:
+                fold.add(entry)
+            self._write(db, rows, fresh)
+        return Applied(len(fresh), copies, unreadable, later)
+
+    def _move(self, db: Database, partition: int, expected: int, following: int) -> None:
+        moved = db.execute(
+            "UPDATE projection_positions SET next_offset = ? "
+            "WHERE topic = ? AND partition_id = ? AND next_offset = ?",
+            (following, self.topic, partition, expected),
+        )
+        if moved == 0 and expected == 0:
+            moved = db.execute(
+                "INSERT INTO projection_positions (topic, partition_id, next_offset) "
+                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (self.topic, partition, following),
+            )
+        if moved == 0:
+            raise PositionMovedError(
+                f"{self.topic}[{partition}] is no longer at offset {expected} in "
+                f"{db.where}: another projector moved it"
+            )
+
+    def _decode(
+        self, db: Database, records: Sequence[Record]
+    ) -> tuple[list[tuple[Record, LedgerEntry]], int]:
+        entries: list[tuple[Record, LedgerEntry]] = []
+        unreadable = 0
+        for record in records:
+            try:
+                entries.append((record, LedgerEntry.model_validate_json(record.value or b"")))
+            except ValidationError as exc:
+                unreadable += 1
+                # The ledger is ours: an unreadable record is a bug or a forgery. Kept in
+                # sight (the log, `autopilot ledger verify`), never folded, never a crash.
+                logger.error(
+                    "unreadable ledger record skipped by the projection",
+                    extra={
+                        "topic": self.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "errors": exc.error_count(),
+                    },
+                )
+        return entries, unreadable
+
+    def _first_copies(
+        self, db: Database, entries: list[tuple[Record, LedgerEntry]]
+    ) -> tuple[list[tuple[Record, LedgerEntry]], int]:
+        ids = list({entry.entry_id for _, entry in entries})
+        seen: set[str] = set()
+        for chunk in _chunks(ids):
+            seen.update(
+                row[0]
+                for row in db.query(
+                    f"SELECT entry_id FROM ledger_entries WHERE entry_id IN ({_marks(chunk)})",
+                    chunk,
+                )
+            )
+        fresh = []
+        for record, entry in entries:
+            if entry.entry_id not in seen:
+                seen.add(entry.entry_id)
+                fresh.append((record, entry))
+        return fresh, len(entries) - len(fresh)
+
+    def _load(self, db: Database, entries: list[LedgerEntry]) -> Rows:
+        keys = keys_of(entries, self.interval_seconds)
+        rows = Rows()
+        for row in _select(db, WorkspaceRow, "workspace_status", "workspace_id", keys.workspaces):
+            rows.workspaces[row.workspace_id] = row
+        for row in _select(db, ActionRow, "action_history", "command_id", keys.actions):
+            rows.actions[row.command_id] = row
+        for row in _select(db, AttemptRow, "action_attempts", "command_id", keys.actions):
+            rows.attempts[(row.command_id, row.attempt)] = row
+        workspaces = {workspace for _, workspace in keys.intervals}
+        starts = {start for start, _ in keys.intervals}
+        for row in _select(
+            db, IntervalWorkspaceRow, "interval_workspaces", "workspace_id", workspaces
+        ):
+            if row.interval_start in starts:
+                rows.intervals[(row.interval_start, row.workspace_id)] = row
+        return rows
+
+    def _write(self, db: Database, rows: Rows, fresh: list[tuple[Record, LedgerEntry]]) -> None:
+        db.executemany(
+            "INSERT INTO ledger_entries (entry_id, partition_id, record_offset, kind, "
+            "workspace_id, correlation_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.entry_id,
+                    r.partition,
+                    r.offset,
+                    e.kind.value,
+                    e.workspace_id,
+                    e.correlation_id,
+                    iso(e.recorded_at),
+                )
+                for r, e in fresh
+            ],
+        )
+        _upsert(db, "workspace_status", ("workspace_id",), rows.workspaces.values())
+        _upsert(db, "action_history", ("command_id",), rows.actions.values())
+        _upsert(db, "action_attempts", ("command_id", "attempt"), rows.attempts.values())
+        _upsert(db, "circuit_states", ("worker", "provider"), rows.breakers.values())
+        _upsert(
+            db, "interval_workspaces", ("interval_start", "workspace_id"), rows.intervals.values()
+        )
+        # Counters span partitions: added in SQL, so concurrent projectors never lose one.
+        per_interval: dict[str, dict[str, int]] = {}
+        for (start, metric), n in rows.metrics.items():
+            per_interval.setdefault(start, dict.fromkeys(METRICS, 0))[metric] += n
+        columns = ", ".join(METRICS)
+        db.executemany(
+            f"INSERT INTO run_metrics (interval_start, {columns}) "
+            f"VALUES (?, {_marks(METRICS)}) ON CONFLICT (interval_start) DO UPDATE SET "
+            + ", ".join(f"{m} = run_metrics.{m} + excluded.{m}" for m in METRICS),
+            [(start, *(counts[m] for m in METRICS)) for start, counts in per_interval.items()],
+        )
+        db.executemany(
+            "INSERT INTO priority_metrics (interval_start, priority, decisions, actions) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (interval_start, priority) DO UPDATE SET "
+            "decisions = priority_metrics.decisions + excluded.decisions, "
+            "actions = priority_metrics.actions + excluded.actions",
+            [(start, priority, d, a) for (start, priority), (d, a) in rows.priorities.items()],
+        )
+
+
+def _select(
+    db: Database, row_type: type[Any], table: str, key: str, values: Iterable[str]
+) -> Iterator[Any]:
+    columns = ", ".join(f.name for f in fields(row_type))
+    for chunk in _chunks(sorted(values)):
+        for row in db.query(
+            f"SELECT {columns} FROM {table} WHERE {key} IN ({_marks(chunk)})", chunk
+        ):
+            yield row_type(*row)
+
+
+def _upsert(db: Database, table: str, key: tuple[str, ...], rows: Iterable[Any]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    names = [f.name for f in fields(rows[0])]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in key)
+    db.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({_marks(names)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}",
+        [astuple(row) for row in rows],
+    )
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
