@@ -9,7 +9,10 @@ every signal with orjson. Rates are medians over the rounds; the ratio is of the
 
 The worker acts on a sandbox platform (app/sandbox.py, its own process on loopback), so the
 executors do real HTTP while the decisions are measured; the actions' own figure is the time
-from the first signal until every command has its outcome on the ledger.
+from the first signal until every command has its outcome on the ledger. The worker's live
+projector is off here (the figures stay comparable with earlier runs); instead, each round's
+ledger is then replayed into a fresh SQLite projection exactly as `autopilot replay` does, and
+timed against a plain consumer reading (getmany + orjson) the same ledger.
 """
 
 from __future__ import annotations
@@ -38,8 +41,11 @@ from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
 from app.worker_process import WorkerProcess
 from app.workload import realistic_stream
+from projections.database import Database
 from projections.ledger_reader import read_ledger
+from projections.projector import Projector
 from projections.replay import replay_decisions
+from projections.store import Projection
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import FollowupDue, Signal, SignalType
 
@@ -57,6 +63,9 @@ class Round:
     records: int
     actions: int
     action_rate: float
+    ledger_records: int
+    raw_ledger_rate: float
+    replay_rate: float
 
 
 def main() -> None:
@@ -116,7 +125,10 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
                 f"end-to-end {result.e2e_rate:,.0f} signals/s "
                 f"({result.records} records, {result.decisions} decisions on the ledger), "
                 f"ratio {result.e2e_rate / result.raw_rate:.3f}; "
-                f"{result.actions} actions carried out, {result.action_rate:,.0f} actions/s"
+                f"{result.actions} actions carried out, {result.action_rate:,.0f} actions/s; "
+                f"ledger of {result.ledger_records} records: raw {result.raw_ledger_rate:,.0f}/s, "
+                f"replay into SQLite {result.replay_rate:,.0f} entries/s, "
+                f"ratio {result.replay_rate / result.raw_ledger_rate:.3f}"
             )
     raw = statistics.median(r.raw_rate for r in rounds)
     e2e = statistics.median(r.e2e_rate for r in rounds)
@@ -125,6 +137,11 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     print(f"ratio end-to-end / raw:                  {e2e / raw:>12.3f}")
     actions = statistics.median(r.action_rate for r in rounds)
     print(f"actions on the sandbox platform (HTTP):  {actions:>12,.0f} actions/s (median)")
+    raw_ledger = statistics.median(r.raw_ledger_rate for r in rounds)
+    replay = statistics.median(r.replay_rate for r in rounds)
+    print(f"raw aiokafka on the ledger:              {raw_ledger:>12,.0f} entries/s (median)")
+    print(f"autopilot replay into SQLite:            {replay:>12,.0f} entries/s (median)")
+    print(f"ratio replay / raw:                      {replay / raw_ledger:>12.3f}")
 
 
 async def _round(
@@ -139,6 +156,7 @@ async def _round(
     await ensure_topics(settings, bootstrap)
     worker = WorkerProcess.for_deployment(settings, bootstrap, tmp)
     worker.env.update(platform)
+    worker.env["AUTOPILOT_PROJECTOR_ENABLED"] = "false"
     decided_at: list[float] = []
 
     def complete(got: list[LedgerEntry]) -> bool:
@@ -168,6 +186,8 @@ async def _round(
     if succeeded < commands + 1:
         raise SystemExit(f"bench failed: {commands + 1 - succeeded} actions did not succeed")
     raw_rate = await _raw_rate(bootstrap, settings.topic("signals"), len(signals) + 1)
+    replayed, replay_rate = await _replay_rate(settings, bootstrap, tmp)
+    raw_ledger_rate = await _raw_rate(bootstrap, ledger, replayed)
     return Round(
         raw_rate,
         len(signals) / (decided_at[0] - started),
@@ -175,7 +195,26 @@ async def _round(
         publisher.records_sent,
         commands,
         commands / acted,
+        replayed,
+        raw_ledger_rate,
+        replay_rate,
     )
+
+
+async def _replay_rate(settings: Settings, bootstrap: str, tmp: Path) -> tuple[int, float]:
+    """Ledger records and entries/s of a replay into a fresh SQLite file (`autopilot replay`)."""
+    database = Database.open(f"sqlite:///{tmp / 'replayed.sqlite3'}")
+    try:
+        projection = Projection(
+            database, settings.topic("ledger"), settings.metrics_interval_seconds
+        )
+        started = time.perf_counter()
+        progress = await Projector(
+            projection, bootstrap, batch_records=settings.projector_batch_records
+        ).run(follow=False)
+        return progress.records, progress.records / (time.perf_counter() - started)
+    finally:
+        database.close()
 
 
 @contextmanager

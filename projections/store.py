@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from datetime import datetime
 from typing import Any
 
@@ -243,10 +244,12 @@ def _upsert(db: Database, table: str, key: tuple[str, ...], rows: Iterable[Any])
         return
     names = [f.name for f in fields(rows[0])]
     updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in key)
+    # attrgetter, not dataclasses.astuple: astuple deep-copies every value (half a replay).
+    values = attrgetter(*names)
     db.executemany(
         f"INSERT INTO {table} ({', '.join(names)}) VALUES ({_marks(names)}) "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}",
-        [astuple(row) for row in rows],
+        [values(row) for row in rows],
     )
 
 
