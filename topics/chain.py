@@ -21,7 +21,7 @@ import orjson
 
 from topics.ledger import LedgerEntry, LedgerKind
 
-_SEAL = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
+_SEAL = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
 _BREAKER_KINDS = frozenset(
     {
         LedgerKind.BREAKER_OPENED.value,
