@@ -15,9 +15,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
+from topics.ledger import TERMINAL_KINDS, LedgerKind
+
+
+class Entry(Protocol):
+    """What the fold reads of a ledger entry: a `Entry`, or the store's faster decoding
+    of one (projections/entries.py)."""
+
+    @property
+    def entry_id(self) -> str: ...
+    @property
+    def kind(self) -> LedgerKind: ...
+    @property
+    def workspace_id(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str: ...
+    @property
+    def policy_version(self) -> str | None: ...
+    @property
+    def recorded_at(self) -> datetime: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
 
 # action_history.status: where a command stands.
 DECIDED = "decided"
@@ -36,6 +57,7 @@ FINAL_STATUS = {
 FINAL_STATUSES = frozenset(FINAL_STATUS.values())
 
 
+@lru_cache(maxsize=65_536)
 def iso(moment: datetime) -> str:
     """A timestamp as the tables store it: ISO-8601 UTC with microseconds and a Z."""
     m = moment.astimezone(UTC)
@@ -46,15 +68,12 @@ def iso(moment: datetime) -> str:
     )
 
 
-@lru_cache(maxsize=4096)
-def _interval_start(epoch: int, seconds: int) -> str:
-    start = datetime.fromtimestamp(epoch - epoch % seconds, UTC)
-    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
+@lru_cache(maxsize=65_536)
 def interval_of(moment: datetime, seconds: int) -> str:
     """The start of the metrics interval a moment falls in."""
-    return _interval_start(int(moment.timestamp()), seconds)
+    epoch = int(moment.timestamp())
+    start = datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -175,7 +194,7 @@ class Keys:
     intervals: frozenset[tuple[str, str]]
 
 
-def keys_of(entries: Iterable[LedgerEntry], interval_seconds: int) -> Keys:
+def keys_of(entries: Iterable[Entry], interval_seconds: int) -> Keys:
     """The keys of the rows these entries fold into."""
     workspaces, actions, attempts, intervals = set(), set(), set(), set()
     for entry in entries:
@@ -199,7 +218,8 @@ class Fold:
     def __init__(self, rows: Rows, interval_seconds: int) -> None:
         self.rows = rows
         self._seconds = interval_seconds
-        self._handlers: dict[LedgerKind, Callable[[LedgerEntry, str], None]] = {
+        self._interval = ""
+        self._handlers: dict[LedgerKind, Callable[[Entry, str], None]] = {
             LedgerKind.DECISION_MADE: self._decided,
             LedgerKind.DECISION_DEFERRED: self._decided,
             LedgerKind.DECISION_SUPPRESSED: self._decided,
@@ -217,9 +237,14 @@ class Fold:
             **{kind: self._finished for kind in TERMINAL_KINDS},
         }
 
-    def add(self, entry: LedgerEntry) -> None:
-        """Fold one entry (entries arrive de-duplicated, each partition in offset order)."""
+    def add(self, entry: Entry) -> None:
+        """Fold one entry (entries arrive de-duplicated, each partition in offset order).
+
+        The payload is read defensively: a field of the wrong type counts as absent, so an
+        odd entry is folded as far as it makes sense and never stops the projection.
+        """
         at = iso(entry.recorded_at)
+        self._interval = interval_of(entry.recorded_at, self._seconds)
         if entry.workspace_id is not None:
             self._workspace(entry.workspace_id).updated_at = at
         handler = self._handlers.get(entry.kind)
@@ -228,35 +253,37 @@ class Fold:
 
     # Decisions
 
-    def _decided(self, entry: LedgerEntry, at: str) -> None:
+    def _decided(self, entry: Entry, at: str) -> None:
         payload = entry.payload
         workspace = self._workspace(_workspace_of(entry))
         workspace.last_decision_id = entry.entry_id
         workspace.last_decision_kind = entry.kind.value
-        workspace.last_rule_id = payload.get("rule_id")
-        workspace.last_action = payload.get("action")
-        workspace.last_priority = payload.get("priority")
+        workspace.last_rule_id = _text(payload, "rule_id")
+        workspace.last_action = _text(payload, "action")
+        workspace.last_priority = _text(payload, "priority")
         workspace.last_decided_at = at
         seen = self._seen(entry)
-        facts = (payload.get("input") or {}).get("facts") or {}
-        if isinstance(facts.get("health.score"), int):
-            workspace.health_score = facts["health.score"]
-            workspace.health_status = facts.get("health.status")
+        inputs = payload.get("input")
+        facts = inputs.get("facts") if isinstance(inputs, dict) else None
+        score = facts.get("health.score") if isinstance(facts, dict) else None
+        if isinstance(score, int) and isinstance(facts, dict):
+            workspace.health_score = score
+            workspace.health_status = _text(facts, "health.status")
             workspace.health_at = at
-            seen.health_status = facts.get("health.status")
+            seen.health_status = workspace.health_status
         metric = {
             LedgerKind.DECISION_MADE: "decisions_made",
             LedgerKind.DECISION_DEFERRED: "decisions_deferred",
             LedgerKind.DECISION_SUPPRESSED: "decisions_suppressed",
         }[entry.kind]
         self._count(entry, metric)
-        command_id = payload.get("command_id")
+        command_id = _text(payload, "command_id")
         if entry.kind is LedgerKind.DECISION_SUPPRESSED or not command_id:
             return
         if not seen.affected:
             seen.affected = 1
             self._count(entry, "workspaces_affected")
-        self._priority(entry, payload.get("priority"), decisions=1)
+        self._priority(entry, _text(payload, "priority"), decisions=1)
         row = self._action(entry, command_id)
         row.decision_id = entry.entry_id
         row.decided_at = row.decided_at or at
@@ -265,60 +292,72 @@ class Fold:
 
     # Commands
 
-    def _reissued(self, entry: LedgerEntry, at: str) -> None:
-        row = self._action(entry, entry.payload["command_id"])
-        row.reissued_from = entry.payload.get("reissued_from")
+    def _reissued(self, entry: Entry, at: str) -> None:
+        row = self._command(entry)
+        if row is None:
+            return
+        row.reissued_from = _text(entry.payload, "reissued_from")
         row.decided_at = row.decided_at or at
         self._move(row, DECIDED, entry, at)
 
-    def _started(self, entry: LedgerEntry, at: str) -> None:
-        row = self._action(entry, entry.payload["command_id"])
-        attempt = int(entry.payload.get("attempt", 1))
+    def _started(self, entry: Entry, at: str) -> None:
+        row = self._command(entry)
+        if row is None:
+            return
+        attempt = _attempt_of(entry.payload)
         row.attempts = max(row.attempts, attempt)
         row.first_started_at = row.first_started_at or at
         self._move(row, RUNNING, entry, at)
         started = self._attempt(row.command_id, attempt)
-        started.worker = entry.payload.get("worker")
+        started.worker = _text(entry.payload, "worker")
         started.started_at = at
         self._count(entry, "actions_started")
 
-    def _failed(self, entry: LedgerEntry, at: str) -> None:
-        row = self._action(entry, entry.payload["command_id"])
-        row.attempts = max(row.attempts, int(entry.payload.get("attempt", 1)))
-        error = entry.payload.get("error") or {}
-        row.last_error_class = error.get("class")
-        row.last_error = error.get("reason")
+    def _failed(self, entry: Entry, at: str) -> None:
+        row = self._command(entry)
+        if row is None:
+            return
+        row.attempts = max(row.attempts, _attempt_of(entry.payload))
+        found = entry.payload.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
+        row.last_error_class = _text(error, "class")
+        row.last_error = _text(error, "reason")
         # A failure with no next attempt is followed by action.dead_lettered.
         self._move(row, RETRYING if entry.payload.get("retry_at") else row.status, entry, at)
-        self._end_attempt(entry, at, "failed", error)
+        self._end_attempt(row, entry, at, "failed", error)
         self._count(entry, "actions_failed")
         self._count(entry, "errors")
 
-    def _breaker_deferred(self, entry: LedgerEntry, at: str) -> None:
-        self._move(self._action(entry, entry.payload["command_id"]), BREAKER_DEFERRED, entry, at)
+    def _breaker_deferred(self, entry: Entry, at: str) -> None:
+        self._moved(entry, BREAKER_DEFERRED, at)
 
-    def _parked(self, entry: LedgerEntry, at: str) -> None:
-        self._move(self._action(entry, entry.payload["command_id"]), AWAITING_APPROVAL, entry, at)
+    def _parked(self, entry: Entry, at: str) -> None:
+        self._moved(entry, AWAITING_APPROVAL, at)
 
-    def _approved(self, entry: LedgerEntry, at: str) -> None:
-        self._move(self._action(entry, entry.payload["command_id"]), APPROVED, entry, at)
+    def _approved(self, entry: Entry, at: str) -> None:
+        self._moved(entry, APPROVED, at)
 
-    def _finished(self, entry: LedgerEntry, at: str) -> None:
-        row = self._action(entry, entry.payload["command_id"])
-        if row.status in FINAL_STATUSES:
+    def _moved(self, entry: Entry, status: str, at: str) -> None:
+        row = self._command(entry)
+        if row is not None:
+            self._move(row, status, entry, at)
+
+    def _finished(self, entry: Entry, at: str) -> None:
+        row = self._command(entry)
+        if row is None or row.status in FINAL_STATUSES:
             return  # one terminal outcome per command; a second is not counted twice
         status = FINAL_STATUS[entry.kind]
         if (
             entry.kind is not LedgerKind.ACTION_REJECTED
             and entry.kind is not LedgerKind.ACTION_SKIPPED
         ):
-            row.attempts = max(row.attempts, int(entry.payload.get("attempt", 1)))
+            row.attempts = max(row.attempts, _attempt_of(entry.payload))
         self._move(row, status, entry, at)
         row.finished_at = at
         workspace = self._workspace(row.workspace_id)
         if entry.kind is LedgerKind.ACTION_SUCCEEDED:
             workspace.actions_succeeded += 1
-            self._end_attempt(entry, at, "succeeded", {})
+            self._end_attempt(row, entry, at, "succeeded", {})
             self._count(entry, "actions_succeeded")
         elif entry.kind is LedgerKind.ACTION_DEAD_LETTERED:
             workspace.actions_dead_lettered += 1
@@ -327,18 +366,18 @@ class Fold:
 
     # Other entries
 
-    def _breaker(self, entry: LedgerEntry, at: str) -> None:
+    def _breaker(self, entry: Entry, at: str) -> None:
         payload = entry.payload
         state = entry.kind.value.removeprefix("breaker.")
         key = (str(payload.get("worker")), str(payload.get("provider")))
-        self.rows.breakers[key] = BreakerRow(*key, state, int(payload.get("failures", 0)), at)
+        self.rows.breakers[key] = BreakerRow(*key, state, _int(payload, "failures", 0), at)
 
-    def _rejected(self, entry: LedgerEntry, at: str) -> None:
+    def _rejected(self, entry: Entry, at: str) -> None:
         self._count(entry, "signals_rejected")
         self._count(entry, "errors")
 
-    def _folded(self, entry: LedgerEntry, at: str) -> None:
-        self._count(entry, "signals_processed", int(entry.payload.get("signals", 0)))
+    def _folded(self, entry: Entry, at: str) -> None:
+        self._count(entry, "signals_processed", _int(entry.payload, "signals", 0))
 
     # Rows
 
@@ -348,23 +387,28 @@ class Fold:
             row = self.rows.workspaces[workspace_id] = WorkspaceRow(workspace_id)
         return row
 
-    def _seen(self, entry: LedgerEntry) -> IntervalWorkspaceRow:
-        key = (interval_of(entry.recorded_at, self._seconds), _workspace_of(entry))
+    def _seen(self, entry: Entry) -> IntervalWorkspaceRow:
+        key = (self._interval, _workspace_of(entry))
         row = self.rows.intervals.get(key)
         if row is None:
             row = self.rows.intervals[key] = IntervalWorkspaceRow(*key)
         return row
 
-    def _action(self, entry: LedgerEntry, command_id: str) -> ActionRow:
+    def _command(self, entry: Entry) -> ActionRow | None:
+        """The row of the command an action.* entry is about (None: the entry names none)."""
+        command_id = _text(entry.payload, "command_id")
+        return self._action(entry, command_id) if command_id else None
+
+    def _action(self, entry: Entry, command_id: str) -> ActionRow:
         row = self.rows.actions.get(command_id)
         if row is None:
             payload = entry.payload
             row = self.rows.actions[command_id] = ActionRow(
                 command_id=command_id,
                 workspace_id=_workspace_of(entry),
-                action=str(payload.get("action", "")),
-                priority=str(payload.get("priority", "")),
-                rule_id=str(payload.get("rule_id", "")),
+                action=_text(payload, "action") or "",
+                priority=_text(payload, "priority") or "",
+                rule_id=_text(payload, "rule_id") or "",
                 decision_id=None,
                 correlation_id=entry.correlation_id,
                 policy_version=entry.policy_version,
@@ -378,14 +422,16 @@ class Fold:
             row = self.rows.attempts[key] = AttemptRow(command_id, attempt)
         return row
 
-    def _end_attempt(self, entry: LedgerEntry, at: str, outcome: str, error: Any) -> None:
-        ended = self._attempt(entry.payload["command_id"], int(entry.payload.get("attempt", 1)))
+    def _end_attempt(
+        self, row: ActionRow, entry: Entry, at: str, outcome: str, error: dict[str, Any]
+    ) -> None:
+        ended = self._attempt(row.command_id, _attempt_of(entry.payload))
         ended.ended_at = at
         ended.outcome = outcome
-        ended.error_class = error.get("class")
-        ended.error = error.get("reason")
+        ended.error_class = _text(error, "class")
+        ended.error = _text(error, "reason")
 
-    def _move(self, row: ActionRow, status: str, entry: LedgerEntry, at: str) -> None:
+    def _move(self, row: ActionRow, status: str, entry: Entry, at: str) -> None:
         """Change a command's status, keeping its workspace's open and parked counts."""
         workspace = self._workspace(row.workspace_id)
         workspace.open_commands += _open(status) - _open(row.status)
@@ -394,27 +440,43 @@ class Fold:
         )
         row.status = status
         # Appended as text: the story is only ever read whole, by people and reports.
+        attempt = entry.payload.get("attempt")
         step = json.dumps(
-            [at, entry.kind.value, entry.payload.get("attempt")], separators=(",", ":")
+            [at, entry.kind.value, attempt if isinstance(attempt, int) else None],
+            separators=(",", ":"),
         )
         row.lifecycle = f"{row.lifecycle[:-1]}{',' if row.lifecycle != '[]' else ''}{step}]"
 
-    def _count(self, entry: LedgerEntry, metric: str, n: int = 1) -> None:
-        self.rows.metrics[(interval_of(entry.recorded_at, self._seconds), metric)] += n
+    def _count(self, entry: Entry, metric: str, n: int = 1) -> None:
+        self.rows.metrics[(self._interval, metric)] += n
 
     def _priority(
-        self, entry: LedgerEntry, priority: str | None, decisions: int = 0, actions: int = 0
+        self, entry: Entry, priority: str | None, decisions: int = 0, actions: int = 0
     ) -> None:
-        key = (interval_of(entry.recorded_at, self._seconds), priority or "")
+        key = (self._interval, priority or "")
         counts = self.rows.priorities.setdefault(key, [0, 0])
         counts[0] += decisions
         counts[1] += actions
+
+
+def _text(document: dict[str, Any], key: str) -> str | None:
+    value = document.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _int(document: dict[str, Any], key: str, default: int) -> int:
+    value = document.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _attempt_of(payload: dict[str, Any]) -> int:
+    return max(1, _int(payload, "attempt", 1))
 
 
 def _open(status: str) -> int:
     return int(status != "" and status not in FINAL_STATUSES)
 
 
-def _workspace_of(entry: LedgerEntry) -> str:
+def _workspace_of(entry: Entry) -> str:
     # Decisions and action entries always name their workspace (topics/ledger.py).
     return entry.workspace_id or ""

@@ -15,10 +15,9 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from pydantic import ValidationError
-
 from projections import schema
 from projections.database import Database, DatabaseError
+from projections.entries import DecodedEntry, UnreadableEntryError, decode_entry
 from projections.fold import (
     METRICS,
     ActionRow,
@@ -30,12 +29,13 @@ from projections.fold import (
     iso,
     keys_of,
 )
-from topics.ledger import LedgerEntry
 
 logger = logging.getLogger(__name__)
 
 # Parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
 _CHUNK = 500
+# Rows kept between batches; past it the cache starts again (rows are read as needed).
+MAX_CACHED_ROWS = 400_000
 
 
 class PositionMovedError(DatabaseError):
@@ -70,6 +70,15 @@ class Projection:
         self.topic = topic
         self.interval_seconds = interval_seconds
         schema.create(database, interval_seconds)
+        # Rows this projection read or wrote, kept across batches: a row of a partition whose
+        # position this projection moved last is still as it left it (the move from the
+        # expected offset fails otherwise, and the cache is dropped).
+        self._cache = Rows()
+        self._known_workspaces: set[str] = set()
+        self._known_commands: set[str] = set()
+        self._known_intervals: set[tuple[str, str]] = set()
+        # An empty database holds nothing this projection has not written: no reads needed.
+        self._complete = not database.query("SELECT 1 FROM ledger_entries LIMIT 1")
 
     def positions(self) -> dict[int, int]:
         """The next offset to read per partition (absent: from the start)."""
@@ -86,23 +95,49 @@ class Projection:
         until: datetime | None = None,
     ) -> Applied:
         """Fold records and move each partition from its expected offset to the next one."""
-        with self.database.transaction() as db:
-            # First, so a concurrent projector on the same partitions waits here, then fails.
-            for partition, (expected, following) in sorted(moves.items()):
-                self._move(db, partition, expected, following)
-            entries, unreadable = self._decode(db, records)
-            later = 0
-            if until is not None:
-                kept = [(r, e) for r, e in entries if e.recorded_at <= until]
-                later = len(entries) - len(kept)
-                entries = kept
-            fresh, copies = self._first_copies(db, entries)
-            rows = self._load(db, [e for _, e in fresh])
-            fold = Fold(rows, self.interval_seconds)
-            for _, entry in fresh:
-                fold.add(entry)
-            self._write(db, rows, fresh)
+        try:
+            with self.database.transaction() as db:
+                # First, so a concurrent projector on the same partitions waits here, then fails.
+                for partition, (expected, following) in sorted(moves.items()):
+                    self._move(db, partition, expected, following)
+                entries, unreadable = self._decode(records)
+                later = 0
+                if until is not None:
+                    kept = [(r, e) for r, e in entries if e.recorded_at <= until]
+                    later = len(entries) - len(kept)
+                    entries = kept
+                fresh, copies = self._first_copies(db, entries)
+                rows = self._load(db, [e for _, e in fresh])
+                fold = Fold(rows, self.interval_seconds)
+                for _, entry in fresh:
+                    fold.add(entry)
+                self._write(db, rows, fresh)
+        except BaseException:
+            # Cached rows were folded into; without the commit they are not the stored ones.
+            self._forget()
+            raise
+        self._keep(rows)
         return Applied(len(fresh), copies, unreadable, later)
+
+    def _forget(self) -> None:
+        self._cache = Rows()
+        self._known_workspaces.clear()
+        self._known_commands.clear()
+        self._known_intervals.clear()
+        self._complete = False
+
+    def _keep(self, rows: Rows) -> None:
+        cache = self._cache
+        cache.workspaces.update(rows.workspaces)
+        cache.actions.update(rows.actions)
+        cache.attempts.update(rows.attempts)
+        cache.intervals.update(rows.intervals)
+        self._known_workspaces.update(rows.workspaces)
+        self._known_commands.update(rows.actions)
+        self._known_intervals.update(rows.intervals)
+        size = len(cache.workspaces) + len(cache.actions) + len(cache.attempts)
+        if size + len(cache.intervals) > MAX_CACHED_ROWS:
+            self._forget()  # read again as needed: memory stays bounded
 
     def _move(self, db: Database, partition: int, expected: int, following: int) -> None:
         moved = db.execute(
@@ -122,15 +157,13 @@ class Projection:
                 f"{db.where}: another projector moved it"
             )
 
-    def _decode(
-        self, db: Database, records: Sequence[Record]
-    ) -> tuple[list[tuple[Record, LedgerEntry]], int]:
-        entries: list[tuple[Record, LedgerEntry]] = []
+    def _decode(self, records: Sequence[Record]) -> tuple[list[tuple[Record, DecodedEntry]], int]:
+        entries: list[tuple[Record, DecodedEntry]] = []
         unreadable = 0
         for record in records:
             try:
-                entries.append((record, LedgerEntry.model_validate_json(record.value or b"")))
-            except ValidationError as exc:
+                entries.append((record, decode_entry(record.value)))
+            except UnreadableEntryError as exc:
                 unreadable += 1
                 # The ledger is ours: an unreadable record is a bug or a forgery. Kept in
                 # sight (the log, `autopilot ledger verify`), never folded, never a crash.
@@ -140,14 +173,14 @@ class Projection:
                         "topic": self.topic,
                         "partition": record.partition,
                         "offset": record.offset,
-                        "errors": exc.error_count(),
+                        "reason": str(exc),
                     },
                 )
         return entries, unreadable
 
     def _first_copies(
-        self, db: Database, entries: list[tuple[Record, LedgerEntry]]
-    ) -> tuple[list[tuple[Record, LedgerEntry]], int]:
+        self, db: Database, entries: list[tuple[Record, DecodedEntry]]
+    ) -> tuple[list[tuple[Record, DecodedEntry]], int]:
         ids = list({entry.entry_id for _, entry in entries})
         seen: set[str] = set()
         for chunk in _chunks(ids):
@@ -165,25 +198,52 @@ class Projection:
                 fresh.append((record, entry))
         return fresh, len(entries) - len(fresh)
 
-    def _load(self, db: Database, entries: list[LedgerEntry]) -> Rows:
+    def _load(self, db: Database, entries: list[DecodedEntry]) -> Rows:
+        """The rows these entries fold into: from the cache, else read (absent: new)."""
         keys = keys_of(entries, self.interval_seconds)
+        cache = self._cache
+        if not self._complete:
+            self._read(db, keys.workspaces, keys.actions, keys.intervals)
         rows = Rows()
-        for row in _select(db, WorkspaceRow, "workspace_status", "workspace_id", keys.workspaces):
-            rows.workspaces[row.workspace_id] = row
-        for row in _select(db, ActionRow, "action_history", "command_id", keys.actions):
-            rows.actions[row.command_id] = row
-        for row in _select(db, AttemptRow, "action_attempts", "command_id", keys.actions):
-            rows.attempts[(row.command_id, row.attempt)] = row
-        workspaces = {workspace for _, workspace in keys.intervals}
-        starts = {start for start, _ in keys.intervals}
-        for row in _select(
-            db, IntervalWorkspaceRow, "interval_workspaces", "workspace_id", workspaces
-        ):
-            if row.interval_start in starts:
-                rows.intervals[(row.interval_start, row.workspace_id)] = row
+        rows.workspaces = {w: cache.workspaces[w] for w in keys.workspaces if w in cache.workspaces}
+        rows.actions = {c: cache.actions[c] for c in keys.actions if c in cache.actions}
+        rows.attempts = {k: row for k, row in cache.attempts.items() if k[0] in rows.actions}
+        rows.intervals = {k: cache.intervals[k] for k in keys.intervals if k in cache.intervals}
         return rows
 
-    def _write(self, db: Database, rows: Rows, fresh: list[tuple[Record, LedgerEntry]]) -> None:
+    def _read(
+        self,
+        db: Database,
+        workspaces: Iterable[str],
+        commands: Iterable[str],
+        intervals: Iterable[tuple[str, str]],
+    ) -> None:
+        """Read into the cache the rows of keys it does not know yet."""
+        cache = self._cache
+        unknown = {w for w in workspaces if w not in self._known_workspaces}
+        for row in _select(db, WorkspaceRow, "workspace_status", "workspace_id", unknown):
+            cache.workspaces[row.workspace_id] = row
+        self._known_workspaces |= unknown
+        unknown = {c for c in commands if c not in self._known_commands}
+        for row in _select(db, ActionRow, "action_history", "command_id", unknown):
+            cache.actions[row.command_id] = row
+        for row in _select(db, AttemptRow, "action_attempts", "command_id", unknown):
+            cache.attempts[(row.command_id, row.attempt)] = row
+        self._known_commands |= unknown
+        missing = {k for k in intervals if k not in self._known_intervals}
+        starts = {start for start, _ in missing}
+        for row in _select(
+            db,
+            IntervalWorkspaceRow,
+            "interval_workspaces",
+            "workspace_id",
+            {workspace for _, workspace in missing},
+        ):
+            if row.interval_start in starts:
+                cache.intervals[(row.interval_start, row.workspace_id)] = row
+        self._known_intervals |= missing
+
+    def _write(self, db: Database, rows: Rows, fresh: list[tuple[Record, DecodedEntry]]) -> None:
         db.executemany(
             "INSERT INTO ledger_entries (entry_id, partition_id, record_offset, kind, "
             "workspace_id, correlation_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
