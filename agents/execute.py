@@ -147,6 +147,7 @@ def attach(
         if in_flight:
             await asyncio.wait(in_flight, timeout=autopilot.settings.http_timeout_seconds + 5)
         await executor.stop()
+        await autopilot.chain.stop()
 
     async def park(message: Any, exc: ValidationError) -> None:
         # Only Autopilot writes these topics, so this is a bug or a foreign writer: park the

@@ -47,6 +47,10 @@ class LedgerChain:
         self._key = key
         self._heads: dict[int, dict[str, str]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # Partitions this worker queued entries for: only those need a flush before a read.
+        self._written: set[int] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reading = asyncio.Lock()
 
     def partition_of(self, entry: LedgerEntry, shard: int | None) -> int:
         """The ledger partition of an entry: its workspace's shard, else the one given."""
@@ -78,6 +82,7 @@ class LedgerChain:
                 self._heads.pop(partition, None)
                 raise
             heads[chain] = sealed
+            self._written.add(partition)
             return delivery  # type: ignore[no-any-return]
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -85,33 +90,39 @@ class LedgerChain:
         for partition in partitions:
             self._heads.pop(partition, None)
 
+    async def stop(self) -> None:
+        """Close the reading consumer, if one was started."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
     async def _load(self, partition: int) -> dict[str, str]:
         began = time.monotonic()
-        # This worker's own entries still queued for the partition must be read too.
-        await self._producer().flush()
+        if partition in self._written:
+            # This worker's own entries still queued for the partition must be read too.
+            await self._producer().flush()
         tp = TopicPartition(self._topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
         records: list[bytes] = []
         try:
-            await consumer.start()
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            deadline = time.monotonic() + LOAD_TIMEOUT_SECONDS
-            while await consumer.position(tp) < end:
-                if time.monotonic() > deadline:
-                    raise AutopilotError(
-                        f"ledger partition {partition} not read to its end in "
-                        f"{LOAD_TIMEOUT_SECONDS:.0f} s; is the broker overloaded?"
-                    )
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                records.extend(r.value for r in batch.get(tp, []) if r.value is not None)
+            async with self._reading:
+                consumer = await self._started()
+                consumer.assign([tp])
+                end = (await consumer.end_offsets([tp]))[tp]
+                if end > 0:
+                    await consumer.seek_to_beginning(tp)
+                deadline = time.monotonic() + LOAD_TIMEOUT_SECONDS
+                while end > 0 and await consumer.position(tp) < end:
+                    if time.monotonic() > deadline:
+                        raise AutopilotError(
+                            f"ledger partition {partition} not read to its end in "
+                            f"{LOAD_TIMEOUT_SECONDS:.0f} s; is the broker overloaded?"
+                        )
+                    batch = await consumer.getmany(tp, timeout_ms=500)
+                    records.extend(r.value for r in batch.get(tp, []) if r.value is not None)
         except KafkaError as exc:
             raise AutopilotError(
                 f"cannot read ledger partition {partition} to continue its chains: {exc}"
             ) from exc
-        finally:
-            await consumer.stop()
         heads = heads_of(records, partition)
         logger.info(
             "ledger chain heads read",
@@ -123,3 +134,11 @@ class LedgerChain:
             },
         )
         return heads
+
+    async def _started(self) -> AIOKafkaConsumer:
+        # One consumer for the worker's life: starting one per read cost a second a partition.
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer

@@ -100,6 +100,8 @@ class Projector:
             latest = await consumer.end_offsets(list(tps.values()))
             ends = {tp.partition: self._bounded_end(tp.partition, o) for tp, o in latest.items()}
             self.progress.total = sum(max(0, ends[p] - positions.get(p, 0)) for p in partitions)
+            # The clock starts once the consumer is placed, as for a raw consumer's rate.
+            self.progress.began = time.monotonic()
             # Read to its end by the consumer's position, which also passes transaction markers.
             remaining = {p for p in partitions if positions.get(p, 0) < ends[p]}
             while follow or remaining:
