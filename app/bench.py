@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import statistics
 import subprocess
@@ -43,13 +44,14 @@ from app.worker_process import WorkerProcess
 from app.workload import realistic_stream
 from projections.database import Database
 from projections.ledger_reader import read_ledger
-from projections.projector import Projector
 from projections.replay import replay_decisions
+from projections.replay_jobs import ReplayJob, replay
 from projections.store import Projection
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import FollowupDue, Signal, SignalType
 
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+CORES = os.cpu_count() or 1
 TIMEOUT_SECONDS = 600.0
 
 
@@ -66,6 +68,8 @@ class Round:
     ledger_records: int
     raw_ledger_rate: float
     replay_rate: float
+    # `autopilot replay --jobs CORES`: one process per core, the ledger's partitions shared.
+    parallel_rate: float
 
 
 def main() -> None:
@@ -127,8 +131,8 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
                 f"ratio {result.e2e_rate / result.raw_rate:.3f}; "
                 f"{result.actions} actions carried out, {result.action_rate:,.0f} actions/s; "
                 f"ledger of {result.ledger_records} records: raw {result.raw_ledger_rate:,.0f}/s, "
-                f"replay into SQLite {result.replay_rate:,.0f} entries/s, "
-                f"ratio {result.replay_rate / result.raw_ledger_rate:.3f}"
+                f"replay into SQLite {result.replay_rate:,.0f} entries/s (1 process), "
+                f"{result.parallel_rate:,.0f} entries/s ({CORES} processes)"
             )
     raw = statistics.median(r.raw_rate for r in rounds)
     e2e = statistics.median(r.e2e_rate for r in rounds)
@@ -139,9 +143,12 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     print(f"actions on the sandbox platform (HTTP):  {actions:>12,.0f} actions/s (median)")
     raw_ledger = statistics.median(r.raw_ledger_rate for r in rounds)
     replay = statistics.median(r.replay_rate for r in rounds)
+    parallel = statistics.median(r.parallel_rate for r in rounds)
     print(f"raw aiokafka on the ledger:              {raw_ledger:>12,.0f} entries/s (median)")
-    print(f"autopilot replay into SQLite:            {replay:>12,.0f} entries/s (median)")
+    print(f"autopilot replay into SQLite, 1 process: {replay:>12,.0f} entries/s (median)")
     print(f"ratio replay / raw:                      {replay / raw_ledger:>12.3f}")
+    print(f"autopilot replay, {CORES} processes:          {parallel:>12,.0f} entries/s (median)")
+    print(f"ratio replay ({CORES} processes) / raw:        {parallel / raw_ledger:>12.3f}")
 
 
 async def _round(
@@ -186,7 +193,8 @@ async def _round(
     if succeeded < commands + 1:
         raise SystemExit(f"bench failed: {commands + 1 - succeeded} actions did not succeed")
     raw_rate = await _raw_rate(bootstrap, settings.topic("signals"), len(signals) + 1)
-    replayed, replay_rate = await _replay_rate(settings, bootstrap, tmp)
+    replayed, replay_rate = await asyncio.to_thread(_replay_rate, settings, bootstrap, tmp, 1)
+    _, parallel_rate = await asyncio.to_thread(_replay_rate, settings, bootstrap, tmp, CORES)
     raw_ledger_rate = await _raw_rate(bootstrap, ledger, replayed)
     return Round(
         raw_rate,
@@ -198,23 +206,32 @@ async def _round(
         replayed,
         raw_ledger_rate,
         replay_rate,
+        parallel_rate,
     )
 
 
-async def _replay_rate(settings: Settings, bootstrap: str, tmp: Path) -> tuple[int, float]:
-    """Ledger records and entries/s of a replay into a fresh SQLite file (`autopilot replay`)."""
-    database = Database.open(f"sqlite:///{tmp / 'replayed.sqlite3'}")
+def _replay_rate(
+    settings: Settings, bootstrap: str, tmp: Path, processes: int
+) -> tuple[int, float]:
+    """Ledger records and entries/s of a replay into a fresh SQLite file (`autopilot replay
+    --jobs N`), from the first fetch to the last commit."""
+    url = f"sqlite:///{tmp / f'replayed-{processes}.sqlite3'}"
+    database = Database.open(url)
     try:
-        projection = Projection(
-            database, settings.topic("ledger"), settings.metrics_interval_seconds
-        )
-        progress = await Projector(
-            projection, bootstrap, batch_records=settings.projector_batch_records
-        ).run(follow=False)
-        # From the first fetch (the consumer placed) to the last commit, as the raw rate is.
-        return progress.records, progress.rate
+        # Created once before the processes start, as `autopilot replay` does.
+        Projection(database, settings.topic("ledger"), settings.metrics_interval_seconds)
     finally:
         database.close()
+    job = ReplayJob(
+        url,
+        bootstrap,
+        settings.topic("ledger"),
+        settings.metrics_interval_seconds,
+        settings.projector_batch_records,
+        None,
+    )
+    totals = replay(job, processes)
+    return totals.records, totals.rate
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from rich.progress import (
 from app.errors import ConfigurationError
 from app.settings import Settings, load_settings
 from projections import projector as live
+from projections import replay_jobs
 from projections.database import Database, DatabaseError
 from projections.dead_letters import parse_timestamp
 from projections.projector import Projector, Until
@@ -52,6 +54,12 @@ def run_replay(args: list[str]) -> int:
     parser.add_argument(
         "--replace", action="store_true", help="empty the database first if it holds projections"
     )
+    parser.add_argument(
+        "--jobs",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="processes folding the ledger's partitions at once (default: one per core)",
+    )
     options = parser.parse_args(args)
     settings = load_settings()
     bootstrap = _bootstrap(settings)
@@ -78,24 +86,23 @@ def run_replay(args: list[str]) -> int:
         ) as bar:
             task = bar.add_task("replay", total=None, rate=0.0)
 
-            def advanced(progress: live.Progress) -> None:
-                bar.update(
-                    task, total=progress.total, completed=progress.records, rate=progress.rate
-                )
+            def advanced(totals: replay_jobs.Totals) -> None:
+                bar.update(task, total=totals.total, completed=totals.records, rate=totals.rate)
 
-            projector = Projector(
-                projection,
+            job = replay_jobs.ReplayJob(
+                url,
                 bootstrap,
-                until=until,
-                on_batch=advanced,
-                batch_records=settings.projector_batch_records,
+                projection.topic,
+                settings.metrics_interval_seconds,
+                settings.projector_batch_records,
+                until,
             )
-            done = asyncio.run(projector.run(follow=False))
+            done = replay_jobs.replay(job, options.jobs, advanced)
         as_of = f" as of {_describe(until)}" if until is not None else ""
         print(
-            f"replayed {done.records} ledger records into {database.where}{as_of}: "
-            f"{done.folded} entries folded, {done.copies} copies skipped, "
-            f"{done.unreadable} unreadable, {done.later} recorded later left out "
+            f"replayed {done.records} ledger records into {database.where}{as_of} with "
+            f"{options.jobs} process(es): {done.folded} entries folded, {done.copies} copies "
+            f"skipped, {done.unreadable} unreadable, {done.later} recorded later left out "
             f"({done.rate:,.0f} entries/s)"
         )
     finally:
@@ -160,6 +167,12 @@ def _fresh(url: str, *, replace: bool) -> Database:
 def _tables_with_rows(database: Database) -> list[str]:
     present = database.tables()
     return [t for t in TABLES if t in present and database.query(f"SELECT 1 FROM {t} LIMIT 1")]
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return int(text)
 
 
 def _until(text: str) -> Until:

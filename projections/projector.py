@@ -55,11 +55,13 @@ class Progress:
     # Records between the start positions and the ends (a replay's total; 0 when following).
     total: int = 0
     began: float = field(default_factory=time.monotonic)
+    # Set when the run is over (0: still running).
+    ended: float = 0.0
 
     @property
     def rate(self) -> float:
-        """Records per second so far."""
-        elapsed = time.monotonic() - self.began
+        """Records per second so far (or over the whole run, once it is over)."""
+        elapsed = (self.ended or time.monotonic()) - self.began
         return self.records / elapsed if elapsed > 0 else 0.0
 
 
@@ -74,6 +76,7 @@ class Projector:
         until: Until | None = None,
         on_batch: Callable[[Progress], None] | None = None,
         batch_records: int = BATCH_RECORDS,
+        partitions: frozenset[int] | None = None,
     ) -> None:
         self._projection = projection
         self._bootstrap = bootstrap
@@ -81,11 +84,17 @@ class Projector:
         self._until = until
         self._on_batch = on_batch
         self._batch_records = batch_records
+        # Only these ledger partitions (None: all); other projectors may fold the rest.
+        self._only = partitions
         self.progress = Progress()
 
     async def run(self, *, follow: bool, stop: asyncio.Event | None = None) -> Progress:
         """Fold to the ledger's end as of now (follow=False) or until `stop` is set."""
-        partitions = await partitions_of(self._bootstrap, self._topic)
+        partitions = [
+            p
+            for p in await partitions_of(self._bootstrap, self._topic)
+            if self._only is None or p in self._only
+        ]
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
@@ -140,6 +149,7 @@ class Projector:
             ) from exc
         finally:
             await consumer.stop()
+        self.progress.ended = time.monotonic()
         return self.progress
 
     async def _seek(

@@ -94,23 +94,30 @@ class Projection:
         moves: dict[int, tuple[int, int]],
         until: datetime | None = None,
     ) -> Applied:
-        """Fold records and move each partition from its expected offset to the next one."""
+        """Fold records and move each partition from its expected offset to the next one.
+
+        Reading and folding happen before the transaction, which only writes: projectors of
+        other partitions fold meanwhile. That is safe because every row a partition's entries
+        fold into belongs to that partition (its workspaces and commands), and its position
+        moves only from where this projector left it: anyone else who folded it since makes
+        the move fail, and nothing is written.
+        """
+        db = self.database
         try:
-            with self.database.transaction() as db:
-                # First, so a concurrent projector on the same partitions waits here, then fails.
+            entries, unreadable = self._decode(records)
+            later = 0
+            if until is not None:
+                kept = [(r, e) for r, e in entries if e.recorded_at <= until]
+                later = len(entries) - len(kept)
+                entries = kept
+            fresh, copies = self._first_copies(db, entries)
+            rows = self._load(db, [e for _, e in fresh])
+            fold = Fold(rows, self.interval_seconds)
+            for _, entry in fresh:
+                fold.add(entry)
+            with db.transaction():
                 for partition, (expected, following) in sorted(moves.items()):
                     self._move(db, partition, expected, following)
-                entries, unreadable = self._decode(records)
-                later = 0
-                if until is not None:
-                    kept = [(r, e) for r, e in entries if e.recorded_at <= until]
-                    later = len(entries) - len(kept)
-                    entries = kept
-                fresh, copies = self._first_copies(db, entries)
-                rows = self._load(db, [e for _, e in fresh])
-                fold = Fold(rows, self.interval_seconds)
-                for _, entry in fresh:
-                    fold.add(entry)
                 self._write(db, rows, fresh)
         except BaseException:
             # Cached rows were folded into; without the commit they are not the stored ones.

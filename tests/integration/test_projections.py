@@ -138,15 +138,24 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
     await caught_up(live, await end_offsets(settings))
     worker.stop()
 
-    # When the ledger is replayed from offset 0 into a fresh file, up to the live position
+    # When the ledger is replayed from offset 0 into a fresh file, up to the live position,
+    # by two processes sharing the partitions
     replayed = sqlite_url(tmp_path / "replayed.sqlite3")
     result = autopilot_cli(
-        settings, "replay", "--db", replayed, "--until", until_positions(positions(live))
+        settings,
+        "replay",
+        "--db",
+        replayed,
+        "--until",
+        until_positions(positions(live)),
+        "--jobs",
+        "2",
     )
 
     # Then every read model is the same, row for row
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("replayed "), result.stdout
+    assert "with 2 process(es)" in result.stdout
     live_models, replayed_models = read_models(live), read_models(replayed)
     for table in READ_MODELS:
         assert live_models[table] == replayed_models[table], table
@@ -280,7 +289,7 @@ async def test_a_killed_projector_resumes_to_the_same_rows_as_an_uninterrupted_r
 
     # Then its rows are those of an uninterrupted replay
     whole = sqlite_url(tmp_path / "whole.sqlite3")
-    result = autopilot_cli(settings, "replay", "--db", whole)
+    result = autopilot_cli(settings, "replay", "--db", whole, "--jobs", "1")
     assert result.returncode == 0, result.stderr
     killed_models, whole_models = read_models(killed), read_models(whole)
     for table in READ_MODELS:

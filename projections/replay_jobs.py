@@ -1,0 +1,143 @@
+"""A replay in several processes: the ledger's partitions split among them, one database.
+
+Each process runs the projector (projections/projector.py) on its share of the partitions.
+Every row a partition's entries fold into belongs to that partition, positions move per
+partition, and counters across partitions are added in SQL, so the database is the same as one
+process would build, row for row. Python folds on one core per process: this is how a replay
+uses the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from app.errors import AutopilotError
+from projections.database import Database
+from projections.ledger_reader import partitions_of
+from projections.projector import Progress, Projector, Until
+from projections.store import Projection
+
+# How often the parent looks at its children when none reports.
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class ReplayJob:
+    """What every process of one replay needs to know."""
+
+    url: str
+    bootstrap: str
+    topic: str
+    interval_seconds: int
+    batch_records: int
+    until: Until | None
+
+
+@dataclass
+class Totals:
+    """The whole replay, summed over its processes."""
+
+    records: int = 0
+    folded: int = 0
+    copies: int = 0
+    unreadable: int = 0
+    later: int = 0
+    total: int = 0
+    began: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Records per second, from the first process's first fetch to the last's end."""
+        elapsed = self.ended - self.began
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+
+def replay(
+    job: ReplayJob, processes: int, on_progress: Callable[[Totals], None] | None = None
+) -> Totals:
+    """Replay the ledger into the job's database with up to `processes` processes."""
+    partitions = asyncio.run(partitions_of(job.bootstrap, job.topic))
+    shares = [frozenset(partitions[i :: max(1, processes)]) for i in range(max(1, processes))]
+    shares = [share for share in shares if share]
+    context = multiprocessing.get_context("spawn")
+    reports: multiprocessing.Queue[tuple[object, ...]] = context.Queue()
+    children = [
+        context.Process(target=_run_share, args=(job, share, number, reports), daemon=True)
+        for number, share in enumerate(shares)
+    ]
+    for child in children:
+        child.start()
+    latest: dict[int, Progress] = {}
+    done: set[int] = set()
+    try:
+        while len(done) < len(children):
+            try:
+                kind, number, progress = reports.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                dead = [c for n, c in enumerate(children) if n not in done and not c.is_alive()]
+                if dead:
+                    raise AutopilotError(
+                        f"a replay process ended without a result (exit code {dead[0].exitcode})"
+                    ) from None
+                continue
+            if kind == "error":
+                raise AutopilotError(str(progress))
+            assert isinstance(number, int) and isinstance(progress, Progress)
+            latest[number] = progress
+            if kind == "done":
+                done.add(number)
+            if on_progress is not None:
+                on_progress(_sum(latest.values()))
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join(timeout=10)
+    return _sum(latest.values())
+
+
+def _sum(progresses: Iterable[Progress]) -> Totals:
+    totals = Totals()
+    finished = []
+    for progress in progresses:
+        totals.records += progress.records
+        totals.folded += progress.folded
+        totals.copies += progress.copies
+        totals.unreadable += progress.unreadable
+        totals.later += progress.later
+        totals.total += progress.total
+        finished.append(progress)
+    if finished:
+        totals.began = min(p.began for p in finished)
+        totals.ended = max(p.ended or time.monotonic() for p in finished)
+    return totals
+
+
+def _run_share(
+    job: ReplayJob, share: frozenset[int], number: int, reports: multiprocessing.Queue[object]
+) -> None:
+    """One process: fold its partitions, reporting progress after every batch."""
+    try:
+        database = Database.open(job.url)
+        try:
+            projection = Projection(database, job.topic, job.interval_seconds)
+            projector = Projector(
+                projection,
+                job.bootstrap,
+                until=job.until,
+                on_batch=lambda progress: reports.put(("progress", number, progress)),
+                batch_records=job.batch_records,
+                partitions=share,
+            )
+            progress = asyncio.run(projector.run(follow=False))
+            reports.put(("done", number, progress))
+        finally:
+            database.close()
+    except Exception as exc:
+        reports.put(("error", number, f"replay of partitions {sorted(share)} failed: {exc}"))
