@@ -79,40 +79,17 @@ async def read_ledger(
 
 
 async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> list[LedgerEntry]:
-    """Every entry up to the end offsets as of the start of the read, de-duplicated by id."""
-    partitions = await partitions_of(bootstrap, topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        first = FirstById()
-        entries: list[LedgerEntry] = []
-        deadline = time.monotonic() + timeout
-        while remaining:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(
-                    f"ledger {topic}: not read to its end after {timeout:.0f} s "
-                    f"({len(entries)} entries read)"
-                )
-            batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
-            for tp, records in batches.items():
-                entries.extend(
-                    first.filter(LedgerEntry.model_validate_json(r.value) for r in records)
-                )
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return entries
+    """Every entry up to the end offsets as of the start of the read, de-duplicated by id
+    (partition by partition, each in offset order)."""
+    records = await read_records_to_end(bootstrap, topic, timeout=timeout)
+    first = FirstById()
+    return [
+        entry
+        for partition in sorted(records)
+        for entry in first.filter(
+            LedgerEntry.model_validate_json(value) for _, value in records[partition]
+        )
+    ]
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
