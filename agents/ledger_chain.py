@@ -49,6 +49,7 @@ class LedgerChain:
         self._locks: dict[int, asyncio.Lock] = {}
         # Partitions this worker queued entries for: only those need a flush before a read.
         self._written: set[int] = set()
+        self._forgotten: dict[int, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._reading = asyncio.Lock()
 
@@ -68,8 +69,12 @@ class LedgerChain:
             lock = self._locks[partition] = asyncio.Lock()
         async with lock:
             heads = self._heads.get(partition)
-            if heads is None:
-                heads = self._heads[partition] = await self._load(partition)
+            while heads is None:
+                forgotten = self._forgotten.get(partition, 0)
+                loaded = await self._load(partition)
+                # A rebalance while reading: what was read may predate another's writes.
+                if self._forgotten.get(partition, 0) == forgotten:
+                    heads = self._heads[partition] = loaded
             chain = chain_of(entry.workspace_id, entry.kind.value, entry.payload, partition)
             record, sealed = seal(entry, heads.get(chain), self._key)
             key = entry.workspace_id.encode() if entry.workspace_id else None
@@ -89,6 +94,7 @@ class LedgerChain:
         """Partitions another worker may have written to: their heads are read again."""
         for partition in partitions:
             self._heads.pop(partition, None)
+            self._forgotten[partition] = self._forgotten.get(partition, 0) + 1
 
     async def stop(self) -> None:
         """Close the reading consumer, if one was started."""

@@ -100,6 +100,9 @@ class Projector:
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # A stored position the log no longer holds (an operator set a retention): go on
+            # from the oldest entry still there, never jump to the end.
+            auto_offset_reset="earliest",
         )
         try:
             await consumer.start()
