@@ -24,6 +24,8 @@ from projections.store import Projection
 
 # How often the parent looks at its children when none reports.
 POLL_SECONDS = 0.2
+# A process reports after every batch: this long without any report is a stall, not work.
+STALL_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ def replay(
         child.start()
     latest: dict[int, Progress] = {}
     done: set[int] = set()
+    heard = time.monotonic()
     try:
         while len(done) < len(children):
             try:
@@ -85,7 +88,13 @@ def replay(
                     raise AutopilotError(
                         f"a replay process ended without a result (exit code {dead[0].exitcode})"
                     ) from None
+                if time.monotonic() - heard > STALL_SECONDS:
+                    raise AutopilotError(
+                        f"the replay made no progress for {STALL_SECONDS:.0f} s: "
+                        "check the broker and the database"
+                    ) from None
                 continue
+            heard = time.monotonic()
             if kind == "error":
                 raise AutopilotError(str(progress))
             assert isinstance(number, int) and isinstance(progress, Progress)

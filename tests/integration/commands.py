@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.settings import Settings
@@ -15,7 +16,7 @@ from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS
 from topics.catalog import lane_topic
 from topics.commands import Action, Command, Priority
-from topics.ledger import TERMINAL_KINDS, LedgerEntry
+from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 
 def command(
@@ -67,6 +68,21 @@ async def ledger_until(
         timeout=timeout,
         dedupe=dedupe,
     )
+
+
+def counted(entries: list[LedgerEntry]) -> list[LedgerEntry]:
+    """The entries a test counts: without signals.folded, the per-record bookkeeping whose
+    number depends on how the client cut the signals into records."""
+    return [e for e in entries if e.kind is not LedgerKind.SIGNALS_FOLDED]
+
+
+async def ledger_exactly(settings: Settings, count: int, quiet: float = 4.0) -> list[LedgerEntry]:
+    """Read `count` counted entries, then make sure no further one arrives within `quiet`
+    seconds; the counted entries."""
+    entries = await ledger_until(settings, lambda got: len(counted(got)) >= count)
+    with pytest.raises(TimeoutError):
+        entries = await ledger_until(settings, lambda got: len(counted(got)) > count, timeout=quiet)
+    return counted(entries)
 
 
 def ended(*command_ids: str) -> Callable[[list[LedgerEntry]], bool]:

@@ -127,6 +127,16 @@ def test_bench_prints_both_rates_and_their_ratio(kafka_bootstrap: str) -> None:
         r"actions on the sandbox platform \(HTTP\):\s+([\d,]+) actions/s", result.stdout
     )
     assert acted and float(acted.group(1).replace(",", "")) > 0, result.stdout
+    # And the ledger replayed into SQLite against raw consumption of that ledger, with the ratio
+    raw_ledger = re.search(r"raw aiokafka on the ledger:\s+([\d,]+) entries/s", result.stdout)
+    replayed = re.search(r"replay into SQLite, 1 process:\s+([\d,]+) entries/s", result.stdout)
+    replay_ratio = re.search(r"ratio replay / raw:\s+([\d.]+)", result.stdout)
+    assert raw_ledger and replayed and replay_ratio, result.stdout
+    raw_ledger_rate, replay_rate = (
+        float(m.group(1).replace(",", "")) for m in (raw_ledger, replayed)
+    )
+    assert raw_ledger_rate > 0 and replay_rate > 0
+    assert float(replay_ratio.group(1)) == pytest.approx(replay_rate / raw_ledger_rate, abs=0.002)
 
 
 def readme_python_example() -> str:

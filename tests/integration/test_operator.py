@@ -21,6 +21,7 @@ from app.sandbox import Sandbox
 from app.settings import Settings
 from app.worker_process import WorkerProcess
 from projections.ledger_reader import read_ledger
+from tests.integration import commands
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, INGEST_TOKEN, request, wait_until_answers
 from tests.integration.streams import publish, signal
@@ -56,17 +57,8 @@ async def ledger_until(
 
 
 async def ledger_exactly(settings: Settings, count: int) -> list[LedgerEntry]:
-    """Read `count` entries, then make sure no further entry arrives within a few seconds."""
-    entries = await ledger_until(settings, lambda got: len(got) >= count)
-    assert settings.kafka_bootstrap_servers
-    with pytest.raises(TimeoutError):
-        entries = await read_ledger(
-            settings.kafka_bootstrap_servers,
-            settings.topic("ledger"),
-            until=lambda got: len(got) > count,
-            timeout=QUIET_SECONDS,
-        )
-    return entries
+    """Read `count` entries (bookkeeping aside), then make sure no further one arrives."""
+    return await commands.ledger_exactly(settings, count, QUIET_SECONDS)
 
 
 def of_kind(entries: list[LedgerEntry], *kinds: LedgerKind) -> list[LedgerEntry]:

@@ -8,31 +8,14 @@ from aiokafka import AIOKafkaProducer
 
 from app.sandbox import Sandbox
 from app.settings import Settings
-from projections.ledger_reader import read_ledger
-from tests.integration.conftest import WAIT_SECONDS, StartWorker
+from tests.integration.commands import ledger_exactly, ledger_until
+from tests.integration.conftest import StartWorker
 from tests.integration.http import wait_for_workspace, wait_until_answers
 from tests.integration.streams import T0S, publish, read_topic, signal
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import SignalType
 
 pytestmark = pytest.mark.integration
-
-
-async def ledger_exactly(settings: Settings, count: int) -> list[LedgerEntry]:
-    """Read `count` entries, then make sure no further entry arrives within a few seconds."""
-    assert settings.kafka_bootstrap_servers
-    topic = settings.topic("ledger")
-    entries = await read_ledger(
-        settings.kafka_bootstrap_servers,
-        topic,
-        until=lambda got: len(got) >= count,
-        timeout=WAIT_SECONDS,
-    )
-    with pytest.raises(TimeoutError):
-        entries = await read_ledger(
-            settings.kafka_bootstrap_servers, topic, until=lambda got: len(got) > count, timeout=4
-        )
-    return entries
 
 
 def decisions(entries: list[LedgerEntry]) -> set[tuple[str | None, str, str]]:
@@ -106,6 +89,13 @@ async def test_known_signals_give_exactly_the_expected_ledger_entries(
     assert b1.payload["input"]["facts"]["hour.health_degraded"] == 1
     assert b1.payload["input"]["facts"]["health.score"] == 100
     assert {e.policy_version for e in made} == {settings.policy().version}
+
+    # And the shards recorded the signals they folded, for the run metrics: all eight, the
+    # duplicate included (it was read, then de-duplicated by the window)
+    def folded(got: list[LedgerEntry]) -> int:
+        return sum(e.payload["signals"] for e in got if e.kind is LedgerKind.SIGNALS_FOLDED)
+
+    assert folded(await ledger_until(settings, lambda got: folded(got) >= 8)) == 8
 
 
 async def test_worker_survives_malformed_input_and_keeps_processing(
