@@ -77,6 +77,8 @@ class Projection:
         self._known_workspaces: set[str] = set()
         self._known_commands: set[str] = set()
         self._known_intervals: set[tuple[str, str]] = set()
+        # The attempt numbers cached per command, so a batch finds its attempts directly.
+        self._attempts_of: dict[str, set[int]] = {}
         # An empty database holds nothing this projection has not written: no reads needed.
         self._complete = not database.query("SELECT 1 FROM ledger_entries LIMIT 1")
 
@@ -131,6 +133,7 @@ class Projection:
         self._known_workspaces.clear()
         self._known_commands.clear()
         self._known_intervals.clear()
+        self._attempts_of.clear()
         self._complete = False
 
     def _keep(self, rows: Rows) -> None:
@@ -138,6 +141,8 @@ class Projection:
         cache.workspaces.update(rows.workspaces)
         cache.actions.update(rows.actions)
         cache.attempts.update(rows.attempts)
+        for command_id, attempt in rows.attempts:
+            self._attempts_of.setdefault(command_id, set()).add(attempt)
         cache.intervals.update(rows.intervals)
         self._known_workspaces.update(rows.workspaces)
         self._known_commands.update(rows.actions)
@@ -214,7 +219,11 @@ class Projection:
         rows = Rows()
         rows.workspaces = {w: cache.workspaces[w] for w in keys.workspaces if w in cache.workspaces}
         rows.actions = {c: cache.actions[c] for c in keys.actions if c in cache.actions}
-        rows.attempts = {k: row for k, row in cache.attempts.items() if k[0] in rows.actions}
+        rows.attempts = {
+            (c, n): cache.attempts[(c, n)]
+            for c in rows.actions
+            for n in self._attempts_of.get(c, ())
+        }
         rows.intervals = {k: cache.intervals[k] for k in keys.intervals if k in cache.intervals}
         return rows
 
@@ -236,6 +245,7 @@ class Projection:
             cache.actions[row.command_id] = row
         for row in _select(db, AttemptRow, "action_attempts", "command_id", unknown):
             cache.attempts[(row.command_id, row.attempt)] = row
+            self._attempts_of.setdefault(row.command_id, set()).add(row.attempt)
         self._known_commands |= unknown
         missing = {k for k in intervals if k not in self._known_intervals}
         starts = {start for start, _ in missing}
