@@ -32,6 +32,7 @@ USAGE = """usage: autopilot COMMAND
   replay        rebuild the projections (read models) from offset 0 of the ledger into a fresh
                 database, with a progress bar [--db URL] [--until TIMESTAMP|OFFSET|P:O,...:
                 the state as of that point] [--replace: empty the database first]
+                [--jobs N: processes sharing the partitions, default one per core]
   projector     follow the ledger and keep the projections up to date (the worker does this
                 too unless AUTOPILOT_PROJECTOR_ENABLED=false) [--db URL]
   report        the projections' key tables in the terminal [--db URL] [--top N]
