@@ -26,7 +26,7 @@ from app.errors import ConfigurationError
 from app.settings import Settings, load_settings
 from projections import projector as live
 from projections import replay_jobs
-from projections.database import Database, DatabaseError
+from projections.database import Database, DatabaseError, sqlite_path
 from projections.dead_letters import parse_timestamp
 from projections.projector import Projector, Until
 from projections.schema import AS_OF_KEY, TABLES, refuse_as_of
@@ -144,7 +144,7 @@ def run_projector(args: list[str]) -> int:
 
 def _fresh(url: str, *, replace: bool) -> Database:
     if url.startswith("sqlite:") and replace:
-        path = Path(url.removeprefix("sqlite:///"))
+        path = Path(sqlite_path(url))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     database = Database.open(url)

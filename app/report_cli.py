@@ -19,7 +19,7 @@ from rich.text import Text
 from app.errors import AutopilotError
 from app.settings import load_settings
 from projections import charts
-from projections.database import Database, _sqlite_path
+from projections.database import Database, sqlite_path
 from projections.report import (
     IN_FLIGHT_STATUSES,
     STATUSES,
@@ -66,7 +66,7 @@ def run_report(args: list[str]) -> int:
 def load_report(url: str, top: int = 10) -> Report:
     """Read the report from an existing projections database (never creates one)."""
     if not url.startswith(("postgresql://", "postgres://")):
-        path = Path(_sqlite_path(url))
+        path = Path(sqlite_path(url))
         # Database.open would create an empty file, which later reads as "no read models".
         if not path.is_file():
             raise ProjectionsMissingError(

@@ -41,7 +41,7 @@ class Database:
         """Open `sqlite:///path` (or a bare path) or `postgresql://...`."""
         if url.startswith(("postgresql://", "postgres://")):
             return cls._open_postgresql(url)
-        path = Path(_sqlite_path(url))
+        path = Path(sqlite_path(url))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -142,7 +142,8 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
     return (sqlite3.Error, psycopg.Error)
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
+    """The file of a SQLite URL (or of a bare path)."""
     # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path.
     return url.removeprefix("sqlite:///")
 

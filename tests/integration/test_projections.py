@@ -165,6 +165,18 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
     again = autopilot_cli(settings, "replay", "--db", replayed)
     assert again.returncode == 2
     assert "already holds projections" in again.stderr and "--replace" in again.stderr
+    # And with --replace it is rebuilt from scratch, to the same rows
+    rebuilt = autopilot_cli(
+        settings,
+        "replay",
+        "--db",
+        replayed,
+        "--replace",
+        "--until",
+        until_positions(positions(live)),
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert read_models(replayed) == live_models
 
     # And every workspace's chain holds
     verified = autopilot_cli(settings, "ledger", "verify", "--json")
