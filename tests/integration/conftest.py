@@ -97,6 +97,9 @@ def start_worker(
                 **TOKENS,
                 **sandbox_env(sandbox),
                 "AUTOPILOT_DATA_DIR": str(tmp_path / data),
+                # The live projector is the projection tests' subject (they switch it on); off
+                # elsewhere, so timing-sensitive tests do not share their two cores with it.
+                "AUTOPILOT_PROJECTOR_ENABLED": "false",
                 **(env or {}),
             }
         )

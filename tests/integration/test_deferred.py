@@ -38,8 +38,9 @@ async def test_a_deferred_command_runs_at_its_time_and_later_commands_do_not_wai
     bootstrap = settings.kafka_bootstrap_servers
     # Given a running worker
     start_worker()
-    # When a command deferred by 6 seconds is queued, then one due now, on the same lane
-    due_at = datetime.now(UTC) + timedelta(seconds=6)
+    # When a command deferred by 15 seconds is queued, then one due now, on the same lane
+    # (a worker still starting on a busy machine must not find both due already)
+    due_at = datetime.now(UTC) + timedelta(seconds=15)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:

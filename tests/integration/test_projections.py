@@ -133,7 +133,7 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
 ) -> None:
     # Given a worker projecting live into its SQLite file, and the demo's workload carried out
     live = sqlite_url(tmp_path / "data" / "projections.sqlite3")
-    worker = start_worker()
+    worker = start_worker({"AUTOPILOT_PROJECTOR_ENABLED": "true"})
     await run_workload(settings)
     await caught_up(live, await end_offsets(settings))
     worker.stop()
@@ -241,7 +241,9 @@ async def test_live_postgresql_projection_equals_a_replay_row_for_row(
     settings: Settings, start_worker: StartWorker, fresh_postgres_url: str, tmp_path: Path
 ) -> None:
     # Given a worker projecting live into PostgreSQL, and the demo's workload carried out
-    worker = start_worker({"AUTOPILOT_PROJECTIONS_URL": fresh_postgres_url})
+    worker = start_worker(
+        {"AUTOPILOT_PROJECTOR_ENABLED": "true", "AUTOPILOT_PROJECTIONS_URL": fresh_postgres_url}
+    )
     await run_workload(settings)
     await caught_up(fresh_postgres_url, await end_offsets(settings))
     worker.stop()
