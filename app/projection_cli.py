@@ -86,7 +86,7 @@ def run_replay(args: list[str]) -> int:
         ) as bar:
             task = bar.add_task("replay", total=None, rate=0.0)
 
-            def advanced(totals: replay_jobs.Totals) -> None:
+            def advanced(totals: live.Progress) -> None:
                 bar.update(task, total=totals.total, completed=totals.records, rate=totals.rate)
 
             job = replay_jobs.ReplayJob(

@@ -40,29 +40,9 @@ class ReplayJob:
     until: Until | None
 
 
-@dataclass
-class Totals:
-    """The whole replay, summed over its processes."""
-
-    records: int = 0
-    folded: int = 0
-    copies: int = 0
-    unreadable: int = 0
-    later: int = 0
-    total: int = 0
-    began: float = 0.0
-    ended: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        """Records per second, from the first process's first fetch to the last's end."""
-        elapsed = self.ended - self.began
-        return self.records / elapsed if elapsed > 0 else 0.0
-
-
 def replay(
-    job: ReplayJob, processes: int, on_progress: Callable[[Totals], None] | None = None
-) -> Totals:
+    job: ReplayJob, processes: int, on_progress: Callable[[Progress], None] | None = None
+) -> Progress:
     """Replay the ledger into the job's database with up to `processes` processes."""
     partitions = asyncio.run(partitions_of(job.bootstrap, job.topic))
     shares = [frozenset(partitions[i :: max(1, processes)]) for i in range(max(1, processes))]
@@ -111,20 +91,15 @@ def replay(
     return _sum(latest.values())
 
 
-def _sum(progresses: Iterable[Progress]) -> Totals:
-    totals = Totals()
-    finished = []
-    for progress in progresses:
-        totals.records += progress.records
-        totals.folded += progress.folded
-        totals.copies += progress.copies
-        totals.unreadable += progress.unreadable
-        totals.later += progress.later
-        totals.total += progress.total
-        finished.append(progress)
-    if finished:
-        totals.began = min(p.began for p in finished)
-        totals.ended = max(p.ended or time.monotonic() for p in finished)
+def _sum(progresses: Iterable[Progress]) -> Progress:
+    """The processes' progress as one: counts added, from the first start to the last end."""
+    parts = list(progresses)
+    totals = Progress()
+    for name in ("records", "folded", "copies", "unreadable", "later", "total"):
+        setattr(totals, name, sum(getattr(p, name) for p in parts))
+    if parts:
+        totals.began = min(p.began for p in parts)
+        totals.ended = max(p.ended or time.monotonic() for p in parts)
     return totals
 
 
