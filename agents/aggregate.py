@@ -14,7 +14,9 @@ held records (decisions, commands, dead letters) is acknowledged by the broker f
 states are written, then the records are acked. So a stored state never covers a decision that
 is not on the ledger, and a record redelivered after a crash is decided again from the state it
 was first decided from: the same decisions with the same ids, which every ledger consumer
-de-duplicates (projections/ledger_reader.py).
+de-duplicates (projections/ledger_reader.py). A record redelivered after its state was stored
+(Faust had not committed its offset yet) is skipped, read mark by read mark
+(tables/read_marks.py): counted once, not once more as a duplicate, and not re-routed again.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ from agents.emit import send_command, send_entry
 from agents.policy import Decision, Mode, shard_share
 from agents.rules import Policy
 from app.faust_app import Autopilot
+from tables.read_marks import (
+    Copy,
+    already_folded,
+    already_read,
+    copy_of,
+    initial_mark,
+    mark_key,
+    note_folded,
+    note_read,
+)
 from tables.windows import SourcePosition
 from tables.write_behind import SHARD_KEY_PREFIX, WriteBehindStates
 from topics.batches import encode_batches
@@ -53,6 +65,8 @@ from topics.shards import Shards
 from topics.signals import Signal
 
 REROUTED_FROM_HEADER = "autopilot.rerouted-from"
+# Which piece of its origin a re-routed record is, when one record's signals needed several.
+REROUTED_PIECE_HEADER = "autopilot.rerouted-piece"
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +153,7 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
 
     async def reroute(foreign: dict[int, list[Signal]], source: SourcePosition) -> list[Any]:
         sent = []
-        origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
+        origin = f"{source.topic}/{source.partition}"
         for owner, batch in foreign.items():
             logger.info(
                 "signals re-routed to their shard",
@@ -147,7 +161,8 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
             )
             # Re-encoding can outgrow the record it came from (derived ids are added), so
             # encode_batches splits, as the client does, rather than let the owner refuse it.
-            for value in encode_batches(batch):
+            for piece, value in enumerate(encode_batches(batch)):
+                copy = Copy(origin, source.offset, piece)
                 sent.append(
                     await autopilot.app.producer.send(
                         signals_topic,
@@ -155,10 +170,32 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                         value,
                         partition=owner,
                         timestamp=None,
-                        headers=[(REROUTED_FROM_HEADER, origin)],
+                        headers=[
+                            (REROUTED_FROM_HEADER, copy.header()),
+                            (REROUTED_PIECE_HEADER, str(piece).encode()),
+                        ],
                     )
                 )
         return sent
+
+    def read_before(message: Any, partition: int) -> bool:
+        """Whether the stored state already holds this record (read again after a crash or a
+        rebalance); else it is noted as read, to be stored with the states it is folded into."""
+        mark = states.get_value(partition, mark_key(partition), initial_mark)
+        if already_read(mark, message.topic, message.offset):
+            return True
+        note_read(mark, message.topic, message.offset)
+        copy = None
+        if message.topic == signals_topic and message.headers:
+            headers = dict(message.headers)
+            copy = copy_of(headers.get(REROUTED_FROM_HEADER), headers.get(REROUTED_PIECE_HEADER))
+        if copy is not None:
+            if already_folded(mark, copy):
+                states.put(partition, mark_key(partition), mark)
+                return True
+            note_folded(mark, copy)
+        states.put(partition, mark_key(partition), mark)
+        return False
 
     async def emit(decisions: list[Decision]) -> list[Any]:
         sent = []
@@ -221,7 +258,9 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
                 source = SourcePosition(message.topic, partition, message.offset)
                 began = generation.get(partition, 0)
                 pending = held.setdefault(partition, _Held())
-                if message.topic == control_topic:
+                if read_before(message, partition):
+                    pass  # acked with the others at the next flush
+                elif message.topic == control_topic:
                     raw = message.value or b""
                     pending.sent.extend(await apply_switch(raw, source, message.key))
                 else:

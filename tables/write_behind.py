@@ -17,6 +17,8 @@ from tables.windows import WorkspaceState, initialize, upcast
 
 # Keys of shard-wide values (never a workspace id, which starts with a letter or digit).
 SHARD_KEY_PREFIX = "~"
+# Keys of the shards' read marks (tables/read_marks.py): written last at each flush.
+READ_MARK_PREFIX = f"{SHARD_KEY_PREFIX}read."
 
 
 class WriteBehindStates:
@@ -75,12 +77,13 @@ class WriteBehindStates:
         """Write the partition's changed states (one write each); returns how many."""
         dirty = self._dirty.pop(partition, set())
         states = self._states.get(partition, {})
-        # Shard-wide values first. A crash can cut a flush short, and writes to a changelog
-        # partition land in order: a stored workspace state then implies the shard values
-        # stored with it. (The reverse is harmless: the platform cap's slots are kept by
-        # decision id, so a workspace decided again keeps its slot.) The other way round, a
-        # workspace could be stored with decisions whose cap slots were lost.
-        for key in sorted(dirty, key=lambda key: not key.startswith(SHARD_KEY_PREFIX)):
+        # Shard-wide values first, then workspaces, then the read mark. A crash can cut a
+        # flush short, and writes to a changelog partition land in order: a stored workspace
+        # state then implies the shard values stored with it (the reverse is harmless: the
+        # platform cap's slots are kept by decision id, so a workspace decided again keeps its
+        # slot), and a stored read mark implies the stored states hold what it says was read
+        # (the reverse only counts a record read again as a duplicate; nothing is lost).
+        for key in sorted(dirty, key=_flush_order):
             self._table[key] = orjson.dumps(states[key])
         if len(states) > self._max_cached:
             # Everything is clean right after a flush, so dropping the cache loses nothing.
@@ -91,3 +94,9 @@ class WriteBehindStates:
         """Drop a partition's cache (it moved to another worker); unflushed work is redone there."""
         self._states.pop(partition, None)
         self._dirty.pop(partition, None)
+
+
+def _flush_order(key: str) -> int:
+    if key.startswith(READ_MARK_PREFIX):
+        return 2
+    return 0 if key.startswith(SHARD_KEY_PREFIX) else 1

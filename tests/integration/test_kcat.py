@@ -21,9 +21,10 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.settings import Settings
-from projections.ledger_reader import read_ledger
+from projections.ledger_reader import read_ledger, read_records_to_end
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
 from topics.ledger import LedgerKind
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 EPOCH0 = int(T0.timestamp())
 REROUTED_FROM = "autopilot.rerouted-from"
+REROUTED_PIECE = "autopilot.rerouted-piece"
 INVALID_REASON = "invalid: attributes.pending: Input should be a valid integer"
 
 
@@ -297,13 +299,21 @@ async def test_kcat_default_partitioner_gives_exact_workspace_views(
         assert owns == (workspace == healthy), (workspace, record.partition)
 
     # ... and the misplaced workspaces' valid signals (the duplicate too, before de-duplication)
-    # were re-routed to their owner, each naming the kcat record it came from
+    # were re-routed to their owner, each naming the kcat record it came from (once, or more
+    # if a rebalance came before the worker had stored what it read: then as the same record)
     by_position = {(r.partition, r.offset): r for r in from_kcat}
+    copies: dict[tuple[bytes, bytes], bytes] = {}
     rerouted: dict[str, list[str]] = {}
     for record in records:
-        origin = dict(record.headers).get(REROUTED_FROM)
+        headers = dict(record.headers)
+        origin = headers.get(REROUTED_FROM)
         if origin is None:
             continue
+        piece = (origin, headers[REROUTED_PIECE])
+        if piece in copies:
+            assert record.value == copies[piece], origin
+            continue
+        copies[piece] = record.value
         topic, partition, offset = origin.decode().rsplit("/", 2)
         assert topic == signals_topic
         source = by_position[int(partition), int(offset)]
@@ -355,3 +365,91 @@ async def test_kcat_default_partitioner_gives_exact_workspace_views(
         assert status == 200, (workspace, body)
         assert outcome(body) == script.expected, (workspace, worker.log_tail())
     assert worker.alive, worker.log_tail()
+
+
+async def rewind_group(bootstrap: str, group: str, topic: str, partitions: int) -> None:
+    """Commit offset 0 on every partition of the topic for the (stopped, empty) group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def wait_until_consumed(bootstrap: str, group: str, topic: str, partitions: int) -> None:
+    """Until the group has committed every partition of the topic up to its end, twice in a row
+    (what it re-routes while catching up moves the end on)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    caught_up = 0
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while caught_up < 2:
+                await asyncio.sleep(0.5)
+                ends = await consumer.end_offsets(tps)
+                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+                done = all(committed[tp].offset == ends[tp] for tp in tps)
+                caught_up = caught_up + 1 if done else 0
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def test_records_read_again_after_their_state_was_stored_are_not_folded_twice(
+    kcat: str, settings: Settings, start_worker: StartWorker
+) -> None:
+    bootstrap = settings.kafka_bootstrap_servers
+    assert bootstrap
+    partitions = settings.partitions
+    signals_topic = settings.topic("signals")
+    healthy, misplaced = pick_workspaces(partitions, 3)
+    plan = scripts(healthy, *misplaced)
+
+    # Given a worker that has folded kcat's records, its own and misplaced ones, and stopped
+    worker = start_worker()
+    await wait_until_answers(worker, WAIT_SECONDS)
+    lines = [
+        s["workspace_id"].encode() + b"\t" + orjson.dumps(s)
+        for script in plan.values()
+        for s in script.signals
+    ] + [misplaced[0].encode() + b"\t" + orjson.dumps(plan[misplaced[0]].signals[1])]
+    await kcat_produce(kcat, bootstrap, signals_topic, lines)
+    for workspace, script in plan.items():
+        await wait_for_workspace(worker, workspace, reached(script.expected), WAIT_SECONDS)
+    await wait_until_consumed(bootstrap, settings.app_id, signals_topic, partitions)
+    before = {workspace: (await get_workspace(worker, workspace))[1] for workspace in plan}
+    records_before = await read_all(bootstrap, signals_topic, partitions)
+    ledger_before = await read_records_to_end(
+        bootstrap, settings.topic("ledger"), timeout=WAIT_SECONDS
+    )
+    assert worker.stop() == 0, worker.log_tail()
+
+    # When the group's offsets go back to 0 (as after a crash or a rebalance before Faust
+    # committed) and a worker starts on the same state
+    await rewind_group(bootstrap, settings.app_id, signals_topic, partitions)
+    again = start_worker()
+    await wait_until_answers(again, WAIT_SECONDS)
+    await wait_until_consumed(bootstrap, settings.app_id, signals_topic, partitions)
+
+    # Then every view is exactly as before: nothing counted again, not even as a duplicate
+    for workspace in plan:
+        status, body = await get_workspace(again, workspace)
+        assert status == 200, (workspace, body)
+        assert outcome(body) == outcome(before[workspace]), (workspace, again.log_tail())
+        assert outcome(body) == plan[workspace].expected
+    # ... and nothing was re-routed again or written to the ledger again
+    records_after = await read_all(bootstrap, signals_topic, partitions)
+    assert len(records_after) == len(records_before)
+    ledger_after = await read_records_to_end(
+        bootstrap, settings.topic("ledger"), timeout=WAIT_SECONDS
+    )
+    assert ledger_after == ledger_before
+    assert again.alive, again.log_tail()

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 
 from tables import windows
+from tables.read_marks import initial_mark, mark_key
 from tables.windows import SourcePosition, WindowConfig
 from tables.write_behind import WriteBehindStates
 from topics.signals import signal_from
@@ -125,3 +126,22 @@ def test_a_flush_writes_the_shard_values_before_any_workspace() -> None:
 
     assert table.writes[0] == "~quota.0"
     assert sorted(table.writes[1:]) == workspaces
+
+
+def test_a_flush_writes_the_read_mark_after_every_workspace() -> None:
+    """Given workspaces changed around a shard's read mark and its quota, when flushed, then the
+    read mark is written last: a flush cut short stores states without the mark (a record read
+    again counts as a duplicate), never the mark without the states (a record would be lost)."""
+    table = RecordingTable()
+    states = WriteBehindStates(table, max_cached=1_000)
+    mark = states.get_value(0, mark_key(0), initial_mark)
+    states.put(0, mark_key(0), mark)
+    states.put(0, "ws-a", folded_state())
+    states.put(0, "~quota.0", {"counts": {}})
+    states.put(0, "ws-b", folded_state())
+
+    assert states.flush(0) == 4
+
+    assert table.writes[0] == "~quota.0"
+    assert sorted(table.writes[1:3]) == ["ws-a", "ws-b"]
+    assert table.writes[3] == "~read.0"
