@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from agents.ledger_chain import LedgerChain
+from app.log_extras import show_extras
 from app.settings import Settings
 from topics import catalog
 from topics.commands import Priority
@@ -27,8 +28,9 @@ class QuietWorker(faust.Worker):
     """
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        """Configure the root logger without the spinner handler."""
+        """Configure the root logger without the spinner handler, showing `extra` fields."""
         self.spinner = None
+        show_extras(logger)
 
 
 @dataclass(frozen=True)
