@@ -8,7 +8,8 @@ folded until their states are flushed, so committed offsets never run ahead of s
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,12 +22,32 @@ SHARD_KEY_PREFIX = "~"
 READ_MARK_PREFIX = f"{SHARD_KEY_PREFIX}read."
 
 
+# Writes a key like the table does, and returns what resolves once its changelog record is
+# on the broker (the aggregate makes it from Faust's send_changelog).
+WriteLast = Callable[[str, bytes], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """How many values a flush wrote, and what resolves once they are all on the broker (None
+    without a `write_last`, or when nothing was written)."""
+
+    count: int
+    stored: Awaitable[Any] | None
+
+
 class WriteBehindStates:
     """States per partition: read through from the table, written back on flush."""
 
-    def __init__(self, table: MutableMapping[str, bytes], max_cached: int) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[str, bytes],
+        max_cached: int,
+        write_last: WriteLast | None = None,
+    ) -> None:
         self._table = table
         self._max_cached = max_cached
+        self._write_last = write_last
         self._states: dict[int, dict[str, WorkspaceState]] = {}
         self._dirty: dict[int, set[str]] = {}
 
@@ -73,8 +94,14 @@ class WriteBehindStates:
         """How many workspaces of the partition wait to be written."""
         return len(self._dirty.get(partition, ()))
 
-    def flush(self, partition: int) -> int:
-        """Write the partition's changed states (one write each); returns how many."""
+    def flush(self, partition: int) -> Flushed:
+        """Write the partition's changed states (one write each).
+
+        The last write goes through `write_last`, when given: writes to a changelog partition
+        land in order, so once it is on the broker, so is every write before it. (Faust's own
+        producer flush returns when its buffer stays busy for 0.1 s, before all of it was sent:
+        records acked after it could be committed ahead of their states.)
+        """
         dirty = self._dirty.pop(partition, set())
         states = self._states.get(partition, {})
         # Shard-wide values first, then workspaces, then the read mark. A crash can cut a
@@ -83,12 +110,18 @@ class WriteBehindStates:
         # platform cap's slots are kept by decision id, so a workspace decided again keeps its
         # slot), and a stored read mark implies the stored states hold what it says was read
         # (the reverse only counts a record read again as a duplicate; nothing is lost).
-        for key in sorted(dirty, key=_flush_order):
+        keys = sorted(dirty, key=_flush_order)
+        write_last = self._write_last
+        last = keys.pop() if keys and write_last is not None else None
+        for key in keys:
             self._table[key] = orjson.dumps(states[key])
+        stored = None
+        if write_last is not None and last is not None:
+            stored = write_last(last, orjson.dumps(states[last]))
         if len(states) > self._max_cached:
             # Everything is clean right after a flush, so dropping the cache loses nothing.
             states.clear()
-        return len(dirty)
+        return Flushed(len(dirty), stored)
 
     def forget(self, partition: int) -> None:
         """Drop a partition's cache (it moved to another worker); unflushed work is redone there."""

@@ -3,6 +3,7 @@ version are read in the current shape, and the HTTP view's reads never change th
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def test_peek_reads_a_stored_state_upcast_without_caching_it() -> None:
 
     assert seen == windows.upcast(orjson.loads(V1_STATE))
     assert states.dirty_count(0) == 0
-    assert states.flush(0) == 0
+    assert states.flush(0).count == 0
     assert table == {"ws-1": V1_STATE}
 
 
@@ -77,7 +78,7 @@ def test_peek_sees_the_cached_state_before_it_is_flushed() -> None:
 
     assert states.peek(0, "ws-1") is state
     assert table["ws-1"] == V1_STATE
-    assert states.flush(0) == 1
+    assert states.flush(0).count == 1
     assert orjson.loads(table["ws-1"]) == state
 
 
@@ -122,7 +123,7 @@ def test_a_flush_writes_the_shard_values_before_any_workspace() -> None:
     for workspace_id in workspaces[50:]:
         states.put(0, workspace_id, folded_state())
 
-    assert states.flush(0) == 101
+    assert states.flush(0).count == 101
 
     assert table.writes[0] == "~quota.0"
     assert sorted(table.writes[1:]) == workspaces
@@ -140,8 +141,45 @@ def test_a_flush_writes_the_read_mark_after_every_workspace() -> None:
     states.put(0, "~quota.0", {"counts": {}})
     states.put(0, "ws-b", folded_state())
 
-    assert states.flush(0) == 4
+    assert states.flush(0).count == 4
 
     assert table.writes[0] == "~quota.0"
     assert sorted(table.writes[1:3]) == ["ws-a", "ws-b"]
     assert table.writes[3] == "~read.0"
+
+
+async def test_the_last_write_of_a_flush_goes_through_write_last_and_is_awaited() -> None:
+    """Given a write_last that stores like the table and hands back a receipt, when a flush
+    writes two workspaces and the read mark, then the mark (last) went through write_last and
+    the flush's `stored` is its receipt; the workspaces went to the table before it."""
+    table = RecordingTable()
+    receipts: list[str] = []
+
+    async def receipt(key: str) -> str:
+        receipts.append(key)
+        return key
+
+    def write_last(key: str, value: bytes) -> Awaitable[str]:
+        table[key] = value
+        return receipt(key)
+
+    states = WriteBehindStates(table, max_cached=1_000, write_last=write_last)
+    states.put(0, mark_key(0), states.get_value(0, mark_key(0), initial_mark))
+    states.put(0, "ws-a", folded_state())
+    states.put(0, "ws-b", folded_state())
+
+    flushed = states.flush(0)
+
+    assert flushed.count == 3
+    assert flushed.stored is not None
+    assert await flushed.stored == "~read.0"
+    assert sorted(table.writes[:2]) == ["ws-a", "ws-b"] and table.writes[2] == "~read.0"
+    assert states.flush(0).stored is None  # nothing left to write
+
+
+def test_without_write_last_a_flush_has_nothing_to_await() -> None:
+    """A plain mapping is written directly: nothing to await."""
+    states = WriteBehindStates({}, max_cached=10)
+    states.put(0, "ws-a", folded_state())
+
+    assert states.flush(0).stored is None
