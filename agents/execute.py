@@ -20,13 +20,13 @@ from typing import Any, cast
 import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faust.types import TP
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
 from agents.executor import Executor
 from agents.lanes import LaneGate
 from agents.offset_guard import OffsetGuard
+from agents.refetch import fetch_again
 from app.faust_app import Autopilot
 from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
@@ -81,24 +81,26 @@ def attach(
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     gate = LaneGate(topics, highwater, committed, latest, autopilot.settings.lane_max_wait_seconds)
-    guard = OffsetGuard(committed)
+    guard = OffsetGuard(committed, retry_seconds=STALL_SECONDS)
 
     async def skipped_before(event: Any) -> bool:
-        """Whether the consumer skipped records before this one; if so they are fetched again."""
+        """Whether the consumer skipped records before this one; if so they are fetched again,
+        and this one is passed over unacked (it comes again with them)."""
         message = event.message
-        seek_to = await guard.gap_before(message.topic, message.partition, message.offset)
-        if seek_to is None:
+        gap = await guard.gap_before(message.topic, message.partition, message.offset)
+        if gap is None:
             return False
-        logger.warning(
-            "records skipped by the consumer, fetching them again",
-            extra={
-                "topic": message.topic,
-                "partition": message.partition,
-                "from": seek_to,
-                "to": message.offset,
-            },
-        )
-        await app.consumer.seek(TP(message.topic, message.partition), seek_to)
+        if gap.seek_to is not None:
+            logger.warning(
+                "records skipped by the consumer, fetching them again",
+                extra={
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "from": gap.seek_to,
+                    "to": message.offset,
+                },
+            )
+            await fetch_again(app, message.topic, message.partition, gap.seek_to)
         return True
 
     @app.timer(STALL_SECONDS)  # type: ignore[untyped-decorator]  # Faust is untyped
@@ -116,7 +118,7 @@ def attach(
                     "records skipped by the consumer, fetching them again",
                     extra={"topic": tp.topic, "partition": tp.partition, "from": seek_to},
                 )
-                await app.consumer.seek(TP(tp.topic, tp.partition), seek_to)
+                await fetch_again(app, tp.topic, tp.partition, seek_to)
 
     in_hand = asyncio.Semaphore(MAX_IN_HAND)
     waiting: dict[int, set[asyncio.Task[None]]] = {}

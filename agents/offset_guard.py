@@ -12,29 +12,46 @@ consecutive: a record past the next expected offset means records were skipped. 
 where to seek back to; records below the expected offset (copies after a seek) pass. When every
 record after the gap was skipped too, no later record shows it: so a partition that delivered
 nothing for a while although its highwater is past the expected offset is also a gap.
+
+One seek per gap: the records already fetched past it (Faust buffers thousands) are passed over,
+unacked, until the awaited record comes back, or for `retry_seconds` if it does not. Seeking
+again for each of them made seek storms of hundreds a second, and every seek raced the consumer
+thread (see agents/execute.py, where the seek runs in that thread).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 # (topic, partition) -> the group's committed offset (the next to consume), None if none.
 CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int | None]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Records before this one were skipped: seek back to `seek_to`, or, when it is None (that
+    seek is under way), pass this record over unacked: it comes again after the gap."""
+
+    seek_to: int | None
+
+
 class OffsetGuard:
     """The next offset each partition's stream should deliver, per assignment."""
 
-    def __init__(self, committed: CommittedLookup) -> None:
+    def __init__(self, committed: CommittedLookup, retry_seconds: float) -> None:
         self._committed = committed
+        self._retry_seconds = retry_seconds
         self._next: dict[tuple[str, int], int] = {}
         self._seen: dict[tuple[str, int], float] = {}
+        # Partitions sought back, and when: their records past the gap are passed over.
+        self._seeking: dict[tuple[str, int], float] = {}
 
-    async def gap_before(self, topic: str, partition: int, offset: int) -> int | None:
-        """The offset to seek back to if records before this one were skipped; else None."""
+    async def gap_before(self, topic: str, partition: int, offset: int) -> Gap | None:
+        """The gap before this record, if records before it were skipped; else None."""
         key = (topic, partition)
-        self._seen[key] = time.monotonic()
+        now = self._seen[key] = time.monotonic()
         expected = self._next.get(key)
         if expected is None:
             # First record since the assignment: it should be the committed offset.
@@ -44,7 +61,13 @@ class OffsetGuard:
                 return None
         if offset > expected:
             self._next[key] = expected
-            return expected
+            sought = self._seeking.get(key)
+            if sought is not None and now - sought < self._retry_seconds:
+                return Gap(None)
+            self._seeking[key] = now
+            return Gap(expected)
+        if offset == expected:
+            self._seeking.pop(key, None)
         self._next[key] = max(expected, offset + 1)
         return None
 
@@ -61,11 +84,11 @@ class OffsetGuard:
             expected = (await self._committed([key])).get(key)
         if expected is None or highwater <= expected:
             return None
-        self._seen[key] = time.monotonic()
+        self._seen[key] = self._seeking[key] = time.monotonic()
         return expected
 
     def forget(self, partition: int) -> None:
         """The partition was revoked: its next assignment starts from its committed offset."""
-        for known in (self._next, self._seen):
+        for known in (self._next, self._seen, self._seeking):
             for key in [key for key in known if key[1] == partition]:
                 del known[key]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.offset_guard import OffsetGuard
+from agents.offset_guard import Gap, OffsetGuard
 
 T = "commands.medium"
 
 
-def guard_with(committed: dict[tuple[str, int], int | None]) -> OffsetGuard:
+def guard_with(
+    committed: dict[tuple[str, int], int | None], retry_seconds: float = 60.0
+) -> OffsetGuard:
     async def lookup(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
         return {key: committed.get(key) for key in keys}
 
-    return OffsetGuard(lookup)
+    return OffsetGuard(lookup, retry_seconds)
 
 
 async def test_consecutive_records_and_copies_pass() -> None:
@@ -25,15 +27,34 @@ async def test_consecutive_records_and_copies_pass() -> None:
 
 
 async def test_a_record_past_the_expected_offset_is_a_gap_until_the_missing_ones_come() -> None:
-    """Given offsets 2 and 3 delivered, when 13 arrives, then seek back to 4; and when 4..13
-    are fetched again they pass."""
+    """Given offsets 2 and 3 delivered, when 13 arrives, then seek back to 4, once: the records
+    already fetched past the gap are passed over; and when 4..14 come again they pass."""
     guard = guard_with({(T, 0): 2})
     await guard.gap_before(T, 0, 2)
     await guard.gap_before(T, 0, 3)
 
-    assert await guard.gap_before(T, 0, 13) == 4
-    assert await guard.gap_before(T, 0, 14) == 4
-    assert [await guard.gap_before(T, 0, offset) for offset in range(4, 15)] == [None] * 11
+    assert await guard.gap_before(T, 0, 13) == Gap(4)
+    assert [await guard.gap_before(T, 0, offset) for offset in (14, 15, 16)] == [Gap(None)] * 3
+    assert [await guard.gap_before(T, 0, offset) for offset in range(4, 17)] == [None] * 13
+
+
+async def test_a_gap_that_stays_after_its_seek_is_sought_again_after_the_retry_time() -> None:
+    """Given a seek back to 4 whose records never came (Faust dropped them again), when a record
+    past the gap arrives after the retry time, then it seeks back to 4 again."""
+    guard = guard_with({(T, 0): 4}, retry_seconds=0.0)
+
+    assert await guard.gap_before(T, 0, 9) == Gap(4)
+    assert await guard.gap_before(T, 0, 10) == Gap(4)
+
+
+async def test_a_new_gap_after_a_closed_one_is_sought_at_once() -> None:
+    """Given a gap before 4 closed by 4 arriving, when a later record skips again, then it is
+    a new gap, sought at once (not passed over as the old one's)."""
+    guard = guard_with({(T, 0): 2})
+    assert await guard.gap_before(T, 0, 9) == Gap(2)
+    assert [await guard.gap_before(T, 0, offset) for offset in range(2, 6)] == [None] * 4
+
+    assert await guard.gap_before(T, 0, 20) == Gap(6)
 
 
 async def test_the_first_record_after_an_assignment_is_checked_against_the_commit() -> None:
@@ -41,7 +62,7 @@ async def test_the_first_record_after_an_assignment_is_checked_against_the_commi
     is a gap back to 2."""
     guard = guard_with({(T, 1): 2})
 
-    assert await guard.gap_before(T, 1, 9) == 2
+    assert await guard.gap_before(T, 1, 9) == Gap(2)
 
 
 async def test_a_silent_partition_behind_its_highwater_is_stalled() -> None:
@@ -53,6 +74,8 @@ async def test_a_silent_partition_behind_its_highwater_is_stalled() -> None:
     assert await guard.stalled(T, 0, 14, idle_seconds=0.0) == 2
     # Not again at once: the seek gets its time.
     assert await guard.stalled(T, 0, 14, idle_seconds=60.0) is None
+    # And the records fetched before that seek are passed over, not sought again.
+    assert await guard.gap_before(T, 0, 9) == Gap(None)
 
 
 async def test_a_revoked_partition_is_forgotten() -> None:
