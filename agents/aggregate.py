@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
@@ -42,8 +43,11 @@ from agents.decide import (
     initial_quota,
 )
 from agents.emit import send_command, send_entry
+from agents.gap_reader import GapReader
 from agents.policy import Decision, Mode, shard_share
+from agents.refetch import current, fetch_again
 from agents.rules import Policy
+from agents.stream_gaps import StreamGaps
 from app.faust_app import Autopilot
 from tables.read_marks import (
     Copy,
@@ -52,6 +56,7 @@ from tables.read_marks import (
     copy_of,
     initial_mark,
     mark_key,
+    next_offset,
     note_folded,
     note_read,
 )
@@ -65,6 +70,8 @@ from topics.shards import Shards
 from topics.signals import Signal
 
 REROUTED_FROM_HEADER = "autopilot.rerouted-from"
+# A partition behind its highwater that delivered nothing for this long had records skipped.
+STALL_SECONDS = 5.0
 # Which piece of its origin a re-routed record is, when one record's signals needed several.
 REROUTED_PIECE_HEADER = "autopilot.rerouted-piece"
 
@@ -95,12 +102,21 @@ class _Held:
     since: float = field(default_factory=time.monotonic)
 
 
-def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
+def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindStates:
     """Register the aggregate agent on the app; returns the states it keeps, for the read view."""
     settings = autopilot.settings
     config = settings.window_config()
     limits = policy.limits
-    states = WriteBehindStates(autopilot.states, settings.state_cache_max_workspaces)
+    table = autopilot.states
+
+    def write_last(key: str, value: bytes) -> Awaitable[Any]:
+        # What the table's __setitem__ does (mode's ManagedUserDict: on_key_set sends the
+        # changelog record, then the local store is written), keeping the send's future.
+        stored = table.send_changelog(table.partition_for_key(key), key, value)
+        cast(Any, table).data[key] = value
+        return stored
+
+    states = WriteBehindStates(table, settings.state_cache_max_workspaces, write_last)
     shards = Shards(settings.partitions)
     signals_topic = autopilot.signals.get_topic_name()
     control_topic = autopilot.control.get_topic_name()
@@ -111,8 +127,17 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
     # would commit past a state that was never stored. Its next owner decides it again.
     generation: dict[int, int] = {}
 
+    # The last event delivered per partition: a stalled tail's states are written as of it.
+    last_event: dict[int, Any] = {}
+    # Held while the agent takes a record: a partition is not stalled while the agent is busy.
+    taking = asyncio.Lock()
+    # Reads the records Faust's stream skipped (agents/gap_reader.py).
+    reader = GapReader(bootstrap)
+
     def _start_over(tps: set[Any]) -> None:
         for tp in tps:
+            gaps.forget(tp.topic, tp.partition)
+            last_event.pop(tp.partition, None)
             if tp.topic == signals_topic:
                 states.forget(tp.partition)
                 held.pop(tp.partition, None)
@@ -248,68 +273,152 @@ def attach(autopilot: Autopilot, policy: Policy) -> WriteBehindStates:
         states.put(partition, quota_key(partition), quota)
         return decided.decisions
 
+    async def fold(record: Any, pending: _Held, began: int) -> None:
+        """Fold one record (a Faust message, or a record read again after a gap)."""
+        partition = record.partition
+        source = SourcePosition(record.topic, partition, record.offset)
+        if read_before(record, partition):
+            return  # acked with the others at the next flush
+        if record.topic == control_topic:
+            pending.sent.extend(await apply_switch(record.value or b"", source, record.key))
+            return
+        written_at = _seconds(record)
+        decoded = decode_signals(record.value, written_at, settings.signal_max_future_seconds)
+        if decoded.rejections:
+            pending.sent.extend(await reject(decoded.rejections, source, record.key))
+        own, foreign = _by_owner(decoded.signals, partition, shards)
+        if foreign:
+            pending.sent.extend(await reroute(foreign, source))
+        if own and generation.get(partition, 0) == began:
+            pending.sent.extend(await emit(decide(partition, own, source)))
+            folded = folded_entry(len(own), source, datetime.now(UTC))
+            pending.sent.append(await send_entry(autopilot, folded, partition))
+
+    async def start_of(topic: str, partition: int) -> int:
+        """Where a partition's stream should start after an assignment: past what the stored
+        state holds, else at the group's commit, else at 0 (nothing read, nothing committed)."""
+        mark = states.get_value(partition, mark_key(partition), initial_mark)
+        stored = next_offset(mark, topic)
+        if stored is not None:
+            return stored
+        committed = await reader.committed(autopilot.app.conf.id, topic, partition)
+        return 0 if committed is None else committed
+
+    gaps = StreamGaps(reader.read, start_of)
+
+    async def take(event: Any) -> None:
+        """Fold one delivered record, and any skipped before it; flush when it is time."""
+        message = event.message
+        partition = message.partition
+        last_event[partition] = event
+        began = generation.get(partition, 0)
+        pending = held.setdefault(partition, _Held())
+        expected, skipped = await gaps.skipped_before(message.topic, partition, message.offset)
+        if message.offset > expected:
+            logger.warning(
+                "records skipped by the consumer, read again",
+                extra={
+                    "topic": message.topic,
+                    "partition": partition,
+                    "from": expected,
+                    "to": message.offset,
+                    "records": len(skipped),
+                },
+            )
+        for record in [*skipped, message]:
+            if generation.get(partition, 0) == began:
+                await fold(record, pending, began)
+        if generation.get(partition, 0) != began:
+            return  # rebalanced meanwhile: left unacked, decided again by its owner
+        pending.events.append(event)
+        caught_up = message.offset + 1 >= autopilot.app.consumer.highwater(message.tp)
+        if (
+            caught_up
+            or states.dirty_count(partition) >= settings.state_flush_max_dirty
+            or time.monotonic() - pending.since >= settings.state_flush_interval_seconds
+        ):
+            await flush(partition, pending, began)
+
+    async def flush(partition: int, pending: _Held, began: int) -> None:
+        """Store the partition's states, then ack its held records (a current event of the
+        partition is needed: table writes go to its store and changelog partition)."""
+        # What was sent for these records is on the broker before the states that include
+        # them are stored (see the module docstring).
+        for sent in pending.sent:
+            await sent
+        if generation.get(partition, 0) != began:
+            return  # see above: nothing of the old generation is stored or acked
+        flushed = states.flush(partition)
+        # Faust buffers changelog writes and commits offsets without waiting for them: a
+        # worker killed in between leaves offsets committed past a state its successor never
+        # restores. So the flush's last changelog write, and with it every one before it, is
+        # on the broker before the records are acked (found by the rebalance kill test).
+        try:
+            if flushed.stored is not None:
+                await flushed.stored
+        except asyncio.CancelledError:
+            # The worker is stopping: Faust flushes its producer as it stops, so these records
+            # count as done (not redelivered to the next owner).
+            for held_event in pending.events:
+                held_event.ack()
+            raise
+        for held_event in pending.events:
+            held_event.ack()
+        held[partition] = _Held()
+
+    async def fold_tail(event: Any, topic: str, partition: int, start: int, end: int) -> None:
+        """Read a stalled partition's records from `start` to `end` and fold them, as of the
+        partition's last delivered event."""
+        records = await reader.read(topic, partition, start, end)
+        began = generation.get(partition, 0)
+        pending = held.setdefault(partition, _Held())
+        with current(event):
+            for record in records:
+                if generation.get(partition, 0) == began:
+                    await fold(record, pending, began)
+            gaps.delivered(topic, partition, end)
+            await flush(partition, pending, began)
+
+    @autopilot.app.timer(STALL_SECONDS)  # type: ignore[untyped-decorator]  # Faust is untyped
+    async def _stalled() -> None:
+        # Skipped records at a partition's end show in no later record: a partition whose
+        # highwater is past what its stream delivered, and that delivered nothing for a while
+        # (the agent not busy), has them read here, and is fetched again.
+        if taking.locked():
+            return
+        for tp in autopilot.app.consumer.assignment():
+            if tp.topic not in (signals_topic, control_topic):
+                continue
+            highwater = autopilot.app.consumer.highwater(tp)
+            start = gaps.stalled(tp.topic, tp.partition, highwater, STALL_SECONDS)
+            if start is None:
+                continue
+            logger.warning(
+                "records skipped by the consumer at a partition's end, read again",
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "from": start,
+                    "to": highwater,
+                },
+            )
+            await fetch_again(autopilot.app, tp.topic, tp.partition, start)
+            event = last_event.get(tp.partition)
+            if event is not None:
+                async with taking:
+                    await fold_tail(event, tp.topic, tp.partition, start, highwater)
+
+    @autopilot.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _close(app: faust.App, **_: Any) -> None:
+        await reader.stop()
+
     @autopilot.app.agent(autopilot.decide_input, name="aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("aggregate"):
             # noack lives on Stream, not on the StreamT interface Faust types agents with.
             async for event in cast(faust.Stream[bytes], stream).noack().events():
-                message = event.message
-                partition = message.partition
-                source = SourcePosition(message.topic, partition, message.offset)
-                began = generation.get(partition, 0)
-                pending = held.setdefault(partition, _Held())
-                if read_before(message, partition):
-                    pass  # acked with the others at the next flush
-                elif message.topic == control_topic:
-                    raw = message.value or b""
-                    pending.sent.extend(await apply_switch(raw, source, message.key))
-                else:
-                    written_at = message.timestamp if message.timestamp else None
-                    decoded = decode_signals(
-                        message.value, written_at, settings.signal_max_future_seconds
-                    )
-                    if decoded.rejections:
-                        pending.sent.extend(await reject(decoded.rejections, source, message.key))
-                    own, foreign = _by_owner(decoded.signals, partition, shards)
-                    if foreign:
-                        pending.sent.extend(await reroute(foreign, source))
-                    if own and generation.get(partition, 0) == began:
-                        pending.sent.extend(await emit(decide(partition, own, source)))
-                        folded = folded_entry(len(own), source, datetime.now(UTC))
-                        pending.sent.append(await send_entry(autopilot, folded, partition))
-                if generation.get(partition, 0) != began:
-                    continue  # rebalanced meanwhile: left unacked, decided again by its owner
-                pending.events.append(event)
-
-                caught_up = message.offset + 1 >= autopilot.app.consumer.highwater(message.tp)
-                if (
-                    caught_up
-                    or states.dirty_count(partition) >= settings.state_flush_max_dirty
-                    or time.monotonic() - pending.since >= settings.state_flush_interval_seconds
-                ):
-                    # What was sent for these records is on the broker before the states that
-                    # include them are stored (see the module docstring).
-                    for sent in pending.sent:
-                        await sent
-                    if generation.get(partition, 0) != began:
-                        continue  # see above: nothing of the old generation is stored or acked
-                    # Table writes need a current event of this partition: this one is.
-                    states.flush(partition)
-                    # Faust buffers changelog writes and commits offsets without waiting for
-                    # them: a worker killed in between leaves offsets committed past a state
-                    # its successor never restores. So the changelog is on the broker before
-                    # the records are acked (found by the rebalance kill test).
-                    try:
-                        await autopilot.app.producer.flush()
-                    except asyncio.CancelledError:
-                        # The worker is stopping: Faust flushes its producer as it stops, so
-                        # these records count as done (not redelivered to the next owner).
-                        for held_event in pending.events:
-                            held_event.ack()
-                        raise
-                    for held_event in pending.events:
-                        held_event.ack()
-                    held[partition] = _Held()
+                async with taking:
+                    await take(event)
 
     return states
 
@@ -327,3 +436,12 @@ def _by_owner(
         else:
             foreign.setdefault(owner, []).append(signal)
     return own, foreign
+
+
+def _seconds(record: Any) -> float | None:
+    """When the record was written, in seconds: Faust's messages say so in seconds, the
+    records read again (aiokafka's) in milliseconds."""
+    timestamp = record.timestamp
+    if not timestamp:
+        return None
+    return timestamp / 1000.0 if isinstance(record, ConsumerRecord) else float(timestamp)

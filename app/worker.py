@@ -20,7 +20,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
         extra={"policy_version": policy.version, "rules": len(policy.spec.rules)},
     )
     autopilot = create_app(settings, bootstrap)
-    states = aggregate.attach(autopilot, policy)
+    states = aggregate.attach(autopilot, policy, bootstrap)
     limits = policy.limits
     _, executor = execute.attach(
         autopilot, states, bootstrap, limits.interval_seconds * (limits.defer_max_intervals + 1)

@@ -54,6 +54,12 @@ def already_read(mark: dict[str, Any], topic: str, offset: int) -> bool:
     return bool(offset < mark["next"].get(topic, 0))
 
 
+def next_offset(mark: dict[str, Any], topic: str) -> int | None:
+    """The next offset of the topic past what the stored state holds; None if none was read."""
+    offset = mark["next"].get(topic)
+    return None if offset is None else int(offset)
+
+
 def note_read(mark: dict[str, Any], topic: str, offset: int) -> None:
     """The record at this offset is folded (stored at the next flush)."""
     mark["next"][topic] = offset + 1

@@ -11,6 +11,7 @@ from tables.read_marks import (
     already_read,
     copy_of,
     initial_mark,
+    next_offset,
     note_folded,
     note_read,
 )
@@ -27,6 +28,7 @@ def test_a_record_below_the_next_offset_of_its_topic_was_read() -> None:
     assert [already_read(mark, "signals", n) for n in (0, 6, 7, 8)] == [True, True, False, False]
     assert [already_read(mark, "control", n) for n in (0, 1, 2)] == [True, True, False]
     assert not already_read(mark, "other", 0)
+    assert (next_offset(mark, "signals"), next_offset(mark, "other")) == (7, None)
 
 
 def test_a_copy_at_or_below_its_sources_last_folded_piece_was_folded() -> None:
