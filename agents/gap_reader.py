@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+from agents.own_consumer import OwnConsumer
 
 READ_TIMEOUT_SECONDS = 30.0
 
@@ -30,7 +32,8 @@ class GapReader:
 
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
-        self._consumer: AIOKafkaConsumer | None = None
+        # Earliest: a range that begins before the log does (retention) starts where it does.
+        self._consumer = OwnConsumer(bootstrap, auto_offset_reset="earliest")
         self._lock = asyncio.Lock()
 
     async def read(
@@ -39,7 +42,7 @@ class GapReader:
         """The records at offsets start <= offset < end, in order; TimeoutError if the
         partition was not read that far within READ_TIMEOUT_SECONDS."""
         async with self._lock:
-            consumer = await self._started()
+            consumer = await self._consumer.get()
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
             consumer.seek(tp, start)
@@ -69,18 +72,4 @@ class GapReader:
 
     async def stop(self) -> None:
         """Close the consumer, if one was started."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def _started(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            # Earliest: a range that begins before the log does (retention) starts where it does.
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
+        await self._consumer.stop()

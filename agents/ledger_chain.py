@@ -15,9 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from agents.own_consumer import OwnConsumer
 from app.errors import AutopilotError
 from topics.chain import chain_of, heads_of, seal
 from topics.ledger import LedgerEntry
@@ -41,7 +42,6 @@ class LedgerChain:
         key: bytes | None,
     ) -> None:
         self._producer = producer
-        self._bootstrap = bootstrap
         self._topic = topic
         self._shards = Shards(partitions)
         self._key = key
@@ -50,7 +50,7 @@ class LedgerChain:
         # Partitions this worker queued entries for: only those need a flush before a read.
         self._written: set[int] = set()
         self._forgotten: dict[int, int] = {}
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer = OwnConsumer(bootstrap)
         self._reading = asyncio.Lock()
 
     def partition_of(self, entry: LedgerEntry, shard: int | None) -> int:
@@ -98,9 +98,7 @@ class LedgerChain:
 
     async def stop(self) -> None:
         """Close the reading consumer, if one was started."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await self._consumer.stop()
 
     async def _load(self, partition: int) -> dict[str, str]:
         began = time.monotonic()
@@ -111,7 +109,7 @@ class LedgerChain:
         records: list[bytes] = []
         try:
             async with self._reading:
-                consumer = await self._started()
+                consumer = await self._consumer.get()
                 consumer.assign([tp])
                 end = (await consumer.end_offsets([tp]))[tp]
                 if end > 0:
@@ -140,11 +138,3 @@ class LedgerChain:
             },
         )
         return heads
-
-    async def _started(self) -> AIOKafkaConsumer:
-        # One consumer for the worker's life: starting one per read cost a second a partition.
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.execution_state import Lease
+from agents.own_consumer import OwnConsumer
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 # Producers' clocks differ: look this much further back than the lease began.
@@ -25,15 +26,14 @@ class LedgerWatch:
     """Answers: has the attempt under this lease ended on the ledger, and how?"""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._bootstrap = bootstrap
         self._topic = topic
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer = OwnConsumer(bootstrap, isolation_level="read_committed")
         self._lock = asyncio.Lock()
 
     async def ended(self, partition: int, lease: Lease) -> LedgerKind | None:
         """The terminal kind, or action.failed for the leased attempt; None if nothing yet."""
         async with self._lock:
-            consumer = await self._started()
+            consumer = await self._consumer.get()
             tp = TopicPartition(self._topic, partition)
             consumer.assign([tp])
             since_ms = int((lease.since - CLOCK_MARGIN_SECONDS) * 1000)
@@ -61,20 +61,7 @@ class LedgerWatch:
 
     async def stop(self) -> None:
         """Close the consumer, if one was started."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def _started(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-            )
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
+        await self._consumer.stop()
 
 
 def _ending(entry: LedgerEntry, lease: Lease) -> LedgerKind | None:
