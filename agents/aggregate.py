@@ -45,7 +45,7 @@ from agents.decide import (
 from agents.emit import send_command, send_entry
 from agents.gap_reader import GapReader
 from agents.policy import Decision, Mode, shard_share
-from agents.refetch import current, fetch_again
+from agents.refetch import current, fetch_again, release
 from agents.rules import Policy
 from agents.stream_gaps import StreamGaps
 from app.faust_app import Autopilot
@@ -354,6 +354,9 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
         # restores. So the flush's last changelog write, and with it every one before it, is
         # on the broker before the records are acked (found by the rebalance kill test).
         try:
+            # The producer's flush sends at once rather than after its linger; it may return
+            # early (tables/write_behind.py), the stored write's future does not.
+            await autopilot.app.producer.flush()
             if flushed.stored is not None:
                 await flushed.stored
         except asyncio.CancelledError:
@@ -402,6 +405,7 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
                     "to": highwater,
                 },
             )
+            release(autopilot.app, tp.topic, tp.partition)  # the agent is idle: see release
             await fetch_again(autopilot.app, tp.topic, tp.partition, start)
             event = last_event.get(tp.partition)
             if event is not None:

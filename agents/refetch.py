@@ -9,8 +9,8 @@ seek in the consumer's thread.
 A partition can also stall for good: observed, a shard's last seven records never delivered
 after a rebalance, seek or not. The cause is not proven; one candidate is Faust's back-pressure,
 which stops fetching a partition whose stream buffer fills and starts again on a callback that
-a rebalance can lose. So a stalled partition is also released from back-pressure here, and the
-aggregate reads such a tail itself (agents/gap_reader.py) rather than rely on the seek.
+a rebalance can lose. So the aggregate reads such a tail itself (agents/gap_reader.py) rather
+than rely on the seek, and releases the partition from back-pressure (`release`).
 """
 
 from __future__ import annotations
@@ -31,16 +31,21 @@ logger = logging.getLogger(__name__)
 
 async def fetch_again(app: faust.App, topic: str, partition: int, offset: int) -> None:
     """Make the consumer deliver the partition again from `offset` (no-op if it was revoked)."""
-    tp = TP(topic, partition)
     try:
-        app.consumer.on_buffer_drop(tp)
-        await app.consumer.seek_wait({tp: offset})
+        await app.consumer.seek_wait({TP(topic, partition): offset})
     except IllegalStateError:
         # Revoked meanwhile: its next owner starts from the committed offset anyway.
         logger.info(
             "seek skipped: partition no longer assigned",
             extra={"topic": topic, "partition": partition},
         )
+
+
+def release(app: faust.App, topic: str, partition: int) -> None:
+    """Fetch the partition again if Faust still holds it back for a full stream buffer. Only
+    for a partition whose stream is idle: a lane waiting its turn has a full buffer for real,
+    and fetching more for it blocks every stream of the worker until the lane moves."""
+    app.consumer.on_buffer_drop(TP(topic, partition))
 
 
 @contextmanager
