@@ -204,8 +204,9 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
         return sent
 
     def read_before(message: Any, partition: int) -> bool:
-        """Whether the stored state already holds this record (read again after a crash or a
-        rebalance); else it is noted as read, to be stored with the states it is folded into."""
+        """Whether the state (stored, or cached since) already holds this record: read again
+        after a crash or a rebalance, or a re-routed copy of an origin already folded. Else it
+        is noted as read, to be stored with the states it is folded into."""
         mark = states.get_value(partition, mark_key(partition), initial_mark)
         if already_read(mark, message.topic, message.offset):
             return True
@@ -372,8 +373,10 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
     async def fold_tail(event: Any, topic: str, partition: int, start: int, end: int) -> None:
         """Read a stalled partition's records from `start` to `end` and fold them, as of the
         partition's last delivered event."""
-        records = await reader.read(topic, partition, start, end)
         began = generation.get(partition, 0)
+        records = await reader.read(topic, partition, start, end)
+        if generation.get(partition, 0) != began:
+            return  # revoked meanwhile: its next owner reads it
         pending = held.setdefault(partition, _Held())
         with current(event):
             for record in records:
