@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -167,6 +167,8 @@ async def _round(
     decided_at: list[float] = []
 
     def complete(got: list[LedgerEntry]) -> bool:
+        if not worker.alive:
+            return True  # nothing more comes: said below
         if not decided_at and _decisions(got) >= len(expected) + 1:
             decided_at.append(time.perf_counter())
         # The warm-up's command is one more outcome.
@@ -175,7 +177,7 @@ async def _round(
     with worker:
         ledger = settings.topic("ledger")
         try:
-            await _warm_up(settings, bootstrap)
+            await _warm_up(settings, bootstrap, lambda: not worker.alive)
             started = time.perf_counter()
             async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
                 await publisher.publish_many(signals)
@@ -185,6 +187,11 @@ async def _round(
             raise SystemExit(
                 f"bench failed: {exc}\n--- worker log ---\n{worker.log_tail()}"
             ) from exc
+        if not worker.alive:
+            raise SystemExit(
+                f"bench failed: the worker exited with code {worker.returncode}\n"
+                f"--- worker log ---\n{worker.log_tail()}"
+            )
     decided = {e.entry_id for e in entries if e.kind in DECISION_KINDS}
     missing = expected - decided
     if missing:
@@ -273,7 +280,7 @@ def _sandbox() -> Iterator[dict[str, str]]:
             process.wait(timeout=10)
 
 
-async def _warm_up(settings: Settings, bootstrap: str) -> None:
+async def _warm_up(settings: Settings, bootstrap: str, died: Callable[[], bool]) -> None:
     # A day before the workload: its slot under the platform cap is in an interval the
     # workload never uses, so the expected decisions are unchanged.
     signal = FollowupDue(
@@ -286,7 +293,10 @@ async def _warm_up(settings: Settings, bootstrap: str) -> None:
     async with SignalPublisher(bootstrap, settings.topic("signals")) as publisher:
         await publisher.publish(signal)
     await read_ledger(
-        bootstrap, settings.topic("ledger"), until=lambda got: _decisions(got) >= 1, timeout=120
+        bootstrap,
+        settings.topic("ledger"),
+        until=lambda got: died() or _decisions(got) >= 1,
+        timeout=120,
     )
 
 

@@ -12,11 +12,8 @@ from agents.ledger_chain import LedgerChain
 from app.log_extras import show_extras
 from app.settings import Settings
 from topics import catalog
+from topics.catalog import EXECUTIONS_TABLE, STATE_TABLE
 from topics.commands import Priority
-
-STATE_TABLE = "workspace-state"
-# The executor's memory per workspace: lease, finished commands, approvals (agents/executor.py).
-EXECUTIONS_TABLE = "executions"
 
 
 class QuietWorker(faust.Worker):

@@ -1,4 +1,5 @@
-"""Creating Autopilot's topics on the broker; idempotent, and loud about a shard-count mismatch."""
+"""Creating Autopilot's topics, and its tables' changelogs, on the broker; idempotent, and loud
+about a shard-count mismatch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from app.errors import BrokerUnavailableError, ConfigurationError
 from app.settings import Settings
-from topics.catalog import catalog
+from topics.catalog import catalog, changelogs
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,9 @@ LEADER_WAIT_SECONDS = 30.0
 
 async def ensure_topics(settings: Settings, bootstrap: str) -> None:
     """Create the missing topics; fail if an existing one has a different partition count."""
-    specs = catalog(settings.topic_prefix, settings.partitions)
+    specs = catalog(settings.topic_prefix, settings.partitions) + changelogs(
+        settings.app_id, settings.partitions
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     try:
         await admin.start()

@@ -23,11 +23,12 @@ from faust.web import Request, Response, View
 from pydantic import SecretStr
 from yarl import URL
 
-from app.faust_app import STATE_TABLE, Autopilot
+from app.faust_app import Autopilot
 from tables.health import health_of
 from tables.windows import view
 from tables.write_behind import WriteBehindStates
 from topics.batches import encode_batches
+from topics.catalog import STATE_TABLE
 from topics.codec import MAX_RECORD_BYTES, decode_signals
 from topics.shards import Shards
 from topics.signals import Signal, is_workspace_id

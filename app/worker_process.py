@@ -77,6 +77,11 @@ class WorkerProcess:
         """Whether the worker process is still running."""
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process ended; None while it runs or before it started."""
+        return None if self.process is None else self.process.poll()
+
     def kill(self) -> None:
         """SIGKILL the worker's process group, as a crash would."""
         if self.process is not None and self.alive:

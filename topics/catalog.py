@@ -36,6 +36,22 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+# Faust's tables (app/faust_app.py). Faust names a table's changelog "{app id}-{table}-changelog".
+STATE_TABLE = "workspace-state"
+# The executor's memory per workspace: lease, finished commands, approvals (agents/executor.py).
+EXECUTIONS_TABLE = "executions"
+
+
+def changelogs(app_id: str, partitions: int) -> list[TopicSpec]:
+    """The tables' changelog topics, compacted, one partition per shard. Created with the others
+    rather than by Faust at start: a worker whose first table write came before the topic Faust
+    had just created was in the cluster's metadata crashed ("has 0 partitions")."""
+    return [
+        TopicSpec(f"{app_id}-{table}-changelog", partitions, {"cleanup.policy": "compact"})
+        for table in (STATE_TABLE, EXECUTIONS_TABLE)
+    ]
+
+
 def catalog(prefix: str, partitions: int) -> list[TopicSpec]:
     """All of Autopilot's topics for one deployment (prefix) and shard count."""
     retention = {

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from app.local_kafka import broker_answers
 from app.sandbox import Sandbox
@@ -179,11 +180,14 @@ def test_readme_example_publishes_and_reads_the_decision_back(
 async def test_autopilot_topics_creates_every_topic_with_the_shard_count(
     kafka_bootstrap: str,
 ) -> None:
-    prefix = f"cli{uuid.uuid4().hex[:8]}."
+    run = f"cli{uuid.uuid4().hex[:8]}"
+    prefix = f"{run}."
+    changelogs = [f"{run}-workspace-state-changelog", f"{run}-executions-changelog"]
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "AUTOPILOT_TOPIC_PREFIX": prefix,
+        "AUTOPILOT_APP_ID": run,
         "AUTOPILOT_PARTITIONS": "3",
     }
     # When `autopilot topics` runs twice (the second time finds them all)
@@ -198,16 +202,26 @@ async def test_autopilot_topics_creates_every_topic_with_the_shard_count(
             check=False,
         )
         assert result.returncode == 0, result.stderr
-    # Then every topic exists with three partitions
+    # Then every topic, and each table's changelog (compacted), exists with three partitions
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics([prefix + name for name in TOPICS])
+        described = await admin.describe_topics([prefix + name for name in TOPICS] + changelogs)
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in changelogs]
+        )
     finally:
         await admin.close()
     assert {t["topic"]: len(t["partitions"]) for t in described} == {
-        prefix + name: 3 for name in TOPICS
+        **{prefix + name: 3 for name in TOPICS},
+        **{name: 3 for name in changelogs},
     }
+    policies = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}["cleanup.policy"]
+        for response in configs
+        for resource in response.resources
+    }
+    assert policies == {name: "compact" for name in changelogs}
     # And a worker configured for another shard count is refused with what to fix
     result = subprocess.run(
         [sys.executable, "-m", "app", "topics"],
