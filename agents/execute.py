@@ -19,11 +19,11 @@ from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
 from agents.executor import Executor
+from agents.gap_reader import committed_offsets
 from agents.lanes import LaneGate
 from agents.offset_guard import OffsetGuard
 from agents.refetch import fetch_again
@@ -63,18 +63,7 @@ def attach(
             return None
 
     async def committed(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap(app))
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(
-                app.conf.id, partitions=[TopicPartition(t, p) for t, p in keys]
-            )
-        finally:
-            await admin.close()
-        return {
-            (tp.topic, tp.partition): (meta.offset if meta.offset >= 0 else None)
-            for tp, meta in offsets.items()
-        }
+        return await committed_offsets(_bootstrap(app), app.conf.id, keys)
 
     async def latest(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
         ends = await app.consumer.highwaters(*(TopicPartition(t, p) for t, p in keys))

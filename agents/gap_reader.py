@@ -60,16 +60,28 @@ class GapReader:
 
     async def committed(self, group: str, topic: str, partition: int) -> int | None:
         """The group's committed offset of the partition; None if it committed none."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
-        try:
-            tp = TopicPartition(topic, partition)
-            offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-        finally:
-            await admin.close()
-        meta = offsets.get(tp)
-        return meta.offset if meta is not None and meta.offset >= 0 else None
+        offsets = await committed_offsets(self._bootstrap, group, [(topic, partition)])
+        return offsets.get((topic, partition))
 
     async def stop(self) -> None:
         """Close the consumer, if one was started."""
         await self._consumer.stop()
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], int | None]:
+    """The group's committed offset (the next to consume) per (topic, partition); None for a
+    partition it committed nothing on."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(
+            group, partitions=[TopicPartition(topic, partition) for topic, partition in keys]
+        )
+    finally:
+        await admin.close()
+    return {
+        (tp.topic, tp.partition): (meta.offset if meta.offset >= 0 else None)
+        for tp, meta in offsets.items()
+    }

@@ -16,7 +16,7 @@ nothing for a while although its highwater is past the expected offset is also a
 One seek per gap: the records already fetched past it (Faust buffers thousands) are passed over,
 unacked, until the awaited record comes back, or for `retry_seconds` if it does not. Seeking
 again for each of them made seek storms of hundreds a second, and every seek raced the consumer
-thread (see agents/execute.py, where the seek runs in that thread).
+thread (agents/refetch.py now seeks in that thread).
 """
 
 from __future__ import annotations
