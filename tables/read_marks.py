@@ -22,9 +22,6 @@ from typing import Any
 
 from tables.write_behind import READ_MARK_PREFIX
 
-# (origin offset, piece): one source record re-routed in several pieces has several copies.
-Origin = tuple[int, int]
-
 
 @dataclass(frozen=True, slots=True)
 class Copy:
@@ -50,7 +47,7 @@ def initial_mark() -> dict[str, Any]:
 
 
 def already_read(mark: dict[str, Any], topic: str, offset: int) -> bool:
-    """Whether the record at this offset is already in the stored state."""
+    """Whether the record at this offset is already in the state (stored, or cached since)."""
     return bool(offset < mark["next"].get(topic, 0))
 
 
