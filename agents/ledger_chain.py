@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from agents.own_consumer import OwnConsumer
 from app.errors import AutopilotError
+from projections.ledger_reader import read_partitions_to_end
 from topics.chain import chain_of, heads_of, seal
 from topics.ledger import LedgerEntry
 from topics.shards import Shards
@@ -106,27 +107,20 @@ class LedgerChain:
             # This worker's own entries still queued for the partition must be read too.
             await self._producer().flush()
         tp = TopicPartition(self._topic, partition)
-        records: list[bytes] = []
         try:
             async with self._reading:
                 consumer = await self._consumer.get()
-                consumer.assign([tp])
-                end = (await consumer.end_offsets([tp]))[tp]
-                if end > 0:
-                    await consumer.seek_to_beginning(tp)
-                deadline = time.monotonic() + LOAD_TIMEOUT_SECONDS
-                while end > 0 and await consumer.position(tp) < end:
-                    if time.monotonic() > deadline:
-                        raise AutopilotError(
-                            f"ledger partition {partition} not read to its end in "
-                            f"{LOAD_TIMEOUT_SECONDS:.0f} s; is the broker overloaded?"
-                        )
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    records.extend(r.value for r in batch.get(tp, []) if r.value is not None)
+                read = await read_partitions_to_end(consumer, [tp], timeout=LOAD_TIMEOUT_SECONDS)
+        except TimeoutError as exc:
+            raise AutopilotError(
+                f"ledger partition {partition} not read to its end in "
+                f"{LOAD_TIMEOUT_SECONDS:.0f} s; is the broker overloaded?"
+            ) from exc
         except KafkaError as exc:
             raise AutopilotError(
                 f"cannot read ledger partition {partition} to continue its chains: {exc}"
             ) from exc
+        records = [r.value for r in read[tp] if r.value is not None]
         heads = heads_of(records, partition)
         logger.info(
             "ledger chain heads read",

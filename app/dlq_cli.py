@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import re
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +33,7 @@ from projections.dead_letters import (
     reissue,
     select,
 )
+from projections.ledger_reader import read_partitions_to_end
 from topics.catalog import COMMANDS_DLQ, lane_topic
 from topics.commands import REISSUE_HEADER, Action
 from topics.signals import is_workspace_id
@@ -141,38 +141,26 @@ async def _read_to_end(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )
-    parsed: list[DeadLetter | Unreplayable] = []
     try:
         await consumer.start()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        # By position, not by the last record's offset: a transaction's commit marker takes
-        # an offset of its own, and expired records leave the log start past 0.
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        deadline = time.monotonic() + timeout
-        while remaining:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AutopilotError(
-                    f"{topic} not read to its end after {timeout:.0f} s "
-                    f"({len(parsed)} records read): check the broker at {bootstrap}"
-                )
-            batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
-            for tp, records in batches.items():
-                parsed.extend(
-                    parse_record(tp.partition, r.offset, r.timestamp, r.value, list(r.headers))
-                    for r in records
-                    if r.offset < ends[tp]
-                )
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        read = await read_partitions_to_end(
+            consumer, [TopicPartition(topic, p) for p in partitions], timeout=timeout
+        )
+    except TimeoutError as exc:
+        raise AutopilotError(
+            f"{topic} not read to its end after {timeout:.0f} s: check the broker at {bootstrap}"
+        ) from exc
     except KafkaError as exc:
         raise AutopilotError(
             f"cannot read {topic} from {bootstrap}: check KAFKA_BOOTSTRAP_SERVERS"
         ) from exc
     finally:
         await consumer.stop()
+    parsed = [
+        parse_record(tp.partition, r.offset, r.timestamp, r.value, list(r.headers))
+        for tp in sorted(read, key=lambda tp: tp.partition)
+        for r in read[tp]
+    ]
     dead = [record for record in parsed if isinstance(record, DeadLetter)]
     kept = first_copies(dead)
     return DlqContent(

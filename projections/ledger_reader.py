@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -129,25 +129,51 @@ async def read_records_to_end(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )
-    records: dict[int, list[tuple[int, bytes]]] = {p: [] for p in partitions}
     try:
         await consumer.start()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        deadline = time.monotonic() + timeout
-        while remaining:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{topic}: not read to its end after {timeout:.0f} s")
-            batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
-            for tp, got in batches.items():
-                records[tp.partition].extend((r.offset, r.value or b"") for r in got)
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        read = await read_partitions_to_end(
+            consumer, [TopicPartition(topic, p) for p in partitions], timeout=timeout
+        )
     except KafkaError as exc:
         raise AutopilotError(f"cannot read {topic} from {bootstrap}: {exc}") from exc
     finally:
         await consumer.stop()
+    return {
+        tp.partition: [(r.offset, r.value or b"") for r in records] for tp, records in read.items()
+    }
+
+
+async def seek_to_start(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Position each partition at its first offset.
+
+    Explicitly, not with seek_to_beginning: that only requests a reset, and for a partition just
+    assigned, the reset to the consumer's default (`latest`) may already be in flight; its answer
+    then lands last and the read starts at the end (a restarted worker read no chain heads).
+    """
+    for tp, offset in (await consumer.beginning_offsets(tps)).items():
+        consumer.seek(tp, offset)
+
+
+async def read_partitions_to_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout: float
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """Assign the partitions and read each from its start to its end offset as of now, in
+    offset order; TimeoutError after `timeout` seconds."""
+    consumer.assign(tps)
+    await seek_to_start(consumer, tps)
+    ends = await consumer.end_offsets(tps)
+    records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in tps}
+    # By position, not by the last record's offset: a transaction's commit marker takes an
+    # offset of its own, and expired records leave the log start past 0.
+    remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+    deadline = time.monotonic() + timeout
+    while remaining:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            topics = ", ".join(sorted({tp.topic for tp in remaining}))
+            raise TimeoutError(f"{topics}: not read to the end after {timeout:.0f} s")
+        batches = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000))
+        for tp, got in batches.items():
+            records[tp].extend(r for r in got if r.offset < ends[tp])
+        remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     return records

@@ -6,11 +6,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.client import SignalPublisher
 from app.settings import Settings
+from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS
+from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import Shards
 from topics.signals import Signal, SignalType, signal_from
 
@@ -67,3 +69,36 @@ async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
     finally:
         await consumer.stop()
     return records
+
+
+async def publish_one_per_record(settings: Settings, signals: list[Signal]) -> None:
+    """Publish one signal per record keyed by its workspace, as any Kafka client sends them."""
+    assert settings.kafka_bootstrap_servers
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        for each in signals:
+            await producer.send(
+                settings.topic("signals"),
+                each.model_dump_json().encode(),
+                key=each.workspace_id.encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def folded(entries: list[LedgerEntry]) -> int:
+    """How many signals the ledger says were folded (signals.folded, one entry per record)."""
+    return sum(int(e.payload["signals"]) for e in entries if e.kind is LedgerKind.SIGNALS_FOLDED)
+
+
+async def wait_folded(settings: Settings, count: int, timeout: float = 120.0) -> None:
+    """Until the ledger says `count` signals were folded (the worker's lag is 0)."""
+    assert settings.kafka_bootstrap_servers
+    await read_ledger(
+        settings.kafka_bootstrap_servers,
+        settings.topic("ledger"),
+        until=lambda got: folded(got) >= count,
+        timeout=timeout,
+    )
