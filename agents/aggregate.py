@@ -34,6 +34,7 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
+from agents.dead_letter_writer import DeadLetterWriter
 from agents.decide import (
     command_of,
     decide_signals,
@@ -42,7 +43,7 @@ from agents.decide import (
     forget_old_slots,
     initial_quota,
 )
-from agents.emit import send_command, send_entry
+from agents.emit import record_sender, send_command, send_entry
 from agents.gap_reader import GapReader
 from agents.policy import Decision, Mode, shard_share
 from agents.refetch import current, fetch_again, release
@@ -121,6 +122,9 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
     signals_topic = autopilot.signals.get_topic_name()
     control_topic = autopilot.control.get_topic_name()
     held: dict[int, _Held] = {}
+    dead_letters = DeadLetterWriter(
+        record_sender(autopilot), autopilot.signals_dlq.get_topic_name()
+    )
     # Bumped whenever a partition is revoked: a record whose processing began before (it
     # awaited across the rebalance) must not touch the cache, flush or ack any more, or a
     # state cached after the revoke would later stand in for the restored one, and an ack
@@ -150,7 +154,9 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
         # folds them onto the state stored at the last flush.
         _start_over(revoked)
 
-    async def reject(rejections: list[Any], source: SourcePosition, key: bytes | None) -> list[Any]:
+    async def reject(
+        rejections: list[Any], source: SourcePosition, key: bytes | None, value: bytes | None
+    ) -> list[Any]:
         sent = []
         now = datetime.now(UTC)
         for rejection in rejections:
@@ -165,13 +171,10 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
                     "offset": source.offset,
                 },
             )
+            # A whole record is dead-lettered as it was read (a NULL stays marked as one).
+            raw = value if rejection.index is None else rejection.raw
             sent.append(
-                await autopilot.signals_dlq.send(
-                    key=key,
-                    value=rejection.raw,
-                    partition=source.partition,
-                    headers=dlq_headers(rejection, source),
-                )
+                await dead_letters.send(key, raw, dlq_headers(rejection, source), source.partition)
             )
             sent.append(await send_entry(autopilot, entry, source.partition))
         return sent
@@ -239,7 +242,7 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
             request = OperatorSwitch.model_validate_json(raw)
         except ValidationError as exc:
             rejection = Rejection(reason=f"control record: {describe(exc)}", raw=raw)
-            return await reject([rejection], source, key)
+            return await reject([rejection], source, key, raw)
         partition = source.partition
         mode = switched(
             states.get_value(partition, mode_key(partition), initial_mode), request.switch
@@ -286,7 +289,7 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
         written_at = _seconds(record)
         decoded = decode_signals(record.value, written_at, settings.signal_max_future_seconds)
         if decoded.rejections:
-            pending.sent.extend(await reject(decoded.rejections, source, record.key))
+            pending.sent.extend(await reject(decoded.rejections, source, record.key, record.value))
         own, foreign = _by_owner(decoded.signals, partition, shards)
         if foreign:
             pending.sent.extend(await reroute(foreign, source))

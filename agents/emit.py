@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
+from agents.dead_letter_writer import Headers, Send
 from app.faust_app import Autopilot
 from topics.commands import Command
 from topics.ledger import LedgerEntry
@@ -33,3 +34,16 @@ async def send_command(autopilot: Autopilot, command: Command) -> Awaitable[Any]
         timestamp=None,
         headers=None,
     )
+
+
+def record_sender(autopilot: Autopilot) -> Send:
+    """Sends one record with the app's producer (for agents/dead_letter_writer.py)."""
+
+    async def send(
+        topic: str, key: bytes | None, value: bytes, partition: int | None, headers: Headers
+    ) -> Awaitable[Any]:
+        return await autopilot.app.producer.send(
+            topic, key, value, partition=partition, timestamp=None, headers=headers
+        )
+
+    return send

@@ -22,6 +22,8 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
+from agents.dead_letter_writer import DeadLetterWriter
+from agents.emit import record_sender
 from agents.executor import Executor
 from agents.gap_reader import committed_offsets
 from agents.lanes import LaneGate
@@ -69,6 +71,9 @@ def attach(
         ends = await app.consumer.highwaters(*(TopicPartition(t, p) for t, p in keys))
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
+    dead_letters = DeadLetterWriter(
+        record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
+    )
     gate = LaneGate(topics, highwater, committed, latest, autopilot.settings.lane_max_wait_seconds)
     guard = OffsetGuard(committed, retry_seconds=STALL_SECONDS)
 
@@ -153,11 +158,8 @@ def attach(
                 "offset": message.offset,
             },
         )
-        await autopilot.commands_dlq.send(
-            key=message.key,
-            value=rejection.raw,
-            partition=message.partition,
-            headers=dlq_headers(rejection, source),
+        await dead_letters.send(
+            message.key, message.value, dlq_headers(rejection, source), message.partition
         )
 
     async def hand_over(event: Any, command: Command) -> None:

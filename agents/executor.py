@@ -40,7 +40,8 @@ from agents.backoff import next_wait
 from agents.breaker import BreakerState
 from agents.breakers import Breakers
 from agents.content import ContentWriter
-from agents.emit import send_entry
+from agents.dead_letter_writer import DeadLetterWriter
+from agents.emit import record_sender, send_entry
 from agents.execution_state import ExecutionState, Lease, Verdict
 from agents.ledger_watch import LedgerWatch
 from agents.outcomes import (
@@ -70,6 +71,7 @@ from app.faust_app import Autopilot
 from tables.health import health_of
 from tables.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
+from topics import headers
 from topics.approvals import ApprovalGiven
 from topics.commands import REISSUE_HEADER, Command
 from topics.ledger import LedgerEntry, LedgerKind
@@ -90,6 +92,9 @@ class Executor:
         settings = autopilot.settings
         self._autopilot = autopilot
         self._producer = autopilot.app.producer
+        self._dead_letters = DeadLetterWriter(
+            record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
+        )
         self._table = autopilot.executions
         self._states = states
         self._config = settings.executor_config()
@@ -401,22 +406,17 @@ class Executor:
         self, command: Command, error: ActionError, source: SourcePosition
     ) -> None:
         error_json = error_of(error)
-        headers = [
-            ("autopilot.reason", str(error_json["reason"]).encode()),
-            ("autopilot.error-class", str(error_json["class"]).encode()),
-            ("autopilot.dead-lettered-at", _now().isoformat().encode()),
-            ("autopilot.attempts", str(command.attempt).encode()),
-            ("autopilot.source.topic", source.topic.encode()),
-            ("autopilot.source.partition", str(source.partition).encode()),
-            ("autopilot.source.offset", str(source.offset).encode()),
+        written = [
+            (headers.REASON, str(error_json["reason"]).encode()),
+            (headers.ERROR_CLASS, str(error_json["class"]).encode()),
+            (headers.DEAD_LETTERED_AT, _now().isoformat().encode()),
+            (headers.ATTEMPTS, str(command.attempt).encode()),
+            (headers.SOURCE_TOPIC, source.topic.encode()),
+            (headers.SOURCE_PARTITION, str(source.partition).encode()),
+            (headers.SOURCE_OFFSET, str(source.offset).encode()),
         ]
-        delivery = await self._producer.send(
-            self._autopilot.commands_dlq.get_topic_name(),
-            command.workspace_id.encode(),
-            command.model_dump_json().encode(),
-            partition=None,
-            timestamp=None,
-            headers=headers,
+        delivery = await self._dead_letters.send(
+            command.workspace_id.encode(), command.model_dump_json().encode(), written
         )
         await delivery
         await self._record(failed_entry(command, _now(), error, None))

@@ -17,13 +17,10 @@ from pydantic import ValidationError
 
 from topics.codec import describe
 from topics.commands import Action, Command
+from topics.headers import ATTEMPTS, DEAD_LETTERED_AT, ERROR_CLASS, REASON, VALUE_BYTES, VALUE_CUT
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 
-REASON = "autopilot.reason"
-ERROR_CLASS = "autopilot.error-class"
-DEAD_LETTERED_AT = "autopilot.dead-lettered-at"
-ATTEMPTS = "autopilot.attempts"
 # The reason is redacted where it is written; it is shown shortened all the same.
 MAX_REASON_CHARS = 200
 
@@ -84,6 +81,10 @@ def parse_record(
     named = _headers(headers)
     if value is None:
         return Unreplayable(partition, offset, shorten(named.get(REASON) or "no value"))
+    if named.get(VALUE_CUT):
+        # Only the first bytes were kept (topics/rejections.py): nothing to carry out.
+        cut = f"value cut from {named.get(VALUE_BYTES, '?')} bytes"
+        return Unreplayable(partition, offset, shorten(f"{named.get(REASON, '')} ({cut})"))
     try:
         command = Command.model_validate_json(value)
     except ValidationError as exc:

@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 import orjson
 
 from tables.windows import SourcePosition
+from topics import headers
 from topics.codec import Rejection
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import is_workspace_id
 
+# Half the broker's default record limit (1 MiB): room for headers, key and batch framing.
+DEAD_LETTER_WHOLE_BYTES = 512 * 1024
+# What a cut dead letter keeps: enough to see what the producer sent.
+DEAD_LETTER_CUT_BYTES = 64 * 1024
+
 
 def dlq_headers(rejection: Rejection, source: SourcePosition) -> list[tuple[str, bytes]]:
     """Headers that say where the dead-lettered bytes came from and why they were refused."""
-    headers = [
-        ("autopilot.reason", rejection.reason.encode()),
-        ("autopilot.source.topic", source.topic.encode()),
-        ("autopilot.source.partition", str(source.partition).encode()),
-        ("autopilot.source.offset", str(source.offset).encode()),
+    written = [
+        (headers.REASON, rejection.reason.encode()),
+        (headers.SOURCE_TOPIC, source.topic.encode()),
+        (headers.SOURCE_PARTITION, str(source.partition).encode()),
+        (headers.SOURCE_OFFSET, str(source.offset).encode()),
     ]
     if rejection.index is not None:
-        headers.append(("autopilot.source.index", str(rejection.index).encode()))
-    return headers
+        written.append((headers.SOURCE_INDEX, str(rejection.index).encode()))
+    return written
+
+
+def dead_letter_value(raw: bytes | None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The value a dead letter stores for refused bytes, and the headers that say how.
+
+    Whole up to DEAD_LETTER_WHOLE_BYTES. Past that only the first DEAD_LETTER_CUT_BYTES, with
+    the whole value's size and SHA-256: a compressed batch can carry a record far over the
+    broker's 1 MiB limit, and a dead letter that the broker refuses would stop its partition.
+    """
+    if raw is None:
+        return b"", [(headers.VALUE_NULL, b"true")]
+    if len(raw) <= DEAD_LETTER_WHOLE_BYTES:
+        return raw, []
+    return raw[:DEAD_LETTER_CUT_BYTES], [
+        (headers.VALUE_CUT, b"true"),
+        (headers.VALUE_BYTES, str(len(raw)).encode()),
+        (headers.VALUE_SHA256, hashlib.sha256(raw).hexdigest().encode()),
+    ]
 
 
 def rejection_entry(

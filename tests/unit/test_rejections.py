@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import orjson
@@ -10,7 +11,14 @@ import pytest
 from tables.windows import SourcePosition
 from topics.codec import Rejection, decode_signals
 from topics.ledger import LedgerKind
-from topics.rejections import claimed_workspace, dlq_headers, rejection_entry
+from topics.rejections import (
+    DEAD_LETTER_CUT_BYTES,
+    DEAD_LETTER_WHOLE_BYTES,
+    claimed_workspace,
+    dead_letter_value,
+    dlq_headers,
+    rejection_entry,
+)
 
 SOURCE = SourcePosition("signals", 4, 981)
 RECORDED_AT = datetime(2024, 1, 1, 0, 7, tzinfo=UTC)
@@ -157,3 +165,33 @@ def test_a_workspace_id_with_a_trailing_newline_is_not_claimed() -> None:
     entry = rejection_entry(rejection, SOURCE, RECORDED_AT)
 
     assert entry.workspace_id is None
+
+
+def test_a_dead_letter_keeps_refused_bytes_whole_up_to_its_limit() -> None:
+    """Given refused bytes of exactly the limit, then the dead letter holds them as they were,
+    with no header about its value."""
+    raw = b"x" * DEAD_LETTER_WHOLE_BYTES
+
+    assert dead_letter_value(raw) == (raw, [])
+
+
+def test_a_dead_letter_past_its_limit_keeps_the_first_bytes_with_size_and_digest() -> None:
+    """Given refused bytes one byte over the limit, then the dead letter holds their first
+    bytes, says it was cut, and gives the whole value's size and SHA-256."""
+    raw = bytes(range(256)) * (DEAD_LETTER_WHOLE_BYTES // 256) + b"!"
+
+    value, headers = dead_letter_value(raw)
+
+    assert value == raw[:DEAD_LETTER_CUT_BYTES]
+    assert headers == [
+        ("autopilot.value-cut", b"true"),
+        ("autopilot.value-bytes", str(DEAD_LETTER_WHOLE_BYTES + 1).encode()),
+        ("autopilot.value-sha256", hashlib.sha256(raw).hexdigest().encode()),
+    ]
+
+
+def test_a_dead_letter_of_a_null_record_says_it_was_null() -> None:
+    """Given a record with no value (a Kafka NULL), then the dead letter is empty and marked
+    null, unlike a record whose value was zero bytes."""
+    assert dead_letter_value(None) == (b"", [("autopilot.value-null", b"true")])
+    assert dead_letter_value(b"") == (b"", [])
