@@ -151,7 +151,9 @@ async def test_worker_survives_malformed_input_and_keeps_processing(
     assert rejected[0] == "invalid: attributes.error: String should have at most 256 characters"
     assert rejected[1].startswith("invalid: type: unknown or missing signal type")
     assert rejected[2].startswith("invalid: workspace_id: String should match pattern")
-    assert rejected[3] == "undecodable: not UTF-8 JSON"
+    assert rejected[3] == (
+        "undecodable: not JSON: unexpected character, expected a string key at byte 1"
+    )
     assert all("etc" not in reason and "disk_full" not in reason for reason in rejected)
     assert decisions(entries) == {
         ("ws-good", "seed.followup_due", "low"),

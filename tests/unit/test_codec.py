@@ -178,41 +178,198 @@ def test_a_given_id_is_kept_as_is() -> None:
 # --- whole-record rejections ------------------------------------------------------------------
 
 
-def test_no_value_is_undecodable() -> None:
-    """Given a record with no value (a tombstone), then it is one undecodable rejection."""
-    decoded = decode_signals(None)
-
-    assert decoded.signals == []
-    [rejection] = decoded.rejections
-    assert rejection.reason == "undecodable: empty record (no value)"
-    assert rejection.raw == b""
-    assert rejection.index is None
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [b"", b"{not json", b"\x00\x01\x02", b'{"id": "a"', b"NaN", b"\xff\xfe{}"],
-    ids=["empty", "broken", "binary", "truncated", "nan", "bom-ish"],
-)
-def test_bytes_that_are_not_json_are_undecodable(raw: bytes) -> None:
-    """Given bytes that are not JSON, then the record is rejected whole, bytes kept."""
+def undecodable(raw: bytes) -> str:
+    """The reason a whole record was refused as undecodable, after checking it kept its bytes."""
     decoded = decode_signals(raw)
 
     assert decoded.signals == []
     [rejection] = decoded.rejections
-    assert rejection.reason == "undecodable: not UTF-8 JSON"
+    assert rejection.kind == "undecodable"
     assert rejection.raw == raw
+    assert rejection.index is None
+    return rejection.reason
+
+
+def test_no_value_is_undecodable() -> None:
+    """Given a record with no value (a tombstone), then it is one undecodable rejection that
+    says the record was null, not that it held zero bytes."""
+    decoded = decode_signals(None)
+
+    assert decoded.signals == []
+    [rejection] = decoded.rejections
+    assert rejection.reason == "undecodable: null record (no value)"
+    assert rejection.raw == b""
     assert rejection.index is None
 
 
-def test_invalid_utf8_is_undecodable() -> None:
-    """Given a JSON object whose string holds invalid UTF-8, then it is undecodable."""
-    raw = b'{"workspace_id": "ws-\xc3\x28", "type": "followup_due"}'
+def test_a_zero_length_value_is_undecodable_as_empty() -> None:
+    """Given a record whose value is zero bytes (not null), when decoded, then the reason
+    says it was empty and what to send instead."""
+    reason = undecodable(b"")
 
-    [rejection] = decode_signals(raw).rejections
+    assert reason == "undecodable: empty value (0 bytes): send a JSON object or array"
 
-    assert rejection.reason == "undecodable: not UTF-8 JSON"
-    assert rejection.raw == raw
+
+@pytest.mark.parametrize("raw", [b" ", b"\n", b" \t\r\n  "], ids=["space", "newline", "mixed"])
+def test_a_whitespace_only_value_is_undecodable_as_blank(raw: bytes) -> None:
+    """Given a value of JSON whitespace only, when decoded, then the reason says so rather
+    than calling it empty (it has bytes) or broken JSON."""
+    reason = undecodable(raw)
+
+    assert reason == "undecodable: only whitespace: send a JSON object or array"
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset"),
+    [
+        (b'{"workspace_id": "ws-\xc3\x28", "type": "followup_due"}', 21),
+        (b"\xff\xfe{}", 0),
+        ('{"reason": "déjà vu \xe9"}'.encode("latin-1"), 13),
+        ('{"reason": "déjà vu"}'.encode() + b"\xff", 23),
+    ],
+    ids=["bad-continuation", "utf16-bom", "latin-1", "after-multibyte"],
+)
+def test_invalid_utf8_is_undecodable_naming_the_first_bad_byte(raw: bytes, offset: int) -> None:
+    """Given a JSON object holding a byte sequence that is not UTF-8, when decoded, then the
+    reason gives the offset of the first invalid byte (counted in bytes)."""
+    reason = undecodable(raw)
+
+    assert reason == f"undecodable: invalid UTF-8 at byte {offset}: send JSON encoded as UTF-8"
+
+
+def test_a_byte_order_mark_is_undecodable_and_says_to_drop_it() -> None:
+    """Given a valid signal preceded by a UTF-8 byte order mark (as some Windows tools write
+    it), when decoded, then the reason names the BOM and says to send JSON without it."""
+    reason = undecodable(b"\xef\xbb\xbf" + record(item(id="bom")))
+
+    assert reason == "undecodable: starts with a UTF-8 byte order mark: send JSON without a BOM"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"id": "a"', b"[1, 2", b'{"id": "ab', b'{"workspace_id":', b'{"a": 1   ', b'["\\u12'],
+    ids=["object", "array", "string", "after-key", "trailing-space", "escape"],
+)
+def test_truncated_json_is_undecodable_saying_it_ends_early(raw: bytes) -> None:
+    """Given JSON cut off before the document is complete, when decoded, then the reason says
+    it ends early and gives its length, so a producer can compare with what it sent."""
+    reason = undecodable(raw)
+
+    assert reason == f"undecodable: truncated: the JSON ends early, after {len(raw)} bytes"
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset"),
+    [
+        (b'{"a": "x\x01y"}', 8),
+        (b'["line one\nline two"]', 10),
+        ('{"é": "ééx\x00y"}'.encode(), 13),
+    ],
+    ids=["soh", "newline", "after-multibyte"],
+)
+def test_a_raw_control_character_in_a_string_names_its_byte_and_says_escape_it(
+    raw: bytes, offset: int
+) -> None:
+    """Given a string holding an unescaped control character, when decoded, then the reason
+    gives its byte offset and says it must be escaped."""
+    reason = undecodable(raw)
+
+    assert reason == (
+        f"undecodable: raw control character in a string at byte {offset}: "
+        "escape it (\\n, \\t, \\u0000 to \\u001f)"
+    )
+
+
+def test_an_offset_counts_bytes_not_characters() -> None:
+    """Given four-byte UTF-8 characters (emoji) before a bad spot, when decoded, then the
+    offset in the reason is where the bad byte is in the record, not its character index
+    (orjson reports characters)."""
+    raw = '{"😀😀": "x\x01"}'.encode()
+    in_bytes = raw.index(b"\x01")
+    in_characters = raw.decode().index("\x01")
+
+    reason = undecodable(raw)
+
+    assert (in_bytes, in_characters) == (15, 9)
+    assert reason.startswith(f"undecodable: raw control character in a string at byte {in_bytes}:")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "offset"),
+    [(b"", 1024), ('["é", {"a":'.encode(), 1034)],
+    ids=["arrays", "after-multibyte"],
+)
+def test_nesting_deeper_than_the_parser_allows_is_undecodable_naming_the_limit(
+    prefix: bytes, offset: int
+) -> None:
+    """Given JSON nested one level deeper than orjson's limit of 1024, when decoded, then the
+    reason names the limit and the byte of the bracket that went past it; one level less
+    decodes."""
+
+    def nested(levels: int) -> bytes:
+        inner = levels - prefix.count(b"[") - prefix.count(b"{")
+        return prefix + b"[" * inner + b"]" * inner + b"}]" * bool(prefix)
+
+    raw = nested(1025)
+
+    reason = undecodable(raw)
+
+    assert reason == f"undecodable: nested deeper than 1024 levels at byte {offset}"
+    assert raw[offset : offset + 1] == b"["
+    # One level less is parsed (and refused for its shape): the limit named is the real one.
+    assert {r.kind for r in decode_signals(nested(1024)).rejections} == {"invalid"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset"),
+    [
+        (b'{"a": "\\ud800"}', 7),
+        (b'["\\udc00"]', 2),
+        (b'["\\ud800\\u0041"]', 2),
+        ('{"é": "é\\ud800"}'.encode(), 10),
+    ],
+    ids=["high-alone", "low-alone", "high-then-letter", "after-multibyte"],
+)
+def test_a_lone_surrogate_escape_is_undecodable_naming_its_byte(raw: bytes, offset: int) -> None:
+    """Given a string with a \\uD800-\\uDFFF escape that is not half of a pair, when decoded,
+    then the reason gives the byte offset of that escape."""
+    reason = undecodable(raw)
+
+    assert reason == (
+        f"undecodable: lone surrogate escape at byte {offset}: \\ud800 to \\udfff "
+        "must come as a high-low pair"
+    )
+    assert raw[offset : offset + 2] == b"\\u"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "unexpected character, expected a string key at byte 1"),
+        (b"\x00\x01\x02", "unexpected character, expected a JSON value at byte 0"),
+        (b"NaN", "unexpected character, expected a JSON value at byte 0"),
+        (b"[1,]", "trailing comma is not allowed at byte 2"),
+        ('{"é": 1} é'.encode(), "unexpected content after document at byte 10"),
+    ],
+    ids=["broken", "binary", "nan", "trailing-comma", "after-multibyte"],
+)
+def test_other_bytes_that_are_not_json_name_the_parser_message_and_byte(
+    raw: bytes, reason: str
+) -> None:
+    """Given bytes that are UTF-8 but not JSON for any other reason, when decoded, then the
+    reason is the parser's own short message and the byte offset where it stopped."""
+    assert undecodable(raw) == f"undecodable: not JSON: {reason}"
+
+
+def test_an_undecodable_reason_does_not_echo_the_input() -> None:
+    """Given broken JSON holding a secret, when decoded, then no part of the secret reaches
+    the reason (which goes to the ledger)."""
+    raw = b'{"token": sk-live-0123456789}'
+
+    reason = undecodable(raw)
+
+    assert reason == "undecodable: not JSON: unexpected character, expected a JSON value at byte 10"
+    assert "sk-live" not in reason
 
 
 @pytest.mark.parametrize("raw", [b"42", b'"a signal"', b"null", b"true", b"1.5"])
@@ -374,6 +531,67 @@ def test_an_invalid_attribute_key_is_not_echoed_in_the_reason() -> None:
     [rejection] = decode_signals(raw).rejections
 
     assert rejection.reason == "invalid: attributes.<redacted>: Extra inputs are not permitted"
+
+
+def with_number(signal: dict[str, Any], field: str, literal: bytes) -> bytes:
+    """A record whose attribute `field` holds a number as written, even one orjson.dumps
+    cannot write (an integer beyond 64 bits)."""
+    raw = record({**signal, "attributes": {**signal["attributes"], field: 0}})
+    return raw.replace(f'"{field}":0'.encode(), f'"{field}":'.encode() + literal)
+
+
+@pytest.mark.parametrize(
+    ("signal_type", "field", "literal", "bounds"),
+    [
+        ("queue_depth", "pending", b"18446744073709551616", "from 0 to 1000000000"),
+        ("queue_depth", "pending", b"-9223372036854775809", "from 0 to 1000000000"),
+        ("queue_depth", "pending", b"1" + b"0" * 30, "from 0 to 1000000000"),
+        ("webhook_failed", "status", b"18446744073709551616", "from 100 to 599"),
+    ],
+    ids=["2**64", "below-int64", "10**30", "status"],
+)
+def test_an_integer_beyond_64_bits_is_out_of_range_not_of_the_wrong_type(
+    signal_type: str, field: str, literal: bytes, bounds: str
+) -> None:
+    """Given an integer attribute written as a whole number too large for 64 bits (which
+    orjson reads as a float), when decoded, then the reason says it is out of range with the
+    field's own bounds, not that it is not an integer, and does not echo the number."""
+    signal = item(type=signal_type, attributes={"queue": "q"} if field == "pending" else {})
+    raw = with_number(signal, field, literal)
+
+    [rejection] = decode_signals(raw).rejections
+
+    assert rejection.reason == (
+        f"invalid: attributes.{field}: out of range: must be a whole number {bounds}"
+    )
+    assert literal.decode() not in rejection.reason
+    assert "e+" not in rejection.reason
+    # A number with a fraction is still refused for what it is.
+    [fraction] = decode_signals(with_number(signal, field, b"1.5")).rejections
+    assert fraction.reason == f"invalid: attributes.{field}: Input should be a valid integer"
+
+
+def test_an_integer_beyond_64_bits_in_a_batch_refuses_only_its_item() -> None:
+    """Given a batch whose second signal has a pending count of 2**64, when decoded, then
+    the first is accepted and the second refused as out of range, with its index."""
+    good = item(id="ok", type="queue_depth", attributes={"pending": 3})
+    bad = record(item(id="big", type="queue_depth", attributes={"pending": 0}))
+    raw = (
+        b"["
+        + record(good)
+        + b","
+        + bad.replace(b'"pending":0', b'"pending":18446744073709551616')
+        + b"]"
+    )
+
+    decoded = decode_signals(raw)
+
+    assert [s.id for s in decoded.signals] == ["ok"]
+    [rejection] = decoded.rejections
+    assert (rejection.index, rejection.reason) == (
+        1,
+        "invalid: attributes.pending: out of range: must be a whole number from 0 to 1000000000",
+    )
 
 
 def test_a_location_names_the_field_without_the_signal_type() -> None:
