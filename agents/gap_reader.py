@@ -21,7 +21,9 @@ import time
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
 
+from agents.broker_retry import retrying
 from agents.own_consumer import OwnConsumer
 
 READ_TIMEOUT_SECONDS = 30.0
@@ -73,14 +75,18 @@ async def committed_offsets(
 ) -> dict[tuple[str, int], int | None]:
     """The group's committed offset (the next to consume) per (topic, partition); None for a
     partition it committed nothing on."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(
-            group, partitions=[TopicPartition(topic, partition) for topic, partition in keys]
-        )
-    finally:
-        await admin.close()
+
+    async def ask() -> dict[TopicPartition, OffsetAndMetadata]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            return await admin.list_consumer_group_offsets(  # type: ignore[no-any-return]
+                group, partitions=[TopicPartition(topic, partition) for topic, partition in keys]
+            )
+        finally:
+            await admin.close()
+
+    offsets = await retrying(ask, "reading the group's committed offsets")
     return {
         (tp.topic, tp.partition): (meta.offset if meta.offset >= 0 else None)
         for tp, meta in offsets.items()

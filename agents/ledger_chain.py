@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from agents.broker_retry import retrying
 from agents.own_consumer import OwnConsumer
 from app.errors import AutopilotError
 from projections.ledger_reader import read_partitions_to_end
@@ -110,7 +111,10 @@ class LedgerChain:
         try:
             async with self._reading:
                 consumer = await self._consumer.get()
-                read = await read_partitions_to_end(consumer, [tp], timeout=LOAD_TIMEOUT_SECONDS)
+                read = await retrying(
+                    lambda: read_partitions_to_end(consumer, [tp], timeout=LOAD_TIMEOUT_SECONDS),
+                    "reading a ledger partition's chain heads",
+                )
         except TimeoutError as exc:
             raise AutopilotError(
                 f"ledger partition {partition} not read to its end in "

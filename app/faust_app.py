@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import ProducerT
 
 from agents.ledger_chain import LedgerChain
 from app.log_extras import show_extras
@@ -28,6 +30,26 @@ class QuietWorker(faust.Worker):
         """Configure the root logger without the spinner handler, showing `extra` fields."""
         self.spinner = None
         show_extras(logger)
+
+
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with idempotence always on (Faust turns it on only inside its
+    own transactions).
+
+    A produce request whose answer is lost, as when a broker restarts, is sent again; without
+    idempotence the broker can append the batch twice, and a copied ledger entry breaks its
+    chain (a broker restart under load broke one).
+    """
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class AutopilotApp(faust.App):
+    """The Faust app with the idempotent producer."""
+
+    def _new_producer(self) -> ProducerT:
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,7 @@ class Autopilot:
 
 def create_app(settings: Settings, bootstrap: str) -> Autopilot:
     """Build the app for one broker; agents are attached by app.worker."""
-    app = faust.App(
+    app = AutopilotApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         store="rocksdb://",

@@ -1,7 +1,8 @@
 """A real Apache Kafka broker without Docker: jars from Maven Central, one KRaft node in a JVM.
 
 `assemble` fetches Kafka's runtime classpath once into a cache directory; `LocalKafka` runs a
-single combined broker+controller on free 127.0.0.1 ports with a throwaway data directory.
+single combined broker+controller on free 127.0.0.1 ports with a throwaway data directory, which
+it keeps across halt() and start() (a broker restart, for the tests of riding one out).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class LocalKafka:
 
     @property
     def data_dir(self) -> Path | None:
-        """The throwaway directory holding config, log and partitions while the broker runs."""
+        """The throwaway directory holding config, log and partitions until stop()."""
         return self._data_dir
 
     def is_running(self) -> bool:
@@ -208,33 +209,41 @@ class LocalKafka:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> Self:
-        """Format fresh storage, launch the JVM and wait until it answers metadata requests."""
+        """Launch the JVM and wait until it answers metadata requests: on fresh storage, or
+        after halt() on the same data directory and ports."""
         if self._process is not None:
             raise BrokerUnavailableError("LocalKafka is already running; stop() it first")
         java = _require_tool("java")
         started = time.monotonic()
-        self._data_dir = data_dir = Path(tempfile.mkdtemp(prefix="autopilot-kafka-"))
-        # Registered before the JVM exists so no failure path can leave one behind.
-        atexit.register(self.stop)
+        fresh = self._data_dir is None
+        if fresh:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="autopilot-kafka-"))
+            # Registered before the JVM exists so no failure path can leave one behind.
+            atexit.register(self.stop)
+        data_dir = self._data_dir
+        assert data_dir is not None
+        config = data_dir / "server.properties"
+        log_config = data_dir / "log4j2.properties"
+        jvm = [java, f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{self._libs}/*"]
         try:
-            port, controller_port = _free_ports(2)
-            config = data_dir / "server.properties"
-            properties = server_properties(port, controller_port, data_dir / "kraft")
-            config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-            log_config = data_dir / "log4j2.properties"
-            log_config.write_text(_LOG4J2_PROPERTIES)
-            jvm = [java, f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{self._libs}/*"]
-            # No --standalone: with controller.quorum.voters set, StorageTool refuses it. The
-            # `=` form keeps a cluster id that starts with `-` from being read as an option.
-            cluster_id, config_arg = f"--cluster-id={new_cluster_id()}", f"--config={config}"
-            _run_tool(
-                [*jvm, "kafka.tools.StorageTool", "format", cluster_id, config_arg],
-                cwd=data_dir,
-                timeout=_FORMAT_TIMEOUT_S,
-                doing="formatting Kafka storage",
-                advice=f"if the jars are damaged, delete {self._libs.parent}; else {_WHAT_TO_DO}",
-            )
-            with (data_dir / "broker.log").open("wb") as log:
+            if fresh:
+                self._port, controller_port = _free_ports(2)
+                properties = server_properties(self._port, controller_port, data_dir / "kraft")
+                config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+                log_config.write_text(_LOG4J2_PROPERTIES)
+                # No --standalone: with controller.quorum.voters set, StorageTool refuses it.
+                # The `=` form keeps a cluster id that starts with `-` from being read as an
+                # option.
+                cluster_id, config_arg = f"--cluster-id={new_cluster_id()}", f"--config={config}"
+                _run_tool(
+                    [*jvm, "kafka.tools.StorageTool", "format", cluster_id, config_arg],
+                    cwd=data_dir,
+                    timeout=_FORMAT_TIMEOUT_S,
+                    doing="formatting Kafka storage",
+                    advice=f"if the jars are damaged, delete {self._libs.parent}; "
+                    f"else {_WHAT_TO_DO}",
+                )
+            with (data_dir / "broker.log").open("ab") as log:
                 self._process = subprocess.Popen(
                     [*jvm, f"-Xmx{_HEAP}", "kafka.Kafka", str(config)],
                     stdin=subprocess.DEVNULL,
@@ -245,7 +254,6 @@ class LocalKafka:
                     # then stops the broker in order; stop() signals the whole group.
                     start_new_session=True,
                 )
-            self._port = port
             self._wait_until_ready(started + self._startup_timeout)
         except BaseException:
             self.stop()
@@ -255,17 +263,23 @@ class LocalKafka:
             extra={
                 "bootstrap_servers": self.bootstrap_servers,
                 "pid": self.pid,
+                "fresh": fresh,
                 "seconds": round(time.monotonic() - started, 1),
             },
         )
         return self
 
-    def stop(self) -> None:
-        """Stop the JVM (SIGTERM, SIGKILL after 20 s) and delete its data; safe to repeat."""
+    def halt(self) -> None:
+        """Stop the JVM (SIGTERM, SIGKILL after 20 s) but keep its data and ports, as a rolling
+        restart does: start() brings the same broker back at the same address."""
         process, self._process = self._process, None
-        self._port = None
         if process is not None:
             _terminate_group(process)
+
+    def stop(self) -> None:
+        """Stop the JVM and delete its data; safe to repeat."""
+        self.halt()
+        self._port = None
         data_dir, self._data_dir = self._data_dir, None
         if data_dir is not None:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""A worker rides out a broker restart: the broker stopped for 15 s under a steady stream and
+started again on the same data and address, as a rolling restart does. The worker never exits,
+every signal is folded once, and the ledger's chains hold."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from app.kafka_admin import ensure_topics
+from app.local_kafka import LocalKafka, assemble
+from app.sandbox import Sandbox
+from app.settings import Settings, load_settings
+from app.worker_process import WorkerProcess
+from app.workload import realistic_stream
+from tests.integration.commands import autopilot_cli
+from tests.integration.conftest import sandbox_env
+from tests.integration.http import TOKENS, get_workspace, wait_until_answers
+from topics.signals import Signal
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_SECONDS = 15.0
+WORKSPACES = 20
+SIGNALS = 1_200
+STREAM_SECONDS = 30.0
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalKafka]:
+    """A broker of this test's own, since it is stopped and started again."""
+    with LocalKafka(assemble(load_settings().cache_dir)) as kafka:
+        yield kafka
+
+
+async def stream(bootstrap: str, topic: str, signals: list[Signal]) -> None:
+    """Publish at a steady rate, one signal per record; each is delivered once, outage or not
+    (an idempotent producer retries through it)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        request_timeout_ms=120_000,
+        linger_ms=5,
+    )
+    await producer.start()
+    try:
+        pause = STREAM_SECONDS / len(signals)
+        deliveries = []
+        for each in signals:
+            deliveries.append(
+                await producer.send(
+                    topic, each.model_dump_json().encode(), key=each.workspace_id.encode()
+                )
+            )
+            await asyncio.sleep(pause)
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+
+async def test_a_worker_rides_out_a_broker_restart(
+    own_broker: LocalKafka, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    run = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=f"{run}.",
+        app_id=f"autopilot-{run}",
+        partitions=4,
+    )
+    await ensure_topics(settings, bootstrap)
+    # Signals of 30 minutes of event time: each workspace's hour window holds all of its own
+    signals = realistic_stream(
+        workspaces=WORKSPACES,
+        signals=SIGNALS,
+        start=datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
+        span_seconds=1800,
+        monitoring=True,
+    )
+    sent = {
+        workspace: Counter(s.type.value for s in signals if s.workspace_id == workspace)
+        for workspace in {s.workspace_id for s in signals}
+    }
+    worker = WorkerProcess.for_deployment(settings, bootstrap, tmp_path, log_level="info")
+    worker.env.update({**TOKENS, **sandbox_env(sandbox), "AUTOPILOT_PROJECTOR_ENABLED": "false"})
+    worker.start()
+    try:
+        await wait_until_answers(worker)
+        # Given a steady stream of signals
+        publishing = asyncio.create_task(stream(bootstrap, settings.topic("signals"), signals))
+        await asyncio.sleep(5)
+        # When the broker stops for 15 s and starts again on the same data and address
+        await asyncio.to_thread(own_broker.halt)
+        await asyncio.sleep(OUTAGE_SECONDS)
+        assert worker.alive, f"the worker exited while the broker was away\n{worker.log_tail()}"
+        await asyncio.to_thread(own_broker.start)
+        await asyncio.wait_for(publishing, timeout=180)
+
+        # Then every workspace holds exactly what was sent to it, each signal once
+        deadline = time.monotonic() + 180
+        states: dict[str, dict[str, object]] = {}
+        while time.monotonic() < deadline:
+            assert worker.alive, f"the worker exited\n{worker.log_tail()}"
+            for workspace in sent:
+                status, body = await get_workspace(worker, workspace)
+                if status == 200:
+                    states[workspace] = body
+            if all(
+                workspace in states and (states[workspace]["hour"] or {}).get("counts") == counts
+                for workspace, counts in sent.items()
+            ):
+                break
+            await asyncio.sleep(1)
+        assert {w: (states.get(w, {}).get("hour") or {}).get("counts") for w in sent} == {
+            w: dict(counts) for w, counts in sent.items()
+        }
+        assert {w: states[w]["duplicates"] for w in sent} == dict.fromkeys(sent, 0)
+        # And the worker never exited, and every chain holds
+        assert worker.alive, worker.log_tail()
+        verified = autopilot_cli(settings, "ledger", "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        worker.stop()
