@@ -51,10 +51,10 @@ tools:
 
 # Assembles Apache Kafka from Maven Central into ~/.cache/autopilot (nothing is committed).
 kafka: venv
-	$(PY) -m app.local_kafka assemble
+	$(PY) -m tools.local_kafka assemble
 
 demo: venv kafka
-	$(PY) -m app.demo
+	$(PY) -m tools.demo
 
 lint: venv
 	$(PY) -m ruff check .
@@ -68,7 +68,7 @@ test: tools venv kafka lint
 	$(PY) -m pytest -q
 
 bench: venv kafka
-	$(PY) -m app.bench
+	$(PY) -m tools.bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,13 +8,15 @@ only writer of that workspace's chain, before the command runs), and reports.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+import click
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -39,6 +41,7 @@ from topics.commands import REISSUE_HEADER, Action
 from topics.signals import is_workspace_id
 
 READ_TIMEOUT_SECONDS = 600.0
+T = TypeVar("T")
 _BY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}")
 
 
@@ -52,40 +55,134 @@ class DlqContent:
     unreplayable: list[Unreplayable]
 
 
-def run_dlq_replay(args: list[str]) -> int:
+def _workspace(value: str) -> str:
+    if not is_workspace_id(value):
+        raise ValueError(f"not a workspace id: {value!r}")
+    return value
+
+
+def _action(value: str) -> Action:
+    try:
+        return Action(value)
+    except ValueError:
+        known = ", ".join(a.value for a in Action)
+        raise ValueError(f"unknown action {value!r}; known actions: {known}") from None
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise ValueError(
+            f"not an ISO-8601 timestamp: {value!r} (e.g. 2026-11-21T20:30:00Z)"
+        ) from None
+
+
+def _by(value: str) -> str:
+    if not _BY.fullmatch(value):
+        raise ValueError(
+            f"expected a name of letters, digits and _.@:- (at most 64), got {value!r}"
+        )
+    return value
+
+
+@click.group("dlq")
+def dlq_group() -> None:
+    """Dead-lettered commands."""
+
+
+def _checked(check: Callable[[str], T]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback applying `check` to a value or to each of a repeated option's values."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            if isinstance(value, tuple):
+                return tuple(check(v) for v in value)
+            return None if value is None else check(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+@dlq_group.command("replay")
+@click.option("--workspace", multiple=True, callback=_checked(_workspace), help="a workspace id")
+@click.option(
+    "--action",
+    multiple=True,
+    callback=_checked(_action),
+    help=f"one of: {', '.join(a.value for a in Action)}",
+)
+@click.option(
+    "--error-class",
+    multiple=True,
+    help="the error's class name as dead-lettered (e.g. TerminalError)",
+)
+@click.option(
+    "--since",
+    callback=_checked(_timestamp),
+    help="dead-lettered at or after (ISO-8601; naive is UTC)",
+)
+@click.option(
+    "--until", callback=_checked(_timestamp), help="dead-lettered before (ISO-8601; naive is UTC)"
+)
+@click.option("--list", "list_only", is_flag=True, help="show what would be re-issued only")
+@click.option(
+    "--by",
+    default="cli",
+    show_default=True,
+    callback=_checked(_by),
+    help="who re-issues, for the ledger",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def replay_command(
+    workspace: tuple[str, ...],
+    action: tuple[Action, ...],
+    error_class: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    list_only: bool,
+    by: str,
+    as_json: bool,
+) -> None:
+    """Send dead-lettered commands again under new ids derived from their place on
+    commands.dlq, so a second run re-issues the same ids. Filters AND together; a repeated
+    option matches any of its values."""
+    if since and until and since >= until:
+        raise click.BadParameter("--since must be before --until", param_hint="--since")
+    selection = Selection(
+        workspaces=frozenset(workspace),
+        actions=frozenset(action),
+        error_classes=frozenset(error_class),
+        since=since,
+        until=until,
+    )
+    run_dlq_replay(selection, by=by, list_only=list_only, as_json=as_json)
+
+
+def run_dlq_replay(selection: Selection, *, by: str, list_only: bool, as_json: bool) -> int:
     """Re-issue the selected dead-lettered commands (or only list them); 0 unless it fails."""
-    parser = _parser()
-    options = parser.parse_args(args)
-    if options.since and options.until and options.since >= options.until:
-        parser.error("--since must be before --until")
     settings = load_settings()
     if not settings.kafka_bootstrap_servers:
         raise ConfigurationError(
             f"set KAFKA_BOOTSTRAP_SERVERS to the broker that holds {settings.topic(COMMANDS_DLQ)} "
             "(and AUTOPILOT_TOPIC_PREFIX to its deployment's topic prefix)"
         )
-    selection = Selection(
-        workspaces=frozenset(options.workspace),
-        actions=frozenset(options.action),
-        error_classes=frozenset(options.error_class),
-        since=options.since,
-        until=options.until,
-    )
     content, reissues = asyncio.run(
         _replay(
             settings,
             settings.kafka_bootstrap_servers,
             selection,
-            by=options.by,
-            publish=not options.list,
+            by=by,
+            publish=not list_only,
         )
     )
-    if options.json:
-        report = _as_json(content, reissues, listed=options.list)
+    if as_json:
+        report = _as_json(content, reissues, listed=list_only)
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
     else:
-        print(_render(content, reissues, listed=options.list))
+        print(_render(content, reissues, listed=list_only))
     return 0
 
 
@@ -261,75 +358,3 @@ def _as_json(content: DlqContent, reissues: list[Reissue], *, listed: bool) -> d
             for u in content.unreplayable
         ],
     }
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="autopilot dlq replay",
-        description=(
-            "Send dead-lettered commands again under new ids derived from their place on "
-            "commands.dlq, so a second run re-issues the same ids. Filters AND together; a "
-            "repeated option matches any of its values."
-        ),
-    )
-    parser.add_argument(
-        "--workspace", action="append", type=_workspace, default=[], help="a workspace id"
-    )
-    parser.add_argument(
-        "--action",
-        action="append",
-        type=_action,
-        default=[],
-        help=f"one of: {', '.join(a.value for a in Action)}",
-    )
-    parser.add_argument(
-        "--error-class",
-        action="append",
-        default=[],
-        help="the error's class name as dead-lettered (e.g. TerminalError)",
-    )
-    parser.add_argument(
-        "--since", type=_timestamp, help="dead-lettered at or after (ISO-8601; naive is UTC)"
-    )
-    parser.add_argument(
-        "--until", type=_timestamp, help="dead-lettered before (ISO-8601; naive is UTC)"
-    )
-    parser.add_argument("--list", action="store_true", help="show what would be re-issued only")
-    parser.add_argument(
-        "--by", type=_by, default="cli", help="who re-issues, for the ledger (default: cli)"
-    )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
-
-
-def _workspace(value: str) -> str:
-    if not is_workspace_id(value):
-        raise argparse.ArgumentTypeError(f"not a workspace id: {value!r}")
-    return value
-
-
-def _action(value: str) -> Action:
-    try:
-        return Action(value)
-    except ValueError:
-        known = ", ".join(a.value for a in Action)
-        raise argparse.ArgumentTypeError(
-            f"unknown action {value!r}; known actions: {known}"
-        ) from None
-
-
-def _timestamp(value: str) -> datetime:
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not an ISO-8601 timestamp: {value!r} (e.g. 2026-11-21T20:30:00Z)"
-        ) from None
-
-
-def _by(value: str) -> str:
-    if not _BY.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"expected a name of letters, digits and _.@:- (at most 64), got {value!r}"
-        )
-    return value

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
+import click
 import orjson
 
 from app.errors import ConfigurationError
@@ -16,14 +16,20 @@ from topics.chain import ChainCheck
 READ_TIMEOUT_SECONDS = 1_800.0
 
 
-def run_ledger_verify(args: list[str]) -> int:
+@click.group("ledger")
+def ledger_group() -> None:
+    """Check the ledger."""
+
+
+@ledger_group.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def verify_command(as_json: bool) -> None:
+    """Check every chain of the ledger (one per workspace); exit 1 if one is broken."""
+    raise SystemExit(run_ledger_verify(as_json=as_json))
+
+
+def run_ledger_verify(*, as_json: bool = False) -> int:
     """Check every entry's seal and link; 1 if any chain is broken."""
-    parser = argparse.ArgumentParser(
-        prog="autopilot ledger verify",
-        description="Verify the ledger's hash chains (one per workspace) and report breaks.",
-    )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    options = parser.parse_args(args)
     settings = load_settings()
     if not settings.kafka_bootstrap_servers:
         raise ConfigurationError("set KAFKA_BOOTSTRAP_SERVERS to the broker that holds the ledger")
@@ -36,7 +42,7 @@ def run_ledger_verify(args: list[str]) -> int:
         for offset, raw in records[partition]:
             check.add(partition, offset, raw)
     broken = sorted(check.broken.values(), key=lambda b: (b.partition, b.offset))
-    if options.json:
+    if as_json:
         print(
             orjson.dumps(
                 {

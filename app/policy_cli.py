@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from pathlib import Path
 
+import click
 import orjson
 
 from agents.rules import load_policy
@@ -19,35 +19,45 @@ from topics.catalog import LEDGER
 READ_TIMEOUT_SECONDS = 600.0
 
 
-def run_policy_replay(args: list[str]) -> int:
+@click.group("policy")
+def policy_group() -> None:
+    """Check the policy against the ledger."""
+
+
+@policy_group.command("replay")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="a policy TOML file (default: AUTOPILOT_POLICY_FILE, else the seed policy)",
+)
+@click.option(
+    "--ledger",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="a JSON-lines export of the ledger (default: the ledger topic on the broker)",
+)
+@click.option("--verbose", is_flag=True, help="list identical workspaces too")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def replay_command(
+    policy_file: Path | None, ledger: Path | None, verbose: bool, as_json: bool
+) -> None:
+    """Derive the ledger's recorded decisions again and compare them; exit 1 when a decision
+    differs under the policy version that recorded it."""
+    raise SystemExit(run_policy_replay(policy_file, ledger, verbose=verbose, as_json=as_json))
+
+
+def run_policy_replay(
+    policy_file: Path | None, ledger: Path | None, *, verbose: bool = False, as_json: bool = False
+) -> int:
     """Replay the ledger's decisions; 1 if any differs under the version that recorded it."""
-    parser = argparse.ArgumentParser(
-        prog="autopilot policy replay",
-        description="Derive the ledger's recorded decisions again and compare them.",
-    )
-    parser.add_argument(
-        "--policy",
-        type=Path,
-        help="a policy TOML file (default: AUTOPILOT_POLICY_FILE, else the seed policy)",
-    )
-    parser.add_argument(
-        "--ledger",
-        type=Path,
-        help="a JSON-lines export of the ledger (default: the ledger topic on the broker)",
-    )
-    parser.add_argument("--verbose", action="store_true", help="list identical workspaces too")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    options = parser.parse_args(args)
     settings = load_settings()
-    policy = load_policy(options.policy or settings.policy_file)
-    if options.ledger is not None:
+    policy = load_policy(policy_file or settings.policy_file)
+    if ledger is not None:
         try:
-            with options.ledger.open("rb") as lines:
+            with ledger.open("rb") as lines:
                 entries = load_ledger_file(lines)
         except OSError as exc:
-            raise AutopilotError(
-                f"cannot read ledger export {options.ledger} ({exc.strerror})"
-            ) from exc
+            raise AutopilotError(f"cannot read ledger export {ledger} ({exc.strerror})") from exc
     else:
         if not settings.kafka_bootstrap_servers:
             raise ConfigurationError(
@@ -62,11 +72,11 @@ def run_policy_replay(args: list[str]) -> int:
             )
         )
     report = replay_policy(entries, policy)
-    if options.json:
+    if as_json:
         sys.stdout.write(orjson.dumps(_as_json(report), option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
     else:
-        print(render(report, verbose=options.verbose))
+        print(render(report, verbose=verbose))
     return 1 if report.diverging else 0
 
 

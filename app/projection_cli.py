@@ -6,12 +6,12 @@ the live one row for row.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,39 +33,48 @@ from projections.schema import AS_OF_KEY, TABLES, refuse_as_of
 from projections.store import Projection
 from topics.catalog import LEDGER
 
+DB_HELP = (
+    "the database (sqlite:////abs/path, sqlite:///rel/path or postgresql://...; default: "
+    "AUTOPILOT_PROJECTIONS_URL, else projections.sqlite3 under AUTOPILOT_DATA_DIR)"
+)
 
-def run_replay(args: list[str]) -> int:
+
+def _until_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Until | None:
+    if value is None:
+        return None
+    try:
+        return parse_until(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("replay")
+@click.option("--db", help=DB_HELP)
+@click.option(
+    "--until",
+    callback=_until_option,
+    help="state as of: a timestamp (entries recorded up to it), an offset (up to it in every "
+    "partition) or PARTITION:OFFSET,...",
+)
+@click.option("--replace", is_flag=True, help="empty the database first if it holds projections")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    help="processes folding the ledger's partitions at once (default: one per core)",
+)
+def replay_command(db: str | None, until: Until | None, replace: bool, jobs: int) -> None:
+    """Rebuild the projections (read models) from offset 0 of the ledger into a fresh
+    database, with a progress bar."""
+    run_replay(db, until, replace=replace, jobs=jobs)
+
+
+def run_replay(db: str | None, until: Until | None, *, replace: bool, jobs: int) -> int:
     """Rebuild the read models from the ledger's first offset into a fresh database."""
-    parser = argparse.ArgumentParser(
-        prog="autopilot replay",
-        description="Rebuild the projections from offset 0 of the ledger into a fresh database.",
-    )
-    parser.add_argument(
-        "--db",
-        help="the database (sqlite:////abs/path, sqlite:///rel/path or postgresql://...; "
-        "default: AUTOPILOT_PROJECTIONS_URL, else projections.sqlite3 under AUTOPILOT_DATA_DIR)",
-    )
-    parser.add_argument(
-        "--until",
-        type=_until,
-        help="state as of: a timestamp (entries recorded up to it), an offset (up to it in "
-        "every partition) or PARTITION:OFFSET,... (up to those)",
-    )
-    parser.add_argument(
-        "--replace", action="store_true", help="empty the database first if it holds projections"
-    )
-    parser.add_argument(
-        "--jobs",
-        type=_positive,
-        default=os.cpu_count() or 1,
-        help="processes folding the ledger's partitions at once (default: one per core)",
-    )
-    options = parser.parse_args(args)
     settings = load_settings()
     bootstrap = _bootstrap(settings)
-    url = options.db or settings.projections_database()
-    database = _fresh(url, replace=options.replace)
-    until: Until | None = options.until
+    url = db or settings.projections_database()
+    database = _fresh(url, replace=replace)
     try:
         projection = Projection(database, settings.topic(LEDGER), settings.metrics_interval_seconds)
         if until is not None:
@@ -97,11 +106,11 @@ def run_replay(args: list[str]) -> int:
                 settings.projector_batch_records,
                 until,
             )
-            done = replay_jobs.replay(job, options.jobs, advanced)
+            done = replay_jobs.replay(job, jobs, advanced)
         as_of = f" as of {_describe(until)}" if until is not None else ""
         print(
             f"replayed {done.records} ledger records into {database.where}{as_of} with "
-            f"{options.jobs} process(es): {done.folded} entries folded, {done.copies} copies "
+            f"{jobs} process(es): {done.folded} entries folded, {done.copies} copies "
             f"skipped, {done.unreadable} unreadable, {done.later} recorded later left out "
             f"({done.rate:,.0f} entries/s)"
         )
@@ -110,17 +119,19 @@ def run_replay(args: list[str]) -> int:
     return 0
 
 
-def run_projector(args: list[str]) -> int:
+@click.command("projector")
+@click.option("--db", help=DB_HELP)
+def projector_command(db: str | None) -> None:
+    """Follow the ledger and keep the projections up to date, as the worker does unless
+    AUTOPILOT_PROJECTOR_ENABLED=false; until SIGTERM or SIGINT."""
+    run_projector(db)
+
+
+def run_projector(db: str | None) -> int:
     """Keep the read models up to date with the ledger until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(
-        prog="autopilot projector",
-        description="Follow the ledger and keep the projections up to date (as the worker does).",
-    )
-    parser.add_argument("--db", help="the database (default: as for `autopilot replay`)")
-    options = parser.parse_args(args)
     settings = load_settings()
     bootstrap = _bootstrap(settings)
-    database = Database.open(options.db or settings.projections_database())
+    database = Database.open(db or settings.projections_database())
     try:
         projection = Projection(database, settings.topic(LEDGER), settings.metrics_interval_seconds)
         refuse_as_of(database)
@@ -169,13 +180,8 @@ def _tables_with_rows(database: Database) -> list[str]:
     return [t for t in TABLES if t in present and database.query(f"SELECT 1 FROM {t} LIMIT 1")]
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return int(text)
-
-
-def _until(text: str) -> Until:
+def parse_until(text: str) -> Until:
+    """A point in the ledger: a timestamp, an offset, or PARTITION:OFFSET,...; ValueError."""
     text = text.strip()
     if text.isdigit():
         return Until(offset=int(text))
@@ -188,7 +194,7 @@ def _until(text: str) -> Until:
     try:
         return Until(at=parse_timestamp(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{text!r} is not a timestamp (2026-11-21T10:00:00Z), an offset (1234) "
             "or PARTITION:OFFSET,... (0:120,1:98)"
         ) from None

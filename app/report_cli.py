@@ -6,12 +6,12 @@ is self-contained (inline CSS and SVG, no script, no URL) so it can be mailed or
 
 from __future__ import annotations
 
-import argparse
 import html
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -45,14 +45,24 @@ class ReportError(AutopilotError):
     """The report cannot be read or written."""
 
 
-def run_report(args: list[str]) -> int:
-    """Print the report, and write it as HTML with --html; 0 on success."""
-    options = _parser().parse_args(args)
-    url = options.db or load_settings().projections_database()
-    report = load_report(url, options.top)
+@click.command("report")
+@click.option("--db", help="database URL (default: the configured projections database)")
+@click.option("--html", "html_path", metavar="PATH", help="also write a self-contained HTML report")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=10, show_default=True, help="workspaces listed"
+)
+def report_command(db: str | None, html_path: str | None, top: int) -> None:
+    """The projections' key tables in the terminal, and optionally as one HTML file."""
+    run_report(db, html_path, top)
+
+
+def run_report(db: str | None, html_path: str | None = None, top: int = 10) -> int:
+    """Print the report, and write it as HTML with html_path; 0 on success."""
+    url = db or load_settings().projections_database()
+    report = load_report(url, top)
     write_terminal_report(report, Console())
-    if options.html:
-        path = Path(options.html)
+    if html_path:
+        path = Path(html_path)
         try:
             path.write_text(html_report(report), encoding="utf-8")
         except OSError as exc:
@@ -282,22 +292,6 @@ def _read_errors(url: str) -> tuple[type[Exception], ...]:
     import psycopg
 
     return (sqlite3.Error, psycopg.Error)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="autopilot report", description="Report on the read models the projector keeps."
-    )
-    parser.add_argument("--db", help="database URL (default: the configured projections database)")
-    parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
-    parser.add_argument("--top", type=_positive, default=10, help="workspaces listed (default 10)")
-    return parser
 
 
 _CSS = (

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         env_prefix="AUTOPILOT_", frozen=True, extra="ignore", populate_by_name=True
     )
 
-    # Broker choice (app/broker.py): this if set, else testcontainers, else the local broker.
+    # The brokers; the product starts none of its own (the demo, tests and bench do: tools/).
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         # The name every Kafka tool uses, without the prefix: one name, so errors name it too.

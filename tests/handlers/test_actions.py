@@ -28,7 +28,7 @@ from agents.reconciler import (
     TerminalError,
     WorkspaceSnapshot,
 )
-from app.sandbox import Sandbox, Seen
+from tools.sandbox import Sandbox, Seen
 from topics.commands import Action, Command, Priority
 
 CONTROL_TOKEN = "control-token-for-tests"

@@ -24,7 +24,7 @@ from agents.reconciler import (
     NotConfiguredError,
     WorkspaceSnapshot,
 )
-from app.sandbox import LLM_MODEL, Sandbox
+from tools.sandbox import LLM_MODEL, Sandbox
 from topics.commands import Action, Command, Priority
 
 CONTROL_TOKEN = "control-token-for-tests"

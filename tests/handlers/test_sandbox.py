@@ -21,7 +21,7 @@ import aiohttp
 import openai
 import pytest
 
-from app.sandbox import Effect, Sandbox, SandboxThread, Seen
+from tools.sandbox import Effect, Sandbox, SandboxThread, Seen
 
 CONTROL_TOKEN = "control-token-for-tests"
 SIGNING_KEY = "signing-key-for-tests"
@@ -481,7 +481,7 @@ async def test_module_prints_its_address_and_serves(http: aiohttp.ClientSession)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.sandbox",
+        "tools.sandbox",
         "--host",
         "127.0.0.1",
         "--port",

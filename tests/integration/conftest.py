@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import provide_bootstrap
 from app.kafka_admin import ensure_topics
-from app.sandbox import Sandbox, SandboxThread
 from app.settings import Settings, load_settings
-from app.worker_process import WorkerProcess
 from tests.integration.http import SANDBOX_KEYS, TOKENS
 from tests.integration.postgres import (
     PostgresUnavailableError,
@@ -21,6 +18,9 @@ from tests.integration.postgres import (
     drop_database,
     postgres_server,
 )
+from tools.broker import provide_bootstrap
+from tools.sandbox import Sandbox, SandboxThread
+from tools.worker_process import WorkerProcess
 
 WAIT_SECONDS = 60.0
 

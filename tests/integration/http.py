@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from app.worker_process import WorkerProcess
+from tools.worker_process import WorkerProcess
 
 INGEST_TOKEN = "test-ingest-token"
 CONTROL_TOKEN = "test-control-token"

@@ -31,9 +31,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from app.settings import Settings
-from app.worker_process import WorkerProcess
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
+from tools.worker_process import WorkerProcess
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import SignalType
 

@@ -16,14 +16,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.kafka_admin import ensure_topics
-from app.local_kafka import LocalKafka, assemble
-from app.sandbox import Sandbox
 from app.settings import Settings, load_settings
-from app.worker_process import WorkerProcess
-from app.workload import realistic_stream
 from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import sandbox_env
 from tests.integration.http import TOKENS, get_workspace, wait_until_answers
+from tools.local_kafka import LocalKafka, assemble
+from tools.sandbox import Sandbox
+from tools.worker_process import WorkerProcess
+from tools.workload import realistic_stream
 from topics.signals import Signal
 
 pytestmark = pytest.mark.integration

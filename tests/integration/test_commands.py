@@ -16,11 +16,11 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from app.local_kafka import broker_answers
-from app.sandbox import Sandbox
 from app.settings import Settings
 from tests.integration.commands import command, ended, ledger_until, send
 from tests.integration.conftest import StartWorker
+from tools.local_kafka import broker_answers
+from tools.sandbox import Sandbox
 from topics.commands import Action, Priority
 from topics.ledger import TERMINAL_KINDS, LedgerKind
 
@@ -63,7 +63,7 @@ def test_demo_prints_a_summary_read_from_the_ledger_and_leaves_nothing_running()
     env["AUTOPILOT_TEST_MARKER"] = marker
     # When the demo runs
     result = subprocess.run(
-        [sys.executable, "-m", "app.demo"],
+        [sys.executable, "-m", "tools.demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -99,7 +99,7 @@ def test_bench_prints_both_rates_and_their_ratio(kafka_bootstrap: str) -> None:
         [
             sys.executable,
             "-m",
-            "app.bench",
+            "tools.bench",
             "--signals",
             "3000",
             "--workspaces",
@@ -236,10 +236,10 @@ async def test_autopilot_topics_creates_every_topic_with_the_shard_count(
     assert "has 3 partitions but AUTOPILOT_PARTITIONS is 5" in result.stderr
 
 
-def test_autopilot_kafka_run_serves_until_terminated() -> None:
+def test_the_local_broker_tool_serves_until_terminated() -> None:
     # When the local broker runs in the foreground
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "kafka", "run"],
+        [sys.executable, "-m", "tools.local_kafka", "run"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -15,10 +15,10 @@ import pytest
 
 from app.client import SignalPublisher
 from app.settings import Settings
-from app.workload import realistic_stream
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
 from tests.integration.conftest import StartWorker
+from tools.workload import realistic_stream
 from topics.ledger import DECISION_KINDS, LedgerEntry
 
 pytestmark = pytest.mark.integration

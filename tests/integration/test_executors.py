@@ -1,4 +1,4 @@
-"""Executors on the real broker against a real platform on loopback (app/sandbox.py).
+"""Executors on the real broker against a real platform on loopback (tools/sandbox.py).
 
 Commands are written straight onto their lane topics, as the aggregate agent writes them, so
 each test controls exactly which actions run; the sandbox is the control API, the webhook
@@ -18,12 +18,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.sandbox import Sandbox
 from app.settings import Settings
 from tests.integration.commands import autopilot_cli, command, ended, ledger_until, send
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, request, wait_until_answers
 from tests.integration.streams import read_topic, workspaces_of_shard
+from tools.sandbox import Sandbox
 from topics.commands import Action, Command, Priority
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 

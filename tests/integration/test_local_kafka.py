@@ -16,9 +16,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.broker import docker_engine_answers, kafka_container_env, provide_bootstrap
 from app.errors import BrokerUnavailableError
-from app.local_kafka import (
+from tools.broker import docker_engine_answers, kafka_container_env, provide_bootstrap
+from tools.local_kafka import (
     KAFKA_VERSION,
     SHARED_BROKER_SETTINGS,
     LocalKafka,
@@ -239,7 +239,7 @@ def test_provide_bootstrap_without_configuration_starts_and_stops_a_broker(
 ) -> None:
     expected_source = "testcontainers" if docker_engine_answers() else "local_kafka"
     with (
-        caplog.at_level(logging.INFO, logger="app.broker"),
+        caplog.at_level(logging.INFO, logger="tools.broker"),
         provide_bootstrap(None, CACHE_DIR) as bootstrap,
     ):
         assert broker_answers(bootstrap)

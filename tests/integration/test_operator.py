@@ -17,14 +17,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from app.sandbox import Sandbox
 from app.settings import Settings
-from app.worker_process import WorkerProcess
 from projections.ledger_reader import read_ledger
 from tests.integration import commands
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, INGEST_TOKEN, request, wait_until_answers
 from tests.integration.streams import publish, signal
+from tools.sandbox import Sandbox
+from tools.worker_process import WorkerProcess
 from topics.catalog import LANES, lane_topic
 from topics.ledger import OPERATOR_KINDS, LedgerEntry, LedgerKind
 from topics.signals import SignalType

@@ -6,12 +6,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.sandbox import Sandbox
 from app.settings import Settings
 from tests.integration.commands import ledger_exactly, ledger_until
 from tests.integration.conftest import StartWorker
 from tests.integration.http import wait_for_workspace, wait_until_answers
 from tests.integration.streams import T0S, publish, read_topic, signal
+from tools.sandbox import Sandbox
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import SignalType
 

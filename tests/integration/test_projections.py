@@ -18,14 +18,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.client import SignalPublisher
-from app.demo import SIGNALS, SPAN_SECONDS, WORKSPACES
 from app.settings import Settings
-from app.workload import realistic_stream
 from projections.database import Database
 from projections.replay import replay_decisions
 from projections.schema import READ_MODELS, rows_of
 from tests.integration.commands import ROOT, autopilot_cli, ledger_until
 from tests.integration.conftest import StartWorker
+from tools.demo import SIGNALS, SPAN_SECONDS, WORKSPACES
+from tools.workload import realistic_stream
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 WAIT_SECONDS = 300.0

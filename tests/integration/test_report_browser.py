@@ -48,7 +48,7 @@ def report_file(tmp_path: Path) -> Path:
         database.execute(statement)
     database.close()
     out = tmp_path / "report.html"
-    assert run_report(["--db", url, "--html", str(out)]) == 0
+    assert run_report(url, str(out)) == 0
     return out
 
 

@@ -13,11 +13,11 @@ import orjson
 import pytest
 
 from app.settings import Settings
-from app.workload import realistic_stream
 from projections.ledger_reader import read_records_to_end
 from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import StartWorker
 from tests.integration.streams import publish_one_per_record, wait_folded
+from tools.workload import realistic_stream
 from topics.ledger import LedgerEntry
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from app.workload import workspace_ids
+from tools.workload import workspace_ids
 from topics import shards as shards_module
 from topics.shards import Shards, shard_of
 

@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from app.errors import AutopilotError
-from app.report_cli import html_report, run_report, write_terminal_report
+from app.report_cli import html_report, report_command, run_report, write_terminal_report
 from projections import charts, schema
 from projections.database import Database
 from projections.report import (
@@ -205,7 +206,7 @@ def test_html_has_one_chart_of_each_kind_no_url_and_escaped_text(
     url = build_database(tmp_path / "p.sqlite3")
     out = tmp_path / "report.html"
 
-    assert run_report(["--db", url, "--html", str(out)]) == 0
+    assert run_report(url, str(out)) == 0
 
     assert f"wrote report to {out}" in capsys.readouterr().out
     page = out.read_text(encoding="utf-8")
@@ -241,7 +242,7 @@ def test_empty_database_renders_every_chart_as_no_data(
     url = build_database(tmp_path / "p.sqlite3", rows=False)
     out = tmp_path / "report.html"
 
-    assert run_report(["--db", url, "--html", str(out)]) == 0
+    assert run_report(url, str(out)) == 0
 
     printed = capsys.readouterr().out
     assert "Ledger position: nothing projected yet" in printed
@@ -275,7 +276,7 @@ def test_a_missing_database_file_is_an_error_and_is_not_created(tmp_path: Path) 
     path = tmp_path / "nowhere" / "projections.sqlite3"
 
     with pytest.raises(AutopilotError, match=r"autopilot replay.*start a worker"):
-        run_report(["--db", f"sqlite:///{path}"])
+        run_report(f"sqlite:///{path}")
 
     assert not path.exists() and not path.parent.exists()
 
@@ -286,13 +287,13 @@ def test_a_database_without_the_read_models_is_an_error(tmp_path: Path) -> None:
         connection.execute("CREATE TABLE unrelated (x INTEGER)")
 
     with pytest.raises(AutopilotError, match=r"no read models.*`autopilot replay`.*worker"):
-        run_report(["--db", f"sqlite:///{path}"])
+        run_report(f"sqlite:///{path}")
 
 
 def test_top_must_be_a_positive_number(tmp_path: Path) -> None:
     url = build_database(tmp_path / "p.sqlite3")
 
-    with pytest.raises(SystemExit) as exited:
-        run_report(["--db", url, "--top", "0"])
+    result = CliRunner().invoke(report_command, ["--db", url, "--top", "0"])
 
-    assert exited.value.code == 2
+    assert result.exit_code == 2
+    assert "'--top': 0 is not in the range x>=1" in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.workload import realistic_stream, workspace_ids
+from tools.workload import realistic_stream, workspace_ids
 from topics.signals import Signal, SignalType
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -54,7 +54,7 @@ _WHAT_TO_DO = (
 )
 
 # Broker tuning shared by every way Autopilot runs Kafka: LocalKafka, the test container
-# (app/broker.py) and docker-compose.yml, which mirrors it by hand (a test checks the copy).
+# (tools/broker.py) and docker-compose.yml, which mirrors it by hand (a test checks the copy).
 SHARED_BROKER_SETTINGS: Mapping[str, str] = MappingProxyType(
     {
         "process.roles": "broker,controller",
@@ -443,12 +443,12 @@ def _terminate_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m app.local_kafka assemble|run [--cache-dir D]`."""
+    """`python -m tools.local_kafka assemble|run [--cache-dir D]`."""
     default_cache = Path(
         os.environ.get("AUTOPILOT_CACHE_DIR") or Path.home() / ".cache" / "autopilot"
     )
     parser = argparse.ArgumentParser(
-        prog="python -m app.local_kafka",
+        prog="python -m tools.local_kafka",
         description=f"Apache Kafka {KAFKA_VERSION} from Maven Central, without Docker.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -7,7 +7,7 @@ was applied, once per idempotency key), `requests` (everything, replays and refu
 and `llm_requests`. Failures are switched on with `down`, `hooks_down`, `llm_down`, `script()`
 and `delay_seconds`.
 
-`python -m app.sandbox --port N` serves it until SIGINT/SIGTERM.
+`python -m tools.sandbox --port N` serves it until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -497,7 +497,7 @@ class SandboxThread:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m app.sandbox", description="Serve the Autopilot sandbox until SIGINT."
+        prog="python -m tools.sandbox", description="Serve the Autopilot sandbox until SIGINT."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks any free port")

@@ -1,7 +1,7 @@
 """The one place that decides which Kafka broker Autopilot talks to.
 
 In order: the configured KAFKA_BOOTSTRAP_SERVERS; else a throwaway apache/kafka container when
-a Docker engine answers; else a local JVM broker assembled from Maven Central (app/local_kafka).
+a Docker engine answers; else a local JVM broker assembled from Maven Central (tools/local_kafka).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.errors import BrokerUnavailableError
-from app.local_kafka import (
+from tools.local_kafka import (
     KAFKA_VERSION,
     SHARED_BROKER_SETTINGS,
     LocalKafka,

@@ -1,6 +1,6 @@
 """`make demo`: a broker, a worker, a realistic stream for ~1,000 workspaces, a ledger summary.
 
-The worker acts on a sandbox platform on loopback (app/sandbox.py: the control API, the
+The worker acts on a sandbox platform on loopback (tools/sandbox.py: the control API, the
 workspaces' webhook endpoints and an OpenAI-compatible LLM), which refuses a few first calls so
 that retries show. Everything it starts it stops, on success or failure. The summary is read back
 from the ledger topic, and checked against an offline replay of the same signals through the
@@ -21,17 +21,17 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from app.broker import provide_bootstrap
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
-from app.sandbox import Sandbox, SandboxThread
 from app.settings import Settings, load_settings
-from app.worker_process import WorkerProcess
-from app.workload import realistic_stream, workspace_ids
 from projections.ledger_reader import read_ledger
 from projections.policy_replay import render, replay_policy
 from projections.replay import replay_decisions
 from projections.summary import LedgerSummary, summarize
+from tools.broker import provide_bootstrap
+from tools.sandbox import Sandbox, SandboxThread
+from tools.worker_process import WorkerProcess
+from tools.workload import realistic_stream, workspace_ids
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 WORKSPACES = 1_000

@@ -7,7 +7,7 @@ deferred or suppressed: the full policy, with its cooldowns, budgets and cap). T
 figure is a plain consumer reading that signals topic from offset 0 with getmany and decoding
 every signal with orjson. Rates are medians over the rounds; the ratio is of the medians.
 
-The worker acts on a sandbox platform (app/sandbox.py, its own process on loopback), so the
+The worker acts on a sandbox platform (tools/sandbox.py, its own process on loopback), so the
 executors do real HTTP while the decisions are measured; the actions' own figure is the time
 from the first signal until every command has its outcome on the ledger. The worker's live
 projector is off here (the figures stay comparable with earlier runs); instead, each round's
@@ -36,17 +36,17 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from app.broker import provide_bootstrap
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
-from app.worker_process import WorkerProcess
-from app.workload import realistic_stream
 from projections.database import Database
 from projections.ledger_reader import read_ledger
 from projections.replay import replay_decisions
 from projections.replay_jobs import ReplayJob, replay
 from projections.store import Projection
+from tools.broker import provide_bootstrap
+from tools.worker_process import WorkerProcess
+from tools.workload import realistic_stream
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
 from topics.signals import FollowupDue, Signal, SignalType
 
@@ -246,7 +246,7 @@ def _sandbox() -> Iterator[dict[str, str]]:
     """A sandbox platform in its own process; yields the worker settings that reach it."""
     keys = {name: secrets.token_urlsafe(24) for name in ("control", "signing", "llm")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.sandbox", "--port", "0"],
+        [sys.executable, "-m", "tools.sandbox", "--port", "0"],
         env={
             "SANDBOX_CONTROL_TOKEN": keys["control"],
             "SANDBOX_SIGNING_KEY": keys["signing"],
