@@ -60,6 +60,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(PY) -m pytest -q tests/unit tests/properties

@@ -1,6 +1,6 @@
 """The aggregate agent: signals folded into workspace windows, decided on, decisions sent out.
 
-A thin shell over the pure core: decode (topics.codec), fold and decide (agents.decide), then
+A thin shell over the pure core: decode (core.codec), fold and decide (core.decide), then
 send what the core returned: decisions to the ledger, commands to their priority lane. Bad input
 goes to the dead-letter topic and the ledger, never stops the agent. The operator's switches
 (the `control` topic) arrive in the same stream, shard by shard.
@@ -35,7 +35,13 @@ from pydantic import ValidationError
 
 from agents.boundary import crash_on_unexpected
 from agents.dead_letter_writer import DeadLetterWriter
-from agents.decide import (
+from agents.emit import record_sender, send_command, send_entry
+from agents.faust_app import Autopilot
+from agents.gap_reader import GapReader
+from agents.refetch import current, fetch_again, release
+from agents.stream_gaps import StreamGaps
+from core.codec import Rejection, decode_signals, describe
+from core.decide import (
     command_of,
     decide_signals,
     decision_entry,
@@ -43,13 +49,10 @@ from agents.decide import (
     forget_old_slots,
     initial_quota,
 )
-from agents.emit import record_sender, send_command, send_entry
-from agents.gap_reader import GapReader
-from agents.policy import Decision, Mode, shard_share
-from agents.refetch import current, fetch_again, release
-from agents.rules import Policy
-from agents.stream_gaps import StreamGaps
-from app.faust_app import Autopilot
+from core.policy import Decision, Mode, shard_share
+from core.rejections import dlq_headers, rejection_entry
+from core.rules import Policy
+from core.windows import SourcePosition
 from tables.read_marks import (
     Copy,
     already_folded,
@@ -61,12 +64,9 @@ from tables.read_marks import (
     note_folded,
     note_read,
 )
-from tables.windows import SourcePosition
 from tables.write_behind import SHARD_KEY_PREFIX, WriteBehindStates
 from topics.batches import encode_batches
-from topics.codec import Rejection, decode_signals, describe
 from topics.control import OperatorSwitch, switch_entry, switched
-from topics.rejections import dlq_headers, rejection_entry
 from topics.shards import Shards
 from topics.signals import Signal
 

@@ -1,7 +1,7 @@
 """Writing dead letters so that writing one can never stop a partition.
 
 A dead letter stores the refused bytes whole, or cut when they are too large
-(topics/rejections.py). If the broker still refuses it for good (a topic configured with a
+(core/rejections.py). If the broker still refuses it for good (a topic configured with a
 smaller record limit, say), a second dead letter takes its place: the same headers, no value,
 and the error's name, so the refusal is recorded where an operator looks for refused input.
 Only when that one is refused too is the dead letter lost, logged at CRITICAL, while the
@@ -17,8 +17,8 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from core.rejections import dead_letter_value
 from topics.headers import REFUSED
-from topics.rejections import dead_letter_value
 
 logger = logging.getLogger(__name__)
 

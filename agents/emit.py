@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from agents.dead_letter_writer import Headers, Send
-from app.faust_app import Autopilot
+from agents.faust_app import Autopilot
 from topics.commands import Command
 from topics.ledger import LedgerEntry
 

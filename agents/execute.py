@@ -25,17 +25,17 @@ from agents.boundary import crash_on_unexpected
 from agents.dead_letter_writer import DeadLetterWriter
 from agents.emit import record_sender
 from agents.executor import Executor
+from agents.faust_app import Autopilot
 from agents.gap_reader import committed_offsets
 from agents.lanes import LaneGate
 from agents.offset_guard import OffsetGuard
 from agents.refetch import fetch_again
-from app.faust_app import Autopilot
-from tables.windows import SourcePosition
+from core.codec import Rejection, describe
+from core.rejections import dlq_headers
+from core.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
 from topics.approvals import ApprovalGiven
-from topics.codec import Rejection, describe
 from topics.commands import Command, Priority
-from topics.rejections import dlq_headers
 
 logger = logging.getLogger(__name__)
 

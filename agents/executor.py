@@ -34,17 +34,28 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agents import execution_state as memory
-from agents.actions import spec_of
-from agents.backoff import next_wait
-from agents.breaker import BreakerState
-from agents.breakers import Breakers
-from agents.content import ContentWriter
+from actions import spec_of
+from actions.breakers import Breakers
+from actions.content import ContentWriter
+from actions.reconciler import (
+    ActionContext,
+    ActionError,
+    ActionSpec,
+    Done,
+    NotConfiguredError,
+    TerminalError,
+    WorkspaceSnapshot,
+)
 from agents.dead_letter_writer import DeadLetterWriter
 from agents.emit import record_sender, send_entry
-from agents.execution_state import ExecutionState, Lease, Verdict
+from agents.faust_app import Autopilot
 from agents.ledger_watch import LedgerWatch
-from agents.outcomes import (
+from core import execution_state as memory
+from core.backoff import next_wait
+from core.breaker import BreakerState
+from core.execution_state import ExecutionState, Lease
+from core.health import health_of
+from core.outcomes import (
     approval_requested_entry,
     breaker_entry,
     dead_lettered_entry,
@@ -58,21 +69,10 @@ from agents.outcomes import (
     succeeded_entry,
     verdict_entry,
 )
-from agents.reconciler import (
-    ActionContext,
-    ActionError,
-    ActionSpec,
-    Done,
-    NotConfiguredError,
-    TerminalError,
-    WorkspaceSnapshot,
-)
-from app.faust_app import Autopilot
-from tables.health import health_of
-from tables.windows import SourcePosition
+from core.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
 from topics import headers
-from topics.approvals import ApprovalGiven
+from topics.approvals import ApprovalGiven, Verdict
 from topics.commands import REISSUE_HEADER, Command
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import shard_of

@@ -20,9 +20,9 @@ from aiokafka.errors import KafkaError
 
 from agents.broker_retry import retrying
 from agents.own_consumer import OwnConsumer
-from app.errors import AutopilotError
+from core.chain import chain_of, heads_of, seal
 from projections.ledger_reader import read_partitions_to_end
-from topics.chain import chain_of, heads_of, seal
+from topics.errors import AutopilotError
 from topics.ledger import LedgerEntry
 from topics.shards import Shards
 

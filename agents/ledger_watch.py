@@ -13,8 +13,8 @@ import time
 
 from aiokafka import TopicPartition
 
-from agents.execution_state import Lease
 from agents.own_consumer import OwnConsumer
+from core.execution_state import Lease
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 # Producers' clocks differ: look this much further back than the lease began.

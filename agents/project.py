@@ -13,12 +13,12 @@ import logging
 
 from aiokafka.errors import KafkaError
 
-from app.errors import AutopilotError
-from app.faust_app import Autopilot
+from agents.faust_app import Autopilot
 from projections.database import Database
 from projections.projector import Projector
 from projections.schema import refuse_as_of
 from projections.store import Projection
+from topics.errors import AutopilotError
 
 logger = logging.getLogger(__name__)
 

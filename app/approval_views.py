@@ -18,12 +18,11 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
-from agents.execution_state import Verdict
-from app.faust_app import Autopilot
+from agents.faust_app import Autopilot
 from app.operator_views import broker_refused, operator_body, unknown_fields
 from app.views import as_aiohttp, refuse_unauthorized
-from topics.approvals import ApprovalGiven
-from topics.codec import describe
+from core.codec import describe
+from topics.approvals import ApprovalGiven, Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from app.errors import AutopilotError, ConfigurationError
+from topics.errors import AutopilotError, ConfigurationError
 
 # name -> (module:attribute, one line of help for the command list)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {

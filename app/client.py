@@ -15,9 +15,9 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from app.errors import BrokerUnavailableError
 from topics.batches import encode_batches
-from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
+from topics.errors import BrokerUnavailableError
+from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.shards import Shards
 from topics.signals import Signal
 

@@ -1,6 +1,6 @@
 """`autopilot dlq replay`: dead-lettered commands sent again, under ids that make it idempotent.
 
-The selection and the re-issue are pure (projections/dead_letters.py); this shell reads
+The selection and the re-issue are pure (core/dead_letters.py); this shell reads
 commands.dlq to its end offsets as of the start, publishes the commands, each carrying its
 action.reissued entry in a header (the executor owning the workspace writes it to the ledger, the
 only writer of that workspace's chain, before the command runs), and reports.
@@ -22,9 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from app.errors import AutopilotError, ConfigurationError
 from app.settings import Settings, load_settings
-from projections.dead_letters import (
+from core.dead_letters import (
     DeadLetter,
     Reissue,
     Selection,
@@ -38,6 +37,7 @@ from projections.dead_letters import (
 from projections.ledger_reader import read_partitions_to_end
 from topics.catalog import COMMANDS_DLQ, lane_topic
 from topics.commands import REISSUE_HEADER, Action
+from topics.errors import AutopilotError, ConfigurationError
 from topics.signals import is_workspace_id
 
 READ_TIMEOUT_SECONDS = 600.0

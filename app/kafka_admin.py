@@ -10,9 +10,9 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from app.errors import BrokerUnavailableError, ConfigurationError
 from app.settings import Settings
 from topics.catalog import catalog, changelogs
+from topics.errors import BrokerUnavailableError, ConfigurationError
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import asyncio
 import click
 import orjson
 
-from app.errors import ConfigurationError
 from app.settings import load_settings
+from core.chain import ChainCheck
 from projections.ledger_reader import read_records_to_end
 from topics.catalog import LEDGER
-from topics.chain import ChainCheck
+from topics.errors import ConfigurationError
 
 READ_TIMEOUT_SECONDS = 1_800.0
 

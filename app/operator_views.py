@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from agents.aggregate import initial_mode, mode_key
 from agents.executor import Executor
-from app.faust_app import Autopilot
+from agents.faust_app import Autopilot
 from app.views import as_aiohttp, refuse_unauthorized
+from core.codec import describe
 from tables.write_behind import WriteBehindStates
-from topics.codec import describe
 from topics.control import OperatorSwitch, Switch
 
 logger = logging.getLogger(__name__)

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 import orjson
 
-from agents.rules import load_policy
-from app.errors import AutopilotError, ConfigurationError
 from app.settings import load_settings
+from core.policy_replay import ReplayReport, render, replay_policy
+from core.rules import load_policy
 from projections.ledger_reader import load_ledger_file, read_ledger_to_end
-from projections.policy_replay import ReplayReport, render, replay_policy
 from topics.catalog import LEDGER
+from topics.errors import AutopilotError, ConfigurationError
 
 READ_TIMEOUT_SECONDS = 600.0
 

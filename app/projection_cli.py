@@ -22,16 +22,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.errors import ConfigurationError
 from app.settings import Settings, load_settings
+from core.dead_letters import parse_timestamp
 from projections import projector as live
 from projections import replay_jobs
 from projections.database import Database, DatabaseError, sqlite_path
-from projections.dead_letters import parse_timestamp
 from projections.projector import Projector, Until
 from projections.schema import AS_OF_KEY, TABLES, refuse_as_of
 from projections.store import Projection
 from topics.catalog import LEDGER
+from topics.errors import ConfigurationError
 
 DB_HELP = (
     "the database (sqlite:////abs/path, sqlite:///rel/path or postgresql://...; default: "

@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from app.errors import AutopilotError
 from app.settings import load_settings
 from projections import charts
 from projections.database import Database, sqlite_path
@@ -32,6 +31,7 @@ from projections.report import (
     read_report,
     require_projections,
 )
+from topics.errors import AutopilotError
 
 Cell = str | int | float | None
 Section = tuple[str, tuple[str, ...], list[list[Cell]]]

@@ -8,12 +8,12 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agents.backoff import RetryPolicy
-from agents.breaker import BreakerConfig
-from agents.reconciler import ExecutorConfig
-from agents.rules import Policy, load_policy
-from app.errors import ConfigurationError
-from tables.windows import MAX_GRACE_SECONDS, WindowConfig
+from actions.reconciler import ExecutorConfig
+from core.backoff import RetryPolicy
+from core.breaker import BreakerConfig
+from core.rules import Policy, load_policy
+from core.windows import MAX_GRACE_SECONDS, WindowConfig
+from topics.errors import ConfigurationError
 
 MIN_TOKEN_CHARS = 16
 
@@ -50,12 +50,12 @@ class Settings(BaseSettings):
     ingest_token: SecretStr | None = None
     control_token: SecretStr | None = None
 
-    # Event-time windows (tables/windows.py): 1-minute and 5-minute buckets, late grace.
+    # Event-time windows (core/windows.py): 1-minute and 5-minute buckets, late grace.
     window_grace_seconds: int = Field(default=60, ge=0, le=MAX_GRACE_SECONDS)
     # Signals dated further than this past their record's timestamp are refused (clock skew).
     signal_max_future_seconds: int = Field(default=300, ge=0, le=86_400)
 
-    # The policy (agents/rules.py): a TOML rule set; unset means the seed policy shipped with
+    # The policy (core/rules.py): a TOML rule set; unset means the seed policy shipped with
     # Autopilot. Its limits (budget, platform cap) are part of it, so they change its version.
     policy_file: Path | None = None
     # A lower lane waits at most this long per command while a higher lane has a backlog on the
@@ -78,13 +78,13 @@ class Settings(BaseSettings):
     executor_concurrency: int = Field(default=32, ge=1, le=1_024)
     # How long a finished command's id is remembered, so a copy of it does nothing.
     idempotency_horizon_hours: float = Field(default=168.0, gt=0, le=24 * 365)
-    # Actions tagged with one of these (agents/actions/) wait for an operator's approval.
+    # Actions tagged with one of these (actions/) wait for an operator's approval.
     # A comma-separated list in the environment (NoDecode: not JSON).
     approval_tags: Annotated[frozenset[str], NoDecode] = frozenset(
         {"finance", "identity", "policy"}
     )
 
-    # The platform's control API and webhook signing (agents/actions/).
+    # The platform's control API and webhook signing (actions/).
     control_api_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
     control_api_token: SecretStr | None = None
     # Master key: each workspace's webhook secret is HMAC-SHA256(key, workspace_id).

@@ -23,13 +23,14 @@ from faust.web import Request, Response, View
 from pydantic import SecretStr
 from yarl import URL
 
-from app.faust_app import Autopilot
-from tables.health import health_of
-from tables.windows import view
+from agents.faust_app import Autopilot
+from core.codec import decode_signals
+from core.health import health_of
+from core.windows import view
 from tables.write_behind import WriteBehindStates
 from topics.batches import encode_batches
 from topics.catalog import STATE_TABLE
-from topics.codec import MAX_RECORD_BYTES, decode_signals
+from topics.limits import MAX_RECORD_BYTES
 from topics.shards import Shards
 from topics.signals import Signal, is_workspace_id
 

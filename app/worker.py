@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from agents import aggregate, execute, project
+from agents.faust_app import Autopilot, create_app
 from app import approval_views, operator_views, views
-from app.faust_app import Autopilot, create_app
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)

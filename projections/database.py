@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from app.errors import AutopilotError
+from topics.errors import AutopilotError
 
 Dialect = Literal["sqlite", "postgresql"]
 SQLITE_FILE = "projections.sqlite3"

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from app.errors import AutopilotError
+from topics.errors import AutopilotError
 from topics.ledger import LedgerEntry
 
 

@@ -18,9 +18,9 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from app.errors import AutopilotError
 from projections.ledger_reader import partitions_of
 from projections.store import Applied, PositionMovedError, Projection, Record
+from topics.errors import AutopilotError
 
 logger = logging.getLogger(__name__)
 

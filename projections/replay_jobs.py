@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from app.errors import AutopilotError
 from projections.database import Database
 from projections.ledger_reader import partitions_of
 from projections.projector import Progress, Projector, Until
 from projections.store import Projection
+from topics.errors import AutopilotError
 
 # How often the parent looks at its children when none reports.
 POLL_SECONDS = 0.2

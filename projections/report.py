@@ -12,11 +12,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from app.errors import AutopilotError
+from core.health import HealthStatus
 from projections.database import Database
 from projections.schema import SCHEMA_VERSION, TABLES
-from tables.health import HealthStatus
 from topics.commands import Priority
+from topics.errors import AutopilotError
 
 # More buckets than this would make bars thinner than a pixel or two in the HTML charts.
 MAX_BUCKETS = 60

@@ -75,7 +75,7 @@ TABLES: dict[str, str] = {
         error_class TEXT,
         error TEXT,
         PRIMARY KEY (command_id, attempt)""",
-    # Breakers are per worker and per provider (agents/breakers.py).
+    # Breakers are per worker and per provider (actions/breakers.py).
     "circuit_states": """
         worker TEXT NOT NULL,
         provider TEXT NOT NULL,

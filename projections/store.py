@@ -2,7 +2,7 @@
 
 A batch is read in offset order per partition. Its entries are decoded, the ones already folded
 (by id, the ledger's at-least-once copies) skipped, the rows they touch loaded, folded
-(projections/fold.py) and written back, and the next offset of each partition moved, only if it
+(core/projection_fold.py) and written back, and the next offset of each partition moved, only if it
 still is where this projector left it: two projectors on one database never fold a batch twice.
 """
 
@@ -15,10 +15,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from projections import schema
-from projections.database import Database, DatabaseError
-from projections.entries import DecodedEntry, UnreadableEntryError, decode_entry
-from projections.fold import (
+from core.projection_fold import (
     METRICS,
     ActionRow,
     AttemptRow,
@@ -29,6 +26,9 @@ from projections.fold import (
     iso,
     keys_of,
 )
+from projections import schema
+from projections.database import Database, DatabaseError
+from projections.entries import DecodedEntry, UnreadableEntryError, decode_entry
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """How far a shard's stored state has read, so a record read again is not folded again.
 
 Faust commits acked offsets every few seconds, and not when a partition is revoked (the
-aggregate does not wait for empty streams, app/faust_app.py). A worker killed, or a partition
+aggregate does not wait for empty streams, agents/faust_app.py). A worker killed, or a partition
 moved, in between hands its next owner records whose signals the stored state already holds:
 folded again, each of them would count as a duplicate, and a misplaced one would be re-routed
 again.

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from tables.windows import WorkspaceState, initialize, upcast
+from core.windows import WorkspaceState, initialize, upcast
 
 # Keys of shard-wide values (never a workspace id, which starts with a letter or digit).
 SHARD_KEY_PREFIX = "~"

@@ -39,9 +39,9 @@ from aiokafka import AIOKafkaConsumer
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
+from core.replay import replay_decisions
 from projections.database import Database
 from projections.ledger_reader import read_ledger
-from projections.replay import replay_decisions
 from projections.replay_jobs import ReplayJob, replay
 from projections.store import Projection
 from tools.broker import provide_bootstrap

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.errors import BrokerUnavailableError
 from tools.local_kafka import (
     KAFKA_VERSION,
     SHARED_BROKER_SETTINGS,
@@ -24,6 +23,7 @@ from tools.local_kafka import (
     broker_answers,
     new_cluster_id,
 )
+from topics.errors import BrokerUnavailableError
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer

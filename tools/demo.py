@@ -24,9 +24,9 @@ from aiokafka import AIOKafkaProducer
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
+from core.policy_replay import render, replay_policy
+from core.replay import replay_decisions
 from projections.ledger_reader import read_ledger
-from projections.policy_replay import render, replay_policy
-from projections.replay import replay_decisions
 from projections.summary import LedgerSummary, summarize
 from tools.broker import provide_bootstrap
 from tools.sandbox import Sandbox, SandboxThread

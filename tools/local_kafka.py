@@ -33,7 +33,7 @@ from typing import Self
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from app.errors import BrokerUnavailableError
+from topics.errors import BrokerUnavailableError
 
 logger = logging.getLogger(__name__)
 

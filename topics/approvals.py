@@ -6,13 +6,20 @@ records `action.approved` (and runs the command) or `action.rejected`.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from agents.execution_state import Verdict
 from topics.control import OperatorName
 from topics.signals import EventId, WorkspaceId
+
+
+class Verdict(StrEnum):
+    """An operator's answer to an approval request."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 class ApprovalGiven(BaseModel):

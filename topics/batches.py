@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from topics.codec import MAX_RECORD_BYTES
+from topics.limits import MAX_RECORD_BYTES
 from topics.signals import SIGNALS, Signal
 
 

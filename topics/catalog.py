@@ -36,7 +36,7 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-# Faust's tables (app/faust_app.py). Faust names a table's changelog "{app id}-{table}-changelog".
+# Faust's tables (agents/faust_app.py); Faust names a changelog "{app id}-{table}-changelog".
 STATE_TABLE = "workspace-state"
 # The executor's memory per workspace: lease, finished commands, approvals (agents/executor.py).
 EXECUTIONS_TABLE = "executions"

@@ -66,7 +66,7 @@ OPERATOR_KINDS = frozenset(
 class LedgerEntry(BaseModel):
     """One fact on the ledger; the payload is redacted (no secrets, no third-party payloads).
 
-    Version 2 added the chain (topics/chain.py): `prev_hash` links the entry to the previous
+    Version 2 added the chain (core/chain.py): `prev_hash` links the entry to the previous
     entry of its chain (its workspace's), and `hash` seals the exact bytes before it. A version 1
     entry reads as version 2 with no chain. The writer sets both; `hash` stays the last field.
     """

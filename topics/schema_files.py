@@ -18,7 +18,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
+from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.signals import SIGNAL, SIGNAL_MODELS, SIGNALS, SignalType
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"

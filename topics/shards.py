@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
-from aiokafka.partitioner import murmur2
-
 # Enough for every workspace of a large platform; past it the memo starts again (bounded memory).
 MAX_REMEMBERED = 500_000
+
+
+_SEED = 0x9747B28C
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a key (as its Java client and aiokafka compute it), written here
+    so that the contracts need no Kafka client."""
+    length = len(data)
+    h = (_SEED ^ length) & _MASK
+    whole = length - length % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = data[whole:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h
 
 
 def shard_of(workspace_id: str, partitions: int) -> int:
@@ -14,7 +43,7 @@ def shard_of(workspace_id: str, partitions: int) -> int:
 
 
 class Shards:
-    """shard_of with a memo: murmur2 is pure Python in aiokafka (~10 µs a call)."""
+    """shard_of with a memo: murmur2 is pure Python (~10 µs a call)."""
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions

@@ -13,12 +13,10 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from agents.actions import REGISTRY, register, spec_of
-from agents.actions.webhook import MAX_DELIVERIES, sign, workspace_secret
-from agents.breaker import BreakerConfig, BreakerState
-from agents.breakers import Breakers
-from agents.content import ContentWriter
-from agents.reconciler import (
+from actions import REGISTRY, register, spec_of
+from actions.breakers import Breakers
+from actions.content import ContentWriter
+from actions.reconciler import (
     ActionContext,
     ActionSpec,
     Done,
@@ -28,6 +26,8 @@ from agents.reconciler import (
     TerminalError,
     WorkspaceSnapshot,
 )
+from actions.webhook import MAX_DELIVERIES, sign, workspace_secret
+from core.breaker import BreakerConfig, BreakerState
 from tools.sandbox import Sandbox, Seen
 from topics.commands import Action, Command, Priority
 

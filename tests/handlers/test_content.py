@@ -13,17 +13,17 @@ import aiohttp
 import orjson
 import pytest
 
-from agents.actions.followup import send_followup
-from agents.breaker import BreakerConfig, BreakerState
-from agents.breakers import Breakers
-from agents.content import Content, ContentWriter, template
-from agents.reconciler import (
+from actions.breakers import Breakers
+from actions.content import Content, ContentWriter, template
+from actions.followup import send_followup
+from actions.reconciler import (
     ActionContext,
     Done,
     ExecutorConfig,
     NotConfiguredError,
     WorkspaceSnapshot,
 )
+from core.breaker import BreakerConfig, BreakerState
 from tools.sandbox import LLM_MODEL, Sandbox
 from topics.commands import Action, Command, Priority
 
@@ -214,14 +214,14 @@ async def test_the_llm_down_gives_the_template_and_the_message_still_goes_out(
     breaker still closed) and the warning carries the error type, never the prompt."""
     sandbox.llm_down = True
 
-    with caplog.at_level(logging.WARNING, logger="agents.content"):
+    with caplog.at_level(logging.WARNING, logger="actions.content"):
         done = await send_followup(context(command(), config, http, writer))
 
     expected = template(WS, RULE, "degraded")
     assert [e.body["text"] for e in sandbox.effects] == [expected.text]
     assert done.detail["content"]["source"] == "template"
     assert changes == []
-    [record] = [r for r in caplog.records if r.name == "agents.content"]
+    [record] = [r for r in caplog.records if r.name == "actions.content"]
     assert (record.getMessage(), record.workspace_id, record.error) == (  # type: ignore[attr-defined]
         "llm content failed, using the template",
         WS,

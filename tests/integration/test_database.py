@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import AutopilotError
 from projections import schema
 from projections.database import Database
+from topics.errors import AutopilotError
 
 POSITIONS = "SELECT topic, partition_id, next_offset FROM projection_positions ORDER BY 1, 2"
 INSERT_POSITION = (

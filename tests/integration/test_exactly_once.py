@@ -15,8 +15,8 @@ import pytest
 
 from app.client import SignalPublisher
 from app.settings import Settings
+from core.replay import replay_decisions
 from projections.ledger_reader import read_ledger
-from projections.replay import replay_decisions
 from tests.integration.conftest import StartWorker
 from tools.workload import realistic_stream
 from topics.ledger import DECISION_KINDS, LedgerEntry

@@ -20,7 +20,7 @@ from tests.integration.http import (
     wait_for_workspace,
     wait_until_answers,
 )
-from topics.codec import MAX_RECORD_BYTES
+from topics.limits import MAX_RECORD_BYTES
 from topics.shards import shard_of
 from topics.signals import signal_from
 

@@ -16,7 +16,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.errors import BrokerUnavailableError
 from tools.broker import docker_engine_answers, kafka_container_env, provide_bootstrap
 from tools.local_kafka import (
     KAFKA_VERSION,
@@ -25,6 +24,7 @@ from tools.local_kafka import (
     assemble,
     broker_answers,
 )
+from topics.errors import BrokerUnavailableError
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.dead_letter_writer import DeadLetterWriter
 from app.settings import Settings
+from core.rejections import DEAD_LETTER_CUT_BYTES
 from tests.integration.commands import ledger_until
 from tests.integration.conftest import StartWorker
 from tests.integration.http import wait_for_workspace, wait_until_answers
 from tests.integration.streams import T0S, read_topic
 from topics import headers
 from topics.ledger import LedgerKind
-from topics.rejections import DEAD_LETTER_CUT_BYTES
 from topics.shards import Shards
 
 pytestmark = pytest.mark.integration

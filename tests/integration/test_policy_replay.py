@@ -95,7 +95,7 @@ async def test_the_ledger_of_a_live_run_replays_identically_and_a_forged_entry_i
     # And a what-if that puts webhook retries in the high lane reports ws-a as changed, not
     # diverging (the forged entry too was recorded under another version), and exits 0
     whatif = tmp_path / "whatif.toml"
-    seed = (ROOT / "agents" / "seed_policy.toml").read_text()
+    seed = (ROOT / "core" / "seed_policy.toml").read_text()
     retry = 'action = "retry_webhook"\npriority = 6'
     assert retry in seed
     whatif.write_text(seed.replace(retry, 'action = "retry_webhook"\npriority = 8'))

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.client import SignalPublisher
 from app.settings import Settings
+from core.replay import replay_decisions
 from projections.database import Database
-from projections.replay import replay_decisions
 from projections.schema import READ_MODELS, rows_of
 from tests.integration.commands import ROOT, autopilot_cli, ledger_until
 from tests.integration.conftest import StartWorker

@@ -1,6 +1,6 @@
 """A worker stopped and started again on its data directory: the ledger's chains go on.
 
-Every entry is sealed onto its chain's head (topics/chain.py); a new worker learns the heads by
+Every entry is sealed onto its chain's head (core/chain.py); a new worker learns the heads by
 reading the ledger. A restart, clean or not, must continue the chains, never start them afresh:
 `autopilot ledger verify` holds, with entries of both sides of the restart on the same chains.
 """

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.backoff import RetryPolicy, backoff_seconds
+from core.backoff import RetryPolicy, backoff_seconds
 
 MODEST = settings(max_examples=300, deadline=None)
 

@@ -12,7 +12,7 @@ import orjson
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from topics.chain import BrokenLink, ChainCheck, chain_of, seal
+from core.chain import BrokenLink, ChainCheck, chain_of, seal
 from topics.ledger import LedgerEntry, LedgerKind
 
 T = datetime(2024, 1, 1, tzinfo=UTC)

@@ -14,13 +14,14 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.rules import SEED_POLICY
-from projections.replay import replay_decisions
-from tables import windows
-from tables.health import health_of, status_of
-from tables.windows import SourcePosition, WindowConfig
+from core import windows
+from core.codec import decode_signals
+from core.health import health_of, status_of
+from core.replay import replay_decisions
+from core.windows import SourcePosition, WindowConfig
+from tests.support.factories import SEED_POLICY
 from topics.batches import encode_batches
-from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES, decode_signals
+from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.signals import GAUGE_ATTRIBUTE, Signal, SignalType, signal_from
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -13,12 +13,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.decide import decide_signals, forget_old_slots, initial_quota
-from agents.policy import DAY_SECONDS, Decision, DecisionKind, Inputs, Mode, evaluate
-from agents.rules import SEED_POLICY, Policy, parse_policy
-from projections.replay import replay_decisions
-from tables import windows
-from tables.windows import SourcePosition, WindowConfig, WorkspaceState
+from core import windows
+from core.decide import decide_signals, forget_old_slots, initial_quota
+from core.policy import DAY_SECONDS, Decision, DecisionKind, Inputs, Mode, evaluate
+from core.replay import replay_decisions
+from core.rules import Policy, parse_policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState
+from tests.support.factories import SEED_POLICY
 from topics.shards import shard_of
 from topics.signals import Signal, SignalType, signal_from
 

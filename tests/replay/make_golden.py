@@ -17,15 +17,15 @@ from pathlib import Path
 
 import orjson
 
-from agents.decide import command_of, decide_signals, decision_entry, initial_quota
-from agents.outcomes import succeeded_entry
-from agents.policy import Mode, shard_share
-from agents.rules import load_policy
-from tables import windows
-from tables.windows import SourcePosition, WindowConfig, WorkspaceState
-from topics.codec import Rejection
+from core import windows
+from core.codec import Rejection
+from core.decide import command_of, decide_signals, decision_entry, initial_quota
+from core.outcomes import succeeded_entry
+from core.policy import Mode, shard_share
+from core.rejections import rejection_entry
+from core.rules import load_policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState
 from topics.ledger import LedgerEntry
-from topics.rejections import rejection_entry
 from topics.shards import Shards
 from topics.signals import Signal, SignalType, signal_from
 

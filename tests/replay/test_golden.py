@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.rules import SEED_POLICY, load_policy
+from core.policy_replay import replay_policy
+from core.rules import load_policy
 from projections.ledger_reader import load_ledger_file
-from projections.policy_replay import replay_policy
+from tests.support.factories import SEED_POLICY
 from topics.ledger import LedgerEntry
 
 HERE = Path(__file__).parent

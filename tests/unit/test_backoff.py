@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agents.backoff import RetryPolicy, backoff_seconds, next_wait
+from core.backoff import RetryPolicy, backoff_seconds, next_wait
 
 DEFAULT = RetryPolicy()
 # The largest draw below 1: the most jitter a wait can get.

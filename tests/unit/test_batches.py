@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.codec import decode_signals
 from topics.batches import encode_batches
-from topics.codec import MAX_RECORD_BYTES, decode_signals
+from topics.limits import MAX_RECORD_BYTES
 from topics.signals import SIGNAL, SIGNALS, Signal, signal_from
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.breaker import Admission, Breaker, BreakerConfig, BreakerState, admit, record
+from core.breaker import Admission, Breaker, BreakerConfig, BreakerState, admit, record
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 CONFIG = BreakerConfig(failure_threshold=3, cooldown_seconds=30.0)

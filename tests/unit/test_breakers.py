@@ -3,8 +3,8 @@ for the ledger (in order, with their failure counts), and providers kept apart."
 
 from __future__ import annotations
 
-from agents.breaker import BreakerConfig, BreakerState
-from agents.breakers import Breakers
+from actions.breakers import Breakers
+from core.breaker import BreakerConfig, BreakerState
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 CONFIG = BreakerConfig(failure_threshold=3, cooldown_seconds=30.0)

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.decide import folded_entry
-from agents.outcomes import breaker_entry
-from tables.windows import SourcePosition
-from topics.chain import BrokenLink, ChainCheck, chain_of, digest, heads_of, read_link, seal
+from core.chain import BrokenLink, ChainCheck, chain_of, digest, heads_of, read_link, seal
+from core.decide import folded_entry
+from core.outcomes import breaker_entry
+from core.windows import SourcePosition
 from topics.ledger import LedgerEntry, LedgerKind
 
 T = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)

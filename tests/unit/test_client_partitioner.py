@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tools.workload import workspace_ids
 from topics import shards as shards_module
@@ -108,3 +111,9 @@ def test_the_memo_stays_bounded_and_correct_past_its_limit(
 
     assert answers == [shard_of(workspace_id, 12) for workspace_id in ids + ids]
     assert max(sizes) == 5
+
+
+@given(st.binary(max_size=200))
+def test_murmur2_equals_aiokafkas_for_any_bytes(key: bytes) -> None:
+    """Given any key, the contracts' own murmur2 hashes it as aiokafka's does."""
+    assert shards_module.murmur2(key) == aiokafka_murmur2(key) & 0xFFFFFFFF

@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from topics.codec import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES, decode_signals
+from core.codec import decode_signals
+from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.signals import SignalType
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from agents.decide import (
+from core import windows
+from core.decide import (
     Decided,
     ShardQuota,
     command_of,
@@ -21,7 +22,7 @@ from agents.decide import (
     forget_old_slots,
     initial_quota,
 )
-from agents.policy import (
+from core.policy import (
     Decision,
     DecisionKind,
     Inputs,
@@ -30,9 +31,9 @@ from agents.policy import (
     decision_id_of,
     evaluate,
 )
-from agents.rules import SEED_POLICY, Policy, parse_policy
-from tables import windows
-from tables.windows import SourcePosition, WindowConfig, WorkspaceState
+from core.rules import Policy, parse_policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState
+from tests.support.factories import SEED_POLICY
 from topics.commands import Action, Command, Priority
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import Signal, SignalType, signal_from

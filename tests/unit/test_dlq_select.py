@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projections.dead_letters import (
+from core.dead_letters import (
     DeadLetter,
     Selection,
     Unreplayable,

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agents import execution_state as memory
-from agents.execution_state import ExecutionState, Lease, Verdict
+from core import execution_state as memory
+from core.execution_state import ExecutionState, Lease
+from topics.approvals import Verdict
 
 T0 = 1_704_067_200.0
 HOUR = 3600.0

@@ -16,8 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.decide import command_of, decision_entry, folded_entry
-from agents.outcomes import (
+from actions.reconciler import RetryableError, TerminalError
+from core.codec import Rejection
+from core.dead_letters import DeadLetter, reissue
+from core.decide import command_of, decision_entry, folded_entry
+from core.outcomes import (
     approval_requested_entry,
     breaker_entry,
     dead_lettered_entry,
@@ -28,10 +31,8 @@ from agents.outcomes import (
     succeeded_entry,
     verdict_entry,
 )
-from agents.policy import Decision, DecisionKind, Inputs, Mode
-from agents.reconciler import RetryableError, TerminalError
-from projections.dead_letters import DeadLetter, reissue
-from projections.fold import (
+from core.policy import Decision, DecisionKind, Inputs, Mode
+from core.projection_fold import (
     ActionRow,
     AttemptRow,
     BreakerRow,
@@ -44,11 +45,10 @@ from projections.fold import (
     iso,
     keys_of,
 )
-from tables.windows import SourcePosition
-from topics.codec import Rejection
+from core.rejections import rejection_entry
+from core.windows import SourcePosition
 from topics.commands import Action, Command, Priority
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.rejections import rejection_entry
 
 T = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 E0 = int(T.timestamp())

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tables import windows
-from tables.health import Deduction, Health, HealthStatus, health_of, status_of
-from tables.windows import SourcePosition, WindowConfig
+from core import windows
+from core.health import Deduction, Health, HealthStatus, health_of, status_of
+from core.windows import SourcePosition, WindowConfig
 from topics.signals import Signal, SignalType, signal_from
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from app.log_extras import show_extras
+from agents.log_extras import show_extras
 
 
 def test_a_log_line_shows_its_extra_fields_after_the_message() -> None:

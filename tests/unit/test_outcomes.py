@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents.outcomes import (
+from actions.reconciler import ActionError, NotConfiguredError, RetryableError, TerminalError
+from core.outcomes import (
     MAX_REASON_CHARS,
     approval_requested_entry,
     breaker_entry,
@@ -22,7 +23,6 @@ from agents.outcomes import (
     succeeded_entry,
     verdict_entry,
 )
-from agents.reconciler import ActionError, NotConfiguredError, RetryableError, TerminalError
 from topics.commands import Action, Command, Priority
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind

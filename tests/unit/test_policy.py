@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.decide import command_of, decide_signals, initial_quota
-from agents.policy import (
+from core import windows
+from core.decide import command_of, decide_signals, initial_quota
+from core.policy import (
     Decision,
     DecisionKind,
     Inputs,
@@ -26,9 +27,9 @@ from agents.policy import (
     quota_window,
     shard_share,
 )
-from agents.rules import SEED_POLICY, Policy, parse_policy
-from tables import windows
-from tables.windows import SourcePosition, WindowConfig, WorkspaceState
+from core.rules import Policy, parse_policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState
+from tests.support.factories import SEED_POLICY
 from topics.commands import Action, Priority
 from topics.signals import Signal, SignalType, signal_from
 

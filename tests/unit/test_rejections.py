@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from tables.windows import SourcePosition
-from topics.codec import Rejection, decode_signals
-from topics.ledger import LedgerKind
-from topics.rejections import (
+from core.codec import Rejection, decode_signals
+from core.rejections import (
     DEAD_LETTER_CUT_BYTES,
     DEAD_LETTER_WHOLE_BYTES,
     claimed_workspace,
@@ -19,6 +17,8 @@ from topics.rejections import (
     dlq_headers,
     rejection_entry,
 )
+from core.windows import SourcePosition
+from topics.ledger import LedgerKind
 
 SOURCE = SourcePosition("signals", 4, 981)
 RECORDED_AT = datetime(2024, 1, 1, 0, 7, tzinfo=UTC)

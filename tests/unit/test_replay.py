@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agents.decide import decide_signals, forget_old_slots, initial_quota
-from agents.policy import Decision, DecisionKind, Mode, shard_share
-from agents.rules import SEED_POLICY, parse_policy
-from projections.replay import replay_decisions
-from tables import windows
-from tables.windows import SourcePosition, WindowConfig, WorkspaceState
+from core import windows
+from core.decide import decide_signals, forget_old_slots, initial_quota
+from core.policy import Decision, DecisionKind, Mode, shard_share
+from core.replay import replay_decisions
+from core.rules import parse_policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState
+from tests.support.factories import SEED_POLICY
 from topics.commands import Action, Priority
 from topics.shards import shard_of
 from topics.signals import Signal, SignalType, signal_from

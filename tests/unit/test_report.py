@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from app.errors import AutopilotError
 from app.report_cli import html_report, report_command, run_report, write_terminal_report
 from projections import charts, schema
 from projections.database import Database
@@ -30,6 +29,7 @@ from projections.report import (
     read_report,
     timeline_of,
 )
+from topics.errors import AutopilotError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "small_run.sql"
 CHARTS = ["priority", "outcomes", "workspaces", "health"]

@@ -9,9 +9,9 @@ from typing import Any, cast
 
 import pytest
 
-from agents.policy import Decision
-from agents.rules import (
-    SEED_POLICY,
+from core.policy import Decision
+from core.replay import replay_decisions
+from core.rules import (
     SEED_POLICY_FILE,
     Check,
     PolicyError,
@@ -19,8 +19,8 @@ from agents.rules import (
     load_policy,
     parse_policy,
 )
-from projections.replay import replay_decisions
-from tables.windows import WindowConfig
+from core.windows import WindowConfig
+from tests.support.factories import SEED_POLICY
 from topics.commands import Action, Priority
 from topics.signals import Signal, SignalType, signal_from
 

@@ -20,8 +20,9 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from core.codec import decode_signals
 from topics import schema_files
-from topics.codec import MAX_BATCH_SIGNALS, decode_signals
+from topics.limits import MAX_BATCH_SIGNALS
 from topics.schema_files import BATCH_FILE, SCHEMA_DIR, SIGNAL_FILE
 from topics.signals import SIGNAL_MODELS, SignalType
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.errors import AutopilotError, ConfigurationError
 from app.settings import Settings, load_settings
-from tables.windows import WindowConfig
+from core.windows import WindowConfig
+from topics.errors import AutopilotError, ConfigurationError
 
 
 @pytest.fixture(autouse=True)

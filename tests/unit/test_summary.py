@@ -8,18 +8,18 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.decide import command_of, decision_entry
-from agents.outcomes import dead_lettered_entry, failed_entry, skipped_entry, succeeded_entry
-from agents.policy import Decision, DecisionKind, Inputs, Mode, evaluate
-from agents.reconciler import RetryableError, TerminalError
-from agents.rules import SEED_POLICY
+from actions.reconciler import RetryableError, TerminalError
+from core.codec import Rejection
+from core.decide import command_of, decision_entry
+from core.outcomes import dead_lettered_entry, failed_entry, skipped_entry, succeeded_entry
+from core.policy import Decision, DecisionKind, Inputs, Mode, evaluate
+from core.rejections import rejection_entry
+from core.windows import SourcePosition
 from projections.summary import summarize
-from tables.windows import SourcePosition
-from topics.codec import Rejection
+from tests.support.factories import SEED_POLICY
 from topics.commands import Command
 from topics.control import OperatorSwitch, Switch, switch_entry, switched
 from topics.ledger import LedgerEntry
-from topics.rejections import rejection_entry
 from topics.signals import SignalType
 
 T = datetime(2024, 1, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tables import windows
-from tables.windows import MAX_IDS_PER_WINDOW, SourcePosition, WindowConfig
+from core import windows
+from core.windows import MAX_IDS_PER_WINDOW, SourcePosition, WindowConfig
 from topics.signals import Signal, SignalType, signal_from
 
 # 2024-01-01T00:00:00Z: a multiple of 3600 s, so T0 starts a minute, a step and an hour.

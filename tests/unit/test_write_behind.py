@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 
-from tables import windows
+from core import windows
+from core.windows import SourcePosition, WindowConfig
 from tables.read_marks import initial_mark, mark_key
-from tables.windows import SourcePosition, WindowConfig
 from tables.write_behind import WriteBehindStates
 from topics.signals import signal_from
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from tables.windows import WorkspaceState, hour_counts, hour_start
+from core.windows import WorkspaceState, hour_counts, hour_start
 from topics.signals import SignalType
 
 QUEUE_SATURATED_PENDING = 50

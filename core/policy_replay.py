@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from agents.policy import Decision, Inputs, evaluate
-from agents.rules import Policy
+from core.policy import Decision, Inputs, evaluate
+from core.rules import Policy
 from topics.ledger import DECISION_KINDS, LedgerEntry
 
 # What makes two decisions the same: every field of the verdict, not the time it was recorded.

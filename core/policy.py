@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from agents.rules import Policy, Rule
-from tables.windows import SourcePosition
+from core.rules import Policy, Rule
+from core.windows import SourcePosition
 from topics.commands import Action, Priority
 from topics.ids import stable_id
 

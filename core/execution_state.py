@@ -17,17 +17,11 @@ Time is passed in (seconds since the epoch), so the same inputs give the same st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from topics.approvals import Verdict
+
 ExecutionState = dict[str, Any]
-
-
-class Verdict(StrEnum):
-    """An operator's answer to an approval request."""
-
-    APPROVED = "approved"
-    REJECTED = "rejected"
 
 
 @dataclass(frozen=True, slots=True)

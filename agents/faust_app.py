@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ProducerT
 
 from agents.ledger_chain import LedgerChain
-from app.log_extras import show_extras
-from app.settings import Settings
+from agents.log_extras import show_extras
 from topics import catalog
 from topics.catalog import EXECUTIONS_TABLE, STATE_TABLE
 from topics.commands import Priority
+
+if TYPE_CHECKING:
+    # Built at the edge (app/settings.py); the agents only read it.
+    from app.settings import Settings
 
 
 class QuietWorker(faust.Worker):

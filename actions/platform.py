@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from agents.actions.http import control, shown_base
-from agents.reconciler import ActionContext, Describe, Done, ExecutorConfig, Handler
+from actions.http import control, shown_base
+from actions.reconciler import ActionContext, Describe, Done, ExecutorConfig, Handler
 from topics.commands import Command
 
 # An id the platform gave the effect; recorded only when it is short and plainly an id.

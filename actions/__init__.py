@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from agents.actions import credit, followup, platform, webhook
-from agents.actions.http import CONTROL_API
-from agents.reconciler import ActionSpec, Describe, Handler, TerminalError
+from actions import credit, followup, platform, webhook
+from actions.http import CONTROL_API
+from actions.reconciler import ActionSpec, Describe, Handler, TerminalError
 from topics.commands import Action
 
 _REGISTRY: dict[Action, ActionSpec] = {}

@@ -7,8 +7,8 @@ the command id so an approval replayed or a retry never credits twice.
 
 from __future__ import annotations
 
-from agents.actions.platform import describe_operation, post_operation
-from agents.reconciler import ActionContext, Done, ExecutorConfig
+from actions.platform import describe_operation, post_operation
+from actions.reconciler import ActionContext, Done, ExecutorConfig
 from topics.commands import Command
 
 OPERATION = "credits"

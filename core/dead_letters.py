@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from topics.codec import describe
+from core.codec import describe
 from topics.commands import Action, Command
 from topics.headers import ATTEMPTS, DEAD_LETTERED_AT, ERROR_CLASS, REASON, VALUE_BYTES, VALUE_CUT
 from topics.ids import stable_id
@@ -82,7 +82,7 @@ def parse_record(
     if value is None:
         return Unreplayable(partition, offset, shorten(named.get(REASON) or "no value"))
     if named.get(VALUE_CUT):
-        # Only the first bytes were kept (topics/rejections.py): nothing to carry out.
+        # Only the first bytes were kept (core/rejections.py): nothing to carry out.
         cut = f"value cut from {named.get(VALUE_BYTES, '?')} bytes"
         return Unreplayable(partition, offset, shorten(f"{named.get(REASON, '')} ({cut})"))
     try:

@@ -17,8 +17,14 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from agents.actions.http import call, control, shown_base
-from agents.reconciler import ActionContext, Done, ExecutorConfig, NotConfiguredError, TerminalError
+from actions.http import call, control, shown_base
+from actions.reconciler import (
+    ActionContext,
+    Done,
+    ExecutorConfig,
+    NotConfiguredError,
+    TerminalError,
+)
 from topics.commands import Command
 
 WEBHOOKS = "webhooks"

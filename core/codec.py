@@ -15,10 +15,9 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from topics.ids import stable_id
+from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.signals import SIGNAL, SIGNAL_MODELS, SIGNALS, Signal, SignalType
 
-MAX_RECORD_BYTES = 1024 * 1024
-MAX_BATCH_SIGNALS = 10_000
 MAX_REASON_CHARS = 400
 # How far past the time its record was written a signal's event time may lie (clock skew).
 DEFAULT_MAX_FUTURE_SECONDS = 300

@@ -1,7 +1,7 @@
 """The policy as data: rules, limits and the version that names them. Pure: no I/O but loading.
 
 A rule says: on a signal of one of these types, when every check over the facts holds (the
-signal's numbers, the workspace's windows and health, see agents/facts.py), ask for an action
+signal's numbers, the workspace's windows and health, see core/facts.py), ask for an action
 at a priority, unless the same action was asked for this workspace within the cooldown. A
 policy file (TOML) holds the rules and the limits; its version is a hash of the validated
 content, so reformatting a file keeps the version and changing any rule or limit changes it.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from app.errors import AutopilotError
 from topics.commands import Action, Priority
+from topics.errors import AutopilotError
 from topics.signals import SignalType
 
 SEED_POLICY_FILE = Path(__file__).with_name("seed_policy.toml")
@@ -225,4 +225,7 @@ def load_policy(path: Path | None = None) -> Policy:
     return parse_policy(text, str(path))
 
 
-SEED_POLICY = load_policy()
+@cache
+def seed_policy() -> Policy:
+    """The seed policy shipped with Autopilot, read on first use."""
+    return load_policy()

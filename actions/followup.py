@@ -11,8 +11,8 @@ delivered, never the reverse). The ledger records the content's note, never the 
 
 from __future__ import annotations
 
-from agents.actions.http import control, control_base, shown_base
-from agents.reconciler import ActionContext, Done, ExecutorConfig
+from actions.http import control, control_base, shown_base
+from actions.reconciler import ActionContext, Done, ExecutorConfig
 from topics.commands import Command
 
 OPERATION = "messages"

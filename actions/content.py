@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import openai
 
-from agents.breakers import Breakers
-from agents.reconciler import ExecutorConfig, WorkspaceSnapshot
-from app.errors import AutopilotError
+from actions.breakers import Breakers
+from actions.reconciler import ExecutorConfig, WorkspaceSnapshot
+from topics.errors import AutopilotError
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.reconciler import ActionError
 from topics.commands import Command
+from topics.errors import ActionError
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 

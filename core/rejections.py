@@ -7,9 +7,9 @@ from datetime import datetime
 
 import orjson
 
-from tables.windows import SourcePosition
+from core.codec import Rejection
+from core.windows import SourcePosition
 from topics import headers
-from topics.codec import Rejection
 from topics.ids import stable_id
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import is_workspace_id

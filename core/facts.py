@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tables.health import fresh_gauge, score_health
-from tables.windows import Observation, WorkspaceState, hour_counts, hour_start, minute_counts
+from core.health import fresh_gauge, score_health
+from core.windows import Observation, WorkspaceState, hour_counts, hour_start, minute_counts
 from topics.signals import SignalType
 
 _PUBLISH_FAILED = SignalType.PUBLISH_FAILED.value

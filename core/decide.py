@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.facts import facts_of
-from agents.policy import (
+from core.facts import facts_of
+from core.policy import (
     DAY_SECONDS,
     Decision,
     DecisionKind,
@@ -24,8 +24,8 @@ from agents.policy import (
     evaluate,
     quota_window,
 )
-from agents.rules import Policy
-from tables.windows import (
+from core.rules import Policy
+from core.windows import (
     LATE,
     Observation,
     SourcePosition,

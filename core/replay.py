@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 
-from agents.decide import decide_signals, initial_quota
-from agents.policy import Decision, Mode, shard_share
-from agents.rules import SEED_POLICY, Policy
-from tables import windows
-from tables.windows import SourcePosition, WindowConfig, WorkspaceState
+from core import windows
+from core.decide import decide_signals, initial_quota
+from core.policy import Decision, Mode, shard_share
+from core.rules import Policy, seed_policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState
 from topics.shards import Shards
 from topics.signals import Signal
 
@@ -24,11 +24,13 @@ _OFFLINE = SourcePosition("offline", -1, -1)
 def replay_decisions(
     signals: Iterable[Signal],
     config: WindowConfig,
-    policy: Policy = SEED_POLICY,
+    policy: Policy | None = None,
     partitions: int = 8,
     mode: Mode | None = None,
 ) -> list[Decision]:
-    """Every decision, shard by shard (in shard order), as the workers make them."""
+    """Every decision, shard by shard (in shard order), as the workers make them; under the seed
+    policy unless another is given."""
+    policy = policy or seed_policy()
     shards = Shards(partitions)
     per_shard: dict[int, list[Signal]] = {}
     for signal in signals:

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from agents.reconciler import (
+from actions.reconciler import (
     ActionContext,
     ExecutorConfig,
     NotConfiguredError,

@@ -1,6 +1,6 @@
 """The worker's circuit breakers, one per provider, and the ledger entries of their changes.
 
-The state machine is pure (agents/breaker.py); this keeps one Breaker per provider in memory
+The state machine is pure (core/breaker.py); this keeps one Breaker per provider in memory
 (each worker judges the providers it calls) and reports every state change to `on_change`,
 which the executor turns into a breaker.* ledger entry.
 """
@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from agents.breaker import Breaker, BreakerConfig, BreakerState, admit, record
+from core.breaker import Breaker, BreakerConfig, BreakerState, admit, record
 
 logger = logging.getLogger(__name__)
 

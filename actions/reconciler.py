@@ -19,45 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from app.errors import AutopilotError
 from topics.commands import Command
+
+# The errors a handler raises; whether one is retryable is a property of its class.
+from topics.errors import ActionError as ActionError
+from topics.errors import NotConfiguredError as NotConfiguredError
+from topics.errors import RetryableError as RetryableError
+from topics.errors import TerminalError as TerminalError
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from agents.content import ContentWriter
-
-
-class ActionError(AutopilotError):
-    """An action that did not succeed; `retryable` says whether another attempt may."""
-
-    retryable: ClassVar[bool] = False
-
-    def __init__(self, reason: str, *, provider: str | None = None) -> None:
-        super().__init__(reason)
-        # The provider that failed, for its circuit breaker; None: the action's own provider.
-        self.provider = provider
-
-
-class RetryableError(ActionError):
-    """A transient failure (timeout, connection refused, 5xx, 429): try again after a backoff."""
-
-    retryable = True
-
-    def __init__(
-        self, reason: str, *, provider: str | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(reason, provider=provider)
-        # Seconds the provider asked us to wait (Retry-After); the backoff cap still applies.
-        self.retry_after = retry_after
-
-
-class TerminalError(ActionError):
-    """A failure another attempt cannot fix (a 4xx, a missing setting): dead-letter it."""
-
-
-class NotConfiguredError(TerminalError):
-    """A setting the action needs is unset; the reason names the variable."""
+    from actions.content import ContentWriter
 
 
 @dataclass(frozen=True, slots=True)
