@@ -63,7 +63,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 unit: venv
-	$(PY) -m pytest -q tests/unit tests/properties
+	$(PY) -m pytest -q tests/unit tests/properties tests/replay
 
 test: tools venv kafka lint
 	$(PY) -m pytest -q

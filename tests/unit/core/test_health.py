@@ -3,34 +3,20 @@ watermark (event time), banded into healthy / degraded / critical."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
 
 from core import windows
 from core.health import Deduction, Health, HealthStatus, health_of, status_of
 from core.windows import SourcePosition, WindowConfig
-from topics.signals import Signal, SignalType, signal_from
+from tests.support.factories import E0, signal_at
+from topics.signals import Signal, SignalType
 
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-E0 = 1_704_067_200
 HOUR = 3600
 CONFIG = WindowConfig(grace_seconds=60)
 SOURCE = SourcePosition("signals", 0, 0)
 
 
-def sig(signal_id: str, at: float, signal_type: SignalType, **attributes: Any) -> Signal:
-    """A signal of ws-1 `at` seconds after T0."""
-    return signal_from(
-        {
-            "id": signal_id,
-            "workspace_id": "ws-1",
-            "type": signal_type,
-            "occurred_at": T0 + timedelta(seconds=at),
-            "attributes": attributes,
-        }
-    )
+sig = signal_at
 
 
 def depth(at: float, pending: int, signal_id: str = "q") -> Signal:

@@ -15,7 +15,7 @@ from tables.read_marks import initial_mark, mark_key
 from tables.write_behind import WriteBehindStates
 from topics.signals import signal_from
 
-V1_STATE = (Path(__file__).parent / "fixtures" / "workspace_state_v1.json").read_bytes()
+V1_STATE = (Path(__file__).parents[1] / "fixtures" / "workspace_state_v1.json").read_bytes()
 E0 = 1_704_067_200
 
 

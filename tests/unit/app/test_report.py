@@ -31,7 +31,7 @@ from projections.report import (
 )
 from topics.errors import AutopilotError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "report" / "small_run.sql"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "report" / "small_run.sql"
 CHARTS = ["priority", "outcomes", "workspaces", "health"]
 
 

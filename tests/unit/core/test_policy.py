@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -29,12 +29,10 @@ from core.policy import (
 )
 from core.rules import Policy, parse_policy
 from core.windows import SourcePosition, WindowConfig, WorkspaceState
-from tests.support.factories import SEED_POLICY
+from tests.support.factories import E0, SEED_POLICY, signal_at
 from topics.commands import Action, Priority
-from topics.signals import Signal, SignalType, signal_from
+from topics.signals import Signal, SignalType
 
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-E0 = 1_704_067_200  # T0: a multiple of 60 and of 86 400, on day 19 723 since the epoch
 DAY = 86_400
 CONFIG = WindowConfig(grace_seconds=60)
 SOURCE = SourcePosition("signals", 2, 40)
@@ -104,14 +102,7 @@ def verdicts(decisions: list[Decision]) -> list[tuple[Any, ...]]:
 def sig(
     signal_id: str, at: float, signal_type: SignalType = WEBHOOK, workspace_id: str = "ws-1"
 ) -> Signal:
-    return signal_from(
-        {
-            "id": signal_id,
-            "workspace_id": workspace_id,
-            "type": signal_type,
-            "occurred_at": T0 + timedelta(seconds=at),
-        }
-    )
+    return signal_at(signal_id, at, signal_type, workspace_id)
 
 
 def a_shard(

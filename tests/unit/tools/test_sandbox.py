@@ -26,7 +26,7 @@ from tools.sandbox import Effect, Sandbox, SandboxThread, Seen
 CONTROL_TOKEN = "control-token-for-tests"
 SIGNING_KEY = "signing-key-for-tests"
 LLM_KEY = "llm-key-for-tests"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 WAIT_SECONDS = 5.0
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from projections.entries import UnreadableEntryError, decode_entry
 from topics.ledger import LedgerEntry
 
-GOLDEN = Path(__file__).parent.parent / "replay" / "golden.jsonl"
+GOLDEN = Path(__file__).parents[2] / "replay" / "golden.jsonl"
 LINES = [line for line in GOLDEN.read_bytes().splitlines() if line.strip()]
 GOOD = orjson.loads(LINES[0])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -33,13 +33,11 @@ from core.policy import (
 )
 from core.rules import Policy, parse_policy
 from core.windows import SourcePosition, WindowConfig, WorkspaceState
-from tests.support.factories import SEED_POLICY
+from tests.support.factories import E0, SEED_POLICY, signal_at
 from topics.commands import Action, Command, Priority
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import Signal, SignalType, signal_from
+from topics.signals import Signal, SignalType
 
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-E0 = 1_704_067_200
 DAY_19723 = 19_723  # E0 // 86 400
 HOUR = 3600
 CONFIG = WindowConfig(grace_seconds=60)
@@ -75,16 +73,7 @@ def sig(
     workspace_id: str = "ws-1",
     **attributes: Any,
 ) -> Signal:
-    """A signal `at` seconds after T0."""
-    return signal_from(
-        {
-            "id": signal_id,
-            "workspace_id": workspace_id,
-            "type": signal_type,
-            "occurred_at": T0 + timedelta(seconds=at),
-            "attributes": attributes,
-        }
-    )
+    return signal_at(signal_id, at, signal_type, workspace_id, **attributes)
 
 
 class Shard:

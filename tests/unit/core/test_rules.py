@@ -3,7 +3,6 @@ thresholds), the order rules fire in, lanes, the policy version, and refused pol
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,12 +19,10 @@ from core.rules import (
     parse_policy,
 )
 from core.windows import WindowConfig
-from tests.support.factories import SEED_POLICY
+from tests.support.factories import SEED_POLICY, signal_at
 from topics.commands import Action, Priority
-from topics.signals import Signal, SignalType, signal_from
+from topics.signals import Signal, SignalType
 
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-E0 = 1_704_067_200
 CONFIG = WindowConfig(grace_seconds=60)
 HEALTH = SignalType.HEALTH_DEGRADED
 ERROR = SignalType.ERROR_REPORTED
@@ -34,17 +31,7 @@ PUBLISH = SignalType.PUBLISH_FAILED
 Fired = tuple[str, str, Action, Priority, int]
 
 
-def sig(signal_id: str, at: float, signal_type: SignalType, **attributes: Any) -> Signal:
-    """A signal of ws-1 `at` seconds after T0."""
-    return signal_from(
-        {
-            "id": signal_id,
-            "workspace_id": "ws-1",
-            "type": signal_type,
-            "occurred_at": T0 + timedelta(seconds=at),
-            "attributes": attributes,
-        }
-    )
+sig = signal_at
 
 
 def depth(pending: int, at: float = 0) -> Signal:

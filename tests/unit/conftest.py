@@ -1,4 +1,4 @@
-"""Fixtures shared by the handler tests: a real HTTP client session, closed after each test."""
+"""Fixtures shared by the unit tests: a real HTTP client session, closed after each test."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from topics.limits import MAX_BATCH_SIGNALS
 from topics.schema_files import BATCH_FILE, SCHEMA_DIR, SIGNAL_FILE
 from topics.signals import SIGNAL_MODELS, SignalType
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GENERATED = schema_files.rendered()
 FIX = "run `autopilot schemas` (python -m app schemas) and commit topics/schemas/"
 

@@ -3,7 +3,7 @@ de-duplication, lateness, expiry, last-seen times, gauges, and the upcast of sto
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +12,14 @@ import pytest
 
 from core import windows
 from core.windows import MAX_IDS_PER_WINDOW, SourcePosition, WindowConfig
+from tests.support.factories import E0, signal_at
 from topics.signals import Signal, SignalType, signal_from
 
 # 2024-01-01T00:00:00Z: a multiple of 3600 s, so T0 starts a minute, a step and an hour.
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-E0 = 1_704_067_200
 HOUR = 3600
 CONFIG = WindowConfig(grace_seconds=60)
 SOURCE = SourcePosition("signals", 3, 1200)
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 FOLLOWUP = SignalType.FOLLOWUP_DUE
 WEBHOOK = SignalType.WEBHOOK_FAILED
 
@@ -32,16 +31,7 @@ def sig(
     workspace_id: str = "ws-1",
     **attributes: Any,
 ) -> Signal:
-    """A signal `at` seconds after T0."""
-    return signal_from(
-        {
-            "id": signal_id,
-            "workspace_id": workspace_id,
-            "type": signal_type,
-            "occurred_at": T0 + timedelta(seconds=at),
-            "attributes": attributes,
-        }
-    )
+    return signal_at(signal_id, at, signal_type, workspace_id, **attributes)
 
 
 def depth(signal_id: str, at: float, pending: int) -> Signal:

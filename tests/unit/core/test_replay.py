@@ -3,7 +3,6 @@ shard, each shard's signals in their order, with the shard's share of the platfo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core import windows
@@ -12,13 +11,11 @@ from core.policy import Decision, DecisionKind, Mode, shard_share
 from core.replay import replay_decisions
 from core.rules import parse_policy
 from core.windows import SourcePosition, WindowConfig, WorkspaceState
-from tests.support.factories import SEED_POLICY
+from tests.support.factories import E0, SEED_POLICY, signal_at
 from topics.commands import Action, Priority
 from topics.shards import shard_of
-from topics.signals import Signal, SignalType, signal_from
+from topics.signals import Signal, SignalType
 
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-E0 = 1_704_067_200
 CONFIG = WindowConfig(grace_seconds=60)
 OFFLINE = SourcePosition("offline", -1, -1)
 MADE, DEFERRED, SUPPRESSED = DecisionKind.MADE, DecisionKind.DEFERRED, DecisionKind.SUPPRESSED
@@ -45,15 +42,7 @@ cooldown_seconds = 0
 def sig(
     signal_id: str, at: int, workspace_id: str, signal_type: SignalType, **attributes: object
 ) -> Signal:
-    return signal_from(
-        {
-            "id": signal_id,
-            "workspace_id": workspace_id,
-            "type": signal_type,
-            "occurred_at": T0 + timedelta(seconds=at),
-            "attributes": attributes,
-        }
-    )
+    return signal_at(signal_id, at, signal_type, workspace_id, **attributes)
 
 
 def webhook(signal_id: str, at: int, workspace_id: str) -> Signal:

@@ -13,7 +13,7 @@ from projections.database import Database
 from projections.schema import READ_MODELS, rows_of
 from projections.store import PositionMovedError, Projection, Record
 
-GOLDEN = Path(__file__).parent.parent / "replay" / "golden.jsonl"
+GOLDEN = Path(__file__).parents[2] / "replay" / "golden.jsonl"
 
 
 def ledger() -> list[bytes]:
