@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # workspace's chain); without one it is a plain SHA-256 (detects edits, not forgeries).
     ledger_key: SecretStr | None = None
 
-    # Write-behind of workspace state (tables/write_behind.py): why it exists is in the README.
+    # Write-behind of workspace state (tables/write_behind.py); why: docs/operations.md.
     state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     state_flush_max_dirty: int = Field(default=5_000, ge=1)
     state_cache_max_workspaces: int = Field(default=100_000, ge=1)

@@ -1,7 +1,7 @@
 """Workspace state cached per partition and written to the table once per flush, not per signal.
 
 Why: a Faust table write costs ~130 µs here (one changelog record through Faust's per-message
-producer path, measured in the README), so writing every workspace on every batch would cap the
+producer path; docs/benchmarks.md), so writing every workspace on every batch would cap the
 worker at a few thousand signals/s. The aggregate agent holds back the acks of the records it
 folded until their states are flushed, so committed offsets never run ahead of stored state.
 """

@@ -1,6 +1,6 @@
 """Exactly one decision per decision id, across a SIGKILL mid-stream, on the real broker.
 
-Autopilot runs at-least-once with deterministic decision ids (README, "Delivery guarantees"):
+Autopilot runs at-least-once with deterministic decision ids (docs/operations.md, delivery):
 a worker killed between sending decisions and committing offsets decides the redelivered
 records again, from the state stored with the last committed flush, so it sends the *same*
 decisions with the same ids, and every ledger consumer keeps the first copy of an id.
@@ -142,7 +142,7 @@ async def test_a_rebalance_after_a_kill_leaves_exactly_one_decision_per_id(
     assert decided.keys() == expected.keys()
     made = Counter(e.entry_id for e in view if e.kind.value == "decision.made")
     assert set(made.values()) <= {1}
-    # Known gap (README, "Delivery guarantees"): across a rebalance, a few decisions competing
+    # Known gap (docs/operations.md, delivery): across a rebalance, a few decisions competing
     # for the platform cap's slots can get another verdict (deferred or suppressed) than a
     # single owner would give them; the count is printed, not asserted.
     differing = sum(1 for key, kind in expected.items() if decided[key] != kind)

@@ -4,7 +4,7 @@
 `SIGNAL.validate_python` on the parsed JSON, after deriving an omitted `id`. The schemas are
 checked as a validator sees them by default in draft 2020-12: `format` is an annotation only.
 Where the two verdicts must differ, the case is in KNOWN_DIFFERENCES with both verdicts spelled
-out (the README's "Signal schemas" section lists the same cases for producers).
+out (docs/signals.md, "Signal schemas", lists the same cases for producers).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def test_where_the_schemas_and_autopilot_must_differ(
     document: dict[str, Any], verdicts: tuple[bool, bool]
 ) -> None:
     """Given a record JSON Schema cannot judge as pydantic does, then the verdicts differ
-    exactly as documented (README, "Signal schemas")."""
+    exactly as documented (docs/signals.md, "Signal schemas")."""
     schema_verdict, autopilot_verdict = verdicts
 
     assert SIGNAL_VALIDATOR.is_valid(document) is schema_verdict
