@@ -435,17 +435,17 @@ async def test_a_deployment_without_lane_topics_is_told_to_create_them(
         (
             ["--action", "reboot"],
             {},
-            "argument --action: unknown action 'reboot'; known actions: run_provisioning, "
+            "Invalid value for '--action': unknown action 'reboot'; known actions: run_provisioning, "
             "send_followup, retry_webhook",
         ),
-        (["--since", "yesterday"], {}, "argument --since: not an ISO-8601 timestamp"),
-        (["--until", "2026-13-01"], {}, "argument --until: not an ISO-8601 timestamp"),
+        (["--since", "yesterday"], {}, "Invalid value for '--since': not an ISO-8601 timestamp"),
+        (["--until", "2026-13-01"], {}, "Invalid value for '--until': not an ISO-8601 timestamp"),
         (
             ["--since", "2026-11-22", "--until", "2026-11-21"],
             {},
             "--since must be before --until",
         ),
-        (["--workspace", "ws a"], {}, "argument --workspace: not a workspace id"),
+        (["--workspace", "ws a"], {}, "Invalid value for '--workspace': not a workspace id"),
         (
             [],
             {"KAFKA_BOOTSTRAP_SERVERS": ""},
