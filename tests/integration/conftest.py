@@ -33,18 +33,24 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
 
 
-@pytest.fixture
-async def settings(kafka_bootstrap: str) -> Settings:
-    """Settings for one test: its own topic prefix and consumer group, topics created."""
+async def fresh_deployment(bootstrap: str) -> Settings:
+    """Settings of a deployment of its own on the broker: topic prefix and consumer group,
+    topics created."""
     run = f"t{uuid.uuid4().hex[:10]}"
     settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_bootstrap_servers=bootstrap,
         topic_prefix=f"{run}.",
         app_id=f"autopilot-{run}",
         partitions=4,
     )
-    await ensure_topics(settings, kafka_bootstrap)
+    await ensure_topics(settings, bootstrap)
     return settings
+
+
+@pytest.fixture
+async def settings(kafka_bootstrap: str) -> Settings:
+    """Settings for one test: its own topic prefix and consumer group, topics created."""
+    return await fresh_deployment(kafka_bootstrap)
 
 
 StartWorker = Callable[..., WorkerProcess]

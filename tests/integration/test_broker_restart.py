@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,10 +14,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.kafka_admin import ensure_topics
-from app.settings import Settings, load_settings
+from app.settings import load_settings
 from tests.integration.commands import autopilot_cli
-from tests.integration.conftest import sandbox_env
+from tests.integration.conftest import fresh_deployment, sandbox_env
 from tests.integration.http import TOKENS, get_workspace, wait_until_answers
 from tools.local_kafka import LocalKafka, assemble
 from tools.sandbox import Sandbox
@@ -70,14 +68,7 @@ async def test_a_worker_rides_out_a_broker_restart(
     own_broker: LocalKafka, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
-    run = f"t{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap,
-        topic_prefix=f"{run}.",
-        app_id=f"autopilot-{run}",
-        partitions=4,
-    )
-    await ensure_topics(settings, bootstrap)
+    settings = await fresh_deployment(bootstrap)
     # Signals of 30 minutes of event time: each workspace's hour window holds all of its own
     signals = realistic_stream(
         workspaces=WORKSPACES,

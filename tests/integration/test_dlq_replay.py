@@ -435,8 +435,8 @@ async def test_a_deployment_without_lane_topics_is_told_to_create_them(
         (
             ["--action", "reboot"],
             {},
-            "Invalid value for '--action': unknown action 'reboot'; known actions: run_provisioning, "
-            "send_followup, retry_webhook",
+            "Invalid value for '--action': unknown action 'reboot'; known actions: "
+            "run_provisioning, send_followup, retry_webhook",
         ),
         (["--since", "yesterday"], {}, "Invalid value for '--since': not an ISO-8601 timestamp"),
         (["--until", "2026-13-01"], {}, "Invalid value for '--until': not an ISO-8601 timestamp"),
