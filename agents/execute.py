@@ -140,8 +140,20 @@ def attach(
         # Actions mid-call finish and record their outcome on the ledger (the producer is
         # still up), so whoever runs the shard next finds it instead of waiting out the lease.
         executor.stopping()
+        # Commands set aside for later stay unacked: the shard's next owner gets them again.
+        for tasks in waiting.values():
+            for task in tasks:
+                task.cancel()
         if in_flight:
-            await asyncio.wait(in_flight, timeout=autopilot.settings.http_timeout_seconds + 5)
+            _done, late = await asyncio.wait(
+                in_flight, timeout=autopilot.settings.http_timeout_seconds + 5
+            )
+            # Nothing may use the tables once they are closed, which comes next: an action
+            # still running is cancelled; the next owner settles its lease from the ledger.
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         await executor.stop()
         await autopilot.chain.stop()
 

@@ -127,6 +127,8 @@ class Executor:
 
     async def carry_out(self, event: Any, command: Command, source: SourcePosition) -> None:
         """Run one command to the end of this step and ack its record (unless the shard moved)."""
+        if self._stopping:
+            return  # handed over as the worker stops: unacked, the shard's next owner runs it
         began = self.generation(source.partition)
         async with self._workspace(command.workspace_id):
             if self.generation(source.partition) != began:
@@ -155,6 +157,8 @@ class Executor:
 
     async def give_verdict(self, event: Any, approval: ApprovalGiven, partition: int) -> None:
         """Apply an operator's verdict: record it, then run or end the parked command."""
+        if self._stopping:
+            return  # as in carry_out
         began = self.generation(partition)
         async with self._workspace(approval.workspace_id):
             if self.generation(partition) != began:

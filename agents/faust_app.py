@@ -12,6 +12,7 @@ from faust.types import ProducerT
 
 from agents.ledger_chain import LedgerChain
 from agents.log_extras import show_extras
+from agents.rocksdb_store import ClosingStore
 from topics import catalog
 from topics.catalog import EXECUTIONS_TABLE, STATE_TABLE
 from topics.commands import Priority
@@ -48,11 +49,47 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class ClosingTable(faust.Table[Any, Any]):
+    """Faust's table, on a store that closes its databases (agents/rocksdb_store.py)."""
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        return ClosingStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+
+
 class AutopilotApp(faust.App):
-    """The Faust app with the idempotent producer."""
+    """The Faust app with the idempotent producer, stopping its tables last."""
 
     def _new_producer(self) -> ProducerT:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    async def on_stop(self) -> None:
+        """Stop what uses the tables, let the work in hand end, then close the tables' stores.
+
+        Faust's own order (faust/app/base.py, App.on_stop) closes the stores first, then sends
+        on_before_shutdown (the executor finishes the actions it began), flushes the producer
+        (each acknowledged changelog write stores its offset) and stops the agents and timers
+        last, so all of them used a store already closed, which Faust's store then opened again.
+        """
+        await self.agents.stop()
+        # The timers (agents/aggregate.py and agents/execute.py read skipped records and write
+        # their states); they were cancelled only once the stop had ended.
+        await self._stop_futures()
+        await self.on_before_shutdown.send()
+        await self._producer_flush(self.log)
+        # Pauses the partitions, stops the fetcher, then stops the tables, closing the stores.
+        await self._stop_consumer()
+        await self._maybe_close_http_client()
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,7 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         or f"http://{settings.web_host}:{settings.web_port}",
         web_in_thread=False,
         Worker=QuietWorker,
+        Table=ClosingTable,
     )
 
     def raw_topic(*names: str) -> faust.TopicT:

@@ -100,9 +100,13 @@ def worker_command(faust_options: tuple[str, ...]) -> None:
     Needs KAFKA_BOOTSTRAP_SERVERS; creates the topics it needs, then runs until SIGTERM.
     """
     import asyncio
+    import faulthandler
 
     from app.settings import load_settings
 
+    # A crash in native code (RocksDB, a C extension) prints every thread's Python stack to the
+    # worker's log instead of ending it with no trace.
+    faulthandler.enable()
     settings = load_settings()
     bootstrap = _bootstrap(settings.kafka_bootstrap_servers)
     # Faust and the agents load only once there is a broker to run against.
