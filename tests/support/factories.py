@@ -34,3 +34,9 @@ def signal_at(
             "attributes": attributes,
         }
     )
+
+
+# Credentials of the in-process sandbox platform in unit tests: test values, not secrets.
+CONTROL_TOKEN = "control-token-for-tests"
+SIGNING_KEY = "signing-key-for-tests"
+LLM_KEY = "llm-key-for-tests"

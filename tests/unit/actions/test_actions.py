@@ -28,12 +28,10 @@ from actions.reconciler import (
 )
 from actions.webhook import MAX_DELIVERIES, sign, workspace_secret
 from core.breaker import BreakerConfig, BreakerState
+from tests.support.factories import CONTROL_TOKEN, LLM_KEY, SIGNING_KEY
 from tools.sandbox import Sandbox, Seen
 from topics.commands import Action, Command, Priority
 
-CONTROL_TOKEN = "control-token-for-tests"
-SIGNING_KEY = "signing-key-for-tests"
-LLM_KEY = "llm-key-for-tests"
 WS = "ws-1"
 NOW = datetime(2024, 1, 1, 0, 6, tzinfo=UTC)
 
@@ -67,16 +65,6 @@ def command(action: Action, **overrides: object) -> Command:
 def effect_id(key: str) -> str:
     """The effect id the sandbox's control API gives the first request under `key`."""
     return "eff_" + hashlib.sha256(f"control\0{key}".encode()).hexdigest()[:12]
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    box = Sandbox(control_token=CONTROL_TOKEN, signing_key=SIGNING_KEY, llm_key=LLM_KEY)
-    await box.start()
-    try:
-        yield box
-    finally:
-        await box.stop()
 
 
 @pytest.fixture

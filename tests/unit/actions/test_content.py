@@ -24,11 +24,10 @@ from actions.reconciler import (
     WorkspaceSnapshot,
 )
 from core.breaker import BreakerConfig, BreakerState
+from tests.support.factories import CONTROL_TOKEN, LLM_KEY
 from tools.sandbox import LLM_MODEL, Sandbox
 from topics.commands import Action, Command, Priority
 
-CONTROL_TOKEN = "control-token-for-tests"
-LLM_KEY = "llm-key-for-tests"
 WS = "ws-7"
 RULE = "seed.followup_due"
 DEGRADED = WorkspaceSnapshot(health_score=72.0, health_status="degraded")
@@ -63,16 +62,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    box = Sandbox(control_token=CONTROL_TOKEN, llm_key=LLM_KEY)
-    await box.start()
-    try:
-        yield box
-    finally:
-        await box.stop()
 
 
 @pytest.fixture

@@ -21,23 +21,11 @@ import aiohttp
 import openai
 import pytest
 
+from tests.support.factories import CONTROL_TOKEN, LLM_KEY, SIGNING_KEY
 from tools.sandbox import Effect, Sandbox, SandboxThread, Seen
 
-CONTROL_TOKEN = "control-token-for-tests"
-SIGNING_KEY = "signing-key-for-tests"
-LLM_KEY = "llm-key-for-tests"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 WAIT_SECONDS = 5.0
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    box = Sandbox(control_token=CONTROL_TOKEN, signing_key=SIGNING_KEY, llm_key=LLM_KEY)
-    await box.start()
-    try:
-        yield box
-    finally:
-        await box.stop()
 
 
 @pytest.fixture
