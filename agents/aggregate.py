@@ -41,16 +41,10 @@ from agents.gap_reader import GapReader
 from agents.refetch import current, fetch_again, release
 from agents.stream_gaps import StreamGaps
 from core.codec import Rejection, decode_signals, describe
-from core.decide import (
-    command_of,
-    decide_signals,
-    decision_entry,
-    folded_entry,
-    forget_old_slots,
-    initial_quota,
-)
+from core.decide import command_of, decide_signals, forget_old_slots, initial_quota
+from core.ledger_entries import decision_entry, folded_entry, rejection_entry, switch_entry
 from core.policy import Decision, Mode, shard_share
-from core.rejections import dlq_headers, rejection_entry
+from core.rejections import dlq_headers
 from core.rules import Policy
 from core.windows import SourcePosition
 from tables.read_marks import (
@@ -66,7 +60,7 @@ from tables.read_marks import (
 )
 from tables.write_behind import SHARD_KEY_PREFIX, WriteBehindStates
 from topics.batches import encode_batches
-from topics.control import OperatorSwitch, switch_entry, switched
+from topics.control import OperatorSwitch, switched
 from topics.shards import Shards
 from topics.signals import Signal
 

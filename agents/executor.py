@@ -55,14 +55,13 @@ from core.backoff import next_wait
 from core.breaker import BreakerState
 from core.execution_state import ExecutionState, Lease
 from core.health import health_of
-from core.outcomes import (
+from core.ledger_entries import (
     approval_requested_entry,
     breaker_entry,
     dead_lettered_entry,
     deferred_entry,
     error_of,
     failed_entry,
-    header_of,
     reissued_entry_of,
     skipped_entry,
     started_entry,
@@ -73,7 +72,8 @@ from core.windows import SourcePosition
 from tables.write_behind import WriteBehindStates
 from topics import headers
 from topics.approvals import ApprovalGiven, Verdict
-from topics.commands import REISSUE_HEADER, Command
+from topics.commands import Command
+from topics.headers import header_of
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import shard_of
 
@@ -141,7 +141,7 @@ class Executor:
     async def _note_reissue(self, event: Any, command: Command) -> None:
         """Append the action.reissued entry a re-issued command carries, before it runs (again
         for a copy not yet finished: the same entry id, which readers keep once)."""
-        raw = header_of(event.message.headers, REISSUE_HEADER)
+        raw = header_of(event.message.headers, headers.REISSUE)
         if raw is None:
             return
         if memory.finished(self._load(command.workspace_id), command.command_id) is not None:
@@ -409,10 +409,10 @@ class Executor:
     async def _dead_letter(
         self, command: Command, error: ActionError, source: SourcePosition
     ) -> None:
-        error_json = error_of(error)
+        summary = error_of(error)
         written = [
-            (headers.REASON, str(error_json["reason"]).encode()),
-            (headers.ERROR_CLASS, str(error_json["class"]).encode()),
+            (headers.REASON, summary.reason.encode()),
+            (headers.ERROR_CLASS, summary.error_class.encode()),
             (headers.DEAD_LETTERED_AT, _now().isoformat().encode()),
             (headers.ATTEMPTS, str(command.attempt).encode()),
             (headers.SOURCE_TOPIC, source.topic.encode()),
@@ -430,7 +430,7 @@ class Executor:
             extra={
                 "workspace_id": command.workspace_id,
                 "command_id": command.command_id,
-                "error": error_json["class"],
+                "error": summary.error_class,
             },
         )
 

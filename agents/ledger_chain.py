@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from agents.broker_retry import retrying
 from agents.own_consumer import OwnConsumer
-from core.chain import chain_of, heads_of, seal
+from core.chain import chain_of_entry, heads_of, seal
 from projections.ledger_reader import read_partitions_to_end
 from topics.errors import AutopilotError
 from topics.ledger import LedgerEntry
@@ -77,7 +77,7 @@ class LedgerChain:
                 # A rebalance while reading: what was read may predate another's writes.
                 if self._forgotten.get(partition, 0) == forgotten:
                     heads = self._heads[partition] = loaded
-            chain = chain_of(entry.workspace_id, entry.kind.value, entry.payload, partition)
+            chain = chain_of_entry(entry, partition)
             record, sealed = seal(entry, heads.get(chain), self._key)
             key = entry.workspace_id.encode() if entry.workspace_id else None
             try:

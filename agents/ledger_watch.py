@@ -15,7 +15,14 @@ from aiokafka import TopicPartition
 
 from agents.own_consumer import OwnConsumer
 from core.execution_state import Lease
-from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
+from topics.ledger import (
+    TERMINAL_KINDS,
+    ActionFailed,
+    CommandPayload,
+    LedgerEntry,
+    LedgerKind,
+    parse_entry,
+)
 
 # Producers' clocks differ: look this much further back than the lease began.
 CLOCK_MARGIN_SECONDS = 60.0
@@ -51,7 +58,7 @@ class LedgerWatch:
                 batches = await consumer.getmany(tp, timeout_ms=500)
                 for record in batches.get(tp, []):
                     if record.value is not None and needle in record.value:
-                        kind = _ending(LedgerEntry.model_validate_json(record.value), lease)
+                        kind = _ending(parse_entry(record.value), lease)
                         if kind in TERMINAL_KINDS:
                             return kind
                         failed = failed or kind
@@ -65,10 +72,12 @@ class LedgerWatch:
 
 
 def _ending(entry: LedgerEntry, lease: Lease) -> LedgerKind | None:
-    if entry.payload.get("command_id") != lease.command_id:
+    if not isinstance(entry.payload, CommandPayload):
+        return None
+    if entry.payload.command_id != lease.command_id:
         return None
     if entry.kind in TERMINAL_KINDS:
         return entry.kind
-    if entry.kind is LedgerKind.ACTION_FAILED and entry.payload.get("attempt") == lease.attempt:
+    if isinstance(entry, ActionFailed) and entry.payload.attempt == lease.attempt:
         return entry.kind
     return None

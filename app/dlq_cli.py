@@ -36,8 +36,9 @@ from core.dead_letters import (
 )
 from projections.ledger_reader import read_partitions_to_end
 from topics.catalog import COMMANDS_DLQ, lane_topic
-from topics.commands import REISSUE_HEADER, Action
+from topics.commands import Action
 from topics.errors import AutopilotError, ConfigurationError
+from topics.headers import REISSUE
 from topics.signals import is_workspace_id
 
 READ_TIMEOUT_SECONDS = 600.0
@@ -280,7 +281,7 @@ async def _publish(settings: Settings, bootstrap: str, reissues: list[Reissue]) 
                     settings.topic(lane_topic(r.command.priority.value)),
                     r.command.model_dump_json().encode(),
                     key=r.command.workspace_id.encode(),
-                    headers=[(REISSUE_HEADER, r.entry.model_dump_json().encode())],
+                    headers=[(REISSUE, r.entry.model_dump_json().encode())],
                 )
                 for r in reissues
             ]
@@ -349,7 +350,7 @@ def _as_json(content: DlqContent, reissues: list[Reissue], *, listed: bool) -> d
                 "error_class": r.dead_letter.error_class,
                 "reason": r.dead_letter.reason,
                 "dead_lettered_at": r.dead_letter.dead_lettered_at.isoformat(),
-                "dead_letter": r.entry.payload["dead_letter"],
+                "dead_letter": r.entry.payload.dead_letter.model_dump(),
             }
             for r in reissues
         ],

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import BreakerChanged, LedgerEntry, LedgerKind
 
 _SEAL = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
 _BREAKER_KINDS = frozenset(
@@ -31,13 +31,26 @@ _BREAKER_KINDS = frozenset(
 )
 
 
-def chain_of(workspace_id: str | None, kind: str, payload: Any, partition: int) -> str:
+def chain_of(workspace_id: str | None, kind: str, worker: object, partition: int) -> str:
     """The chain an entry belongs to: its workspace, else its worker's breakers or its shard."""
     if workspace_id:
         return workspace_id
-    if kind in _BREAKER_KINDS and isinstance(payload, dict):
-        return f"worker:{payload.get('worker')}"
+    if kind in _BREAKER_KINDS and worker is not None:
+        return f"worker:{worker}"
     return f"shard:{partition}"
+
+
+def chain_of_entry(entry: LedgerEntry, partition: int) -> str:
+    """The chain an entry about to be written on `partition` belongs to."""
+    worker = entry.payload.worker if isinstance(entry, BreakerChanged) else None
+    return chain_of(entry.workspace_id, entry.kind.value, worker, partition)
+
+
+def _chain_of_document(document: dict[str, Any], partition: int) -> str:
+    """The chain of a record as read (JSON), whatever it holds."""
+    payload = document.get("payload")
+    worker = payload.get("worker") if isinstance(payload, dict) else None
+    return chain_of(document.get("workspace_id"), str(document.get("kind")), worker, partition)
 
 
 def digest(body: bytes, key: bytes | None) -> str:
@@ -75,9 +88,7 @@ def read_link(raw: bytes, partition: int, key: bytes | None) -> Link:
             raise ValueError("not a JSON object")
     except ValueError:
         return Link(f"shard:{partition}", None, None, None, "unreadable: not a ledger entry")
-    chain = chain_of(
-        document.get("workspace_id"), str(document.get("kind")), document.get("payload"), partition
-    )
+    chain = _chain_of_document(document, partition)
     entry_id = document.get("entry_id")
     prev_hash = document.get("prev_hash")
     claimed = document.get("hash")
@@ -148,13 +159,7 @@ def heads_of(records: Iterable[bytes], partition: int) -> dict[str, str]:
             continue
         if not isinstance(document, dict) or not isinstance(document.get("hash"), str):
             continue
-        chain = chain_of(
-            document.get("workspace_id"),
-            str(document.get("kind")),
-            document.get("payload"),
-            partition,
-        )
-        heads[chain] = document["hash"]
+        heads[_chain_of_document(document, partition)] = document["hash"]
     return heads
 
 

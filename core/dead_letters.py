@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
 from core.codec import describe
+from core.ledger_entries import reissued_entry
 from topics.commands import Action, Command
 from topics.headers import ATTEMPTS, DEAD_LETTERED_AT, ERROR_CLASS, REASON, VALUE_BYTES, VALUE_CUT
 from topics.ids import stable_id
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import ActionReissued, DeadLetterPlace
 
 # The reason is redacted where it is written; it is shown shortened all the same.
 MAX_REASON_CHARS = 200
@@ -67,7 +67,7 @@ class Reissue:
 
     dead_letter: DeadLetter
     command: Command
-    entry: LedgerEntry
+    entry: ActionReissued
 
 
 def parse_record(
@@ -154,26 +154,8 @@ def reissue(dead: DeadLetter, recorded_at: datetime, by: str) -> Reissue:
     """The new command and the action.reissued entry that records who sent it and from where."""
     old = dead.command
     new = reissued_command(dead)
-    payload: dict[str, Any] = {
-        "command_id": new.command_id,
-        "reissued_from": old.command_id,
-        "action": old.action.value,
-        "priority": old.priority.value,
-        "rule_id": old.rule_id,
-        "error_class": dead.error_class,
-        "dead_letter": {"partition": dead.partition, "offset": dead.offset},
-        "by": by,
-    }
-    entry = LedgerEntry(
-        entry_id=stable_id("reissue", new.command_id),
-        kind=LedgerKind.ACTION_REISSUED,
-        workspace_id=old.workspace_id,
-        correlation_id=old.correlation_id,
-        causation_id=old.command_id,
-        policy_version=old.policy_version,
-        recorded_at=recorded_at,
-        payload=payload,
-    )
+    place = DeadLetterPlace(partition=dead.partition, offset=dead.offset)
+    entry = reissued_entry(new, old, place, dead.error_class, recorded_at, by)
     return Reissue(dead, new, entry)
 
 

@@ -36,8 +36,6 @@ from core.windows import (
     late_horizon,
 )
 from topics.commands import Command
-from topics.ids import stable_id
-from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import Signal
 
 ShardQuota = dict[str, Any]
@@ -193,38 +191,6 @@ def forget_old_slots(quota: ShardQuota, policy: Policy) -> None:
     slots = quota["slots"]
     for decision_id in [d for d, start in slots.items() if start < horizon]:
         del slots[decision_id]
-
-
-def decision_entry(decision: Decision, recorded_at: datetime) -> LedgerEntry:
-    """The ledger entry of a decision; its id is the decision id, so consumers de-duplicate."""
-    return LedgerEntry(
-        entry_id=decision.decision_id,
-        kind=LedgerKind(decision.kind.value),
-        workspace_id=decision.workspace_id,
-        correlation_id=decision.inputs.signal_id,
-        causation_id=decision.inputs.signal_id,
-        policy_version=decision.policy_version,
-        recorded_at=recorded_at,
-        payload=decision.as_payload(),
-    )
-
-
-def folded_entry(signals: int, source: SourcePosition, recorded_at: datetime) -> LedgerEntry:
-    """signals.folded: how many signals of one record its shard folded (for run metrics); its id
-    is the record's position, so a record folded again after a crash is counted once."""
-    entry_id = stable_id("fold", source.topic, source.partition, source.offset)
-    return LedgerEntry(
-        entry_id=entry_id,
-        kind=LedgerKind.SIGNALS_FOLDED,
-        workspace_id=None,
-        correlation_id=entry_id,
-        causation_id=entry_id,
-        recorded_at=recorded_at,
-        payload={
-            "signals": signals,
-            "source": [source.topic, source.partition, source.offset],
-        },
-    )
 
 
 def command_of(decision: Decision) -> Command | None:

@@ -140,21 +140,6 @@ class Decision:
     dry_run: bool
     inputs: Inputs
 
-    def as_payload(self) -> dict[str, Any]:
-        """The decision's ledger payload: the verdict and the inputs it was derived from."""
-        return {
-            "decision_id": self.decision_id,
-            "rule_id": self.rule_id,
-            "action": self.action.value,
-            "priority": self.lane.value,
-            "rank": self.priority,
-            "command_id": self.command_id,
-            "not_before": self.not_before,
-            "reason": self.reason,
-            "dry_run": self.dry_run,
-            "input": self.inputs.as_json(),
-        }
-
 
 def decision_id_of(rule_id: str, workspace_id: str, signal_id: str, signal_at: int) -> str:
     """A decision's id: one rule on one signal (its id and event time) of one workspace,

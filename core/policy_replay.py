@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
+from core.ledger_entries import decision_payload
 from core.policy import Decision, Inputs, evaluate
 from core.rules import Policy
-from topics.ledger import DECISION_KINDS, LedgerEntry
+from topics.ledger import DecisionEntry, LedgerEntry
 
 # What makes two decisions the same: every field of the verdict, not the time it was recorded.
 _COMPARED = (
@@ -97,9 +98,9 @@ class ReplayReport:
 def replay_policy(entries: Iterable[LedgerEntry], policy: Policy) -> ReplayReport:
     """Derive every recorded evaluation again with `policy` and compare (entries de-duplicated
     by id beforehand, in ledger order)."""
-    groups: dict[tuple[str, str], list[LedgerEntry]] = {}
+    groups: dict[tuple[str, str], list[DecisionEntry]] = {}
     for entry in entries:
-        if entry.kind in DECISION_KINDS and entry.workspace_id is not None:
+        if isinstance(entry, DecisionEntry) and entry.workspace_id is not None:
             groups.setdefault((entry.workspace_id, entry.causation_id), []).append(entry)
     report = ReplayReport(policy.version)
     for (workspace_id, signal_id), recorded in groups.items():
@@ -111,14 +112,14 @@ def replay_policy(entries: Iterable[LedgerEntry], policy: Policy) -> ReplayRepor
         recorded_rows = tuple(_recorded_row(entry) for entry in recorded)
         derived_rows: tuple[dict[str, Any], ...] = ()
         problem = None
-        inputs = {_canonical(entry.payload.get("input")) for entry in recorded}
+        inputs = {_canonical(entry.payload.input) for entry in recorded}
         if len(inputs) != 1:
             problem = "the decisions of one signal record different inputs"
         else:
             try:
                 derived_rows = tuple(
                     _derived_row(d)
-                    for d in evaluate(policy, Inputs.from_json(recorded[0].payload["input"]))
+                    for d in evaluate(policy, Inputs.from_json(recorded[0].payload.input))
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 problem = f"the recorded input cannot be read ({type(exc).__name__})"
@@ -141,17 +142,16 @@ def replay_policy(entries: Iterable[LedgerEntry], policy: Policy) -> ReplayRepor
     return report
 
 
-def _recorded_row(entry: LedgerEntry) -> dict[str, Any]:
-    payload = entry.payload
-    row = {name: payload.get(name) for name in _COMPARED}
+def _recorded_row(entry: DecisionEntry) -> dict[str, Any]:
+    row = {name: getattr(entry.payload, name, None) for name in _COMPARED}
     row["decision_id"] = entry.entry_id
     row["kind"] = entry.kind.value
     return row
 
 
 def _derived_row(decision: Decision) -> dict[str, Any]:
-    payload = decision.as_payload()
-    row = {name: payload.get(name) for name in _COMPARED}
+    payload = decision_payload(decision)
+    row = {name: getattr(payload, name, None) for name in _COMPARED}
     row["kind"] = decision.kind.value
     return row
 

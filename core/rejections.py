@@ -1,18 +1,13 @@
-"""What a rejected input becomes: a dead-letter record and a redacted signal.rejected entry."""
+"""What a rejected input becomes on its dead-letter topic: the bytes kept, and headers that say
+where they came from and why (its signal.rejected entry is built in core/ledger_entries.py)."""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-
-import orjson
 
 from core.codec import Rejection
 from core.windows import SourcePosition
 from topics import headers
-from topics.ids import stable_id
-from topics.ledger import LedgerEntry, LedgerKind
-from topics.signals import is_workspace_id
 
 # Half the broker's default record limit (1 MiB): room for headers, key and batch framing.
 DEAD_LETTER_WHOLE_BYTES = 512 * 1024
@@ -49,37 +44,3 @@ def dead_letter_value(raw: bytes | None) -> tuple[bytes, list[tuple[str, bytes]]
         (headers.VALUE_BYTES, str(len(raw)).encode()),
         (headers.VALUE_SHA256, hashlib.sha256(raw).hexdigest().encode()),
     ]
-
-
-def rejection_entry(
-    rejection: Rejection, source: SourcePosition, recorded_at: datetime
-) -> LedgerEntry:
-    """The signal.rejected ledger entry: the reason and the position, never the payload."""
-    entry_id = stable_id("rej", source.topic, source.partition, source.offset, rejection.index)
-    return LedgerEntry(
-        entry_id=entry_id,
-        kind=LedgerKind.SIGNAL_REJECTED,
-        workspace_id=claimed_workspace(rejection.raw),
-        correlation_id=entry_id,
-        causation_id=entry_id,
-        recorded_at=recorded_at,
-        payload={
-            "reason": rejection.reason,
-            "source": {
-                "topic": source.topic,
-                "partition": source.partition,
-                "offset": source.offset,
-                "index": rejection.index,
-            },
-        },
-    )
-
-
-def claimed_workspace(raw: bytes) -> str | None:
-    """The workspace a refused input names, when it names a valid one; else None."""
-    try:
-        item = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    value = item.get("workspace_id") if isinstance(item, dict) else None
-    return value if is_workspace_id(value) else None

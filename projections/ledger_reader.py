@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from topics.errors import AutopilotError
-from topics.ledger import LedgerEntry
+from topics.ledger import LedgerEntry, parse_entry
 
 
 class FirstById:
@@ -71,7 +71,7 @@ async def read_ledger(
                 )
             batches = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
             for records in batches.values():
-                read = (LedgerEntry.model_validate_json(r.value) for r in records)
+                read = (parse_entry(r.value) for r in records)
                 entries.extend(first.filter(read) if dedupe else read)
     finally:
         await consumer.stop()
@@ -86,9 +86,7 @@ async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> l
     return [
         entry
         for partition in sorted(records)
-        for entry in first.filter(
-            LedgerEntry.model_validate_json(value) for _, value in records[partition]
-        )
+        for entry in first.filter(parse_entry(value) for _, value in records[partition])
     ]
 
 
@@ -115,9 +113,7 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
 def load_ledger_file(lines: Iterable[str | bytes]) -> list[LedgerEntry]:
     """Entries from a JSON-lines export of the ledger (blank lines skipped), de-duplicated."""
     first = FirstById()
-    return list(
-        first.filter(LedgerEntry.model_validate_json(line) for line in lines if line.strip())
-    )
+    return list(first.filter(parse_entry(line) for line in lines if line.strip()))
 
 
 async def read_records_to_end(

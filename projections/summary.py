@@ -10,11 +10,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from topics.ledger import (
-    DECISION_KINDS,
-    OPERATOR_KINDS,
     TERMINAL_KINDS,
+    CommandPayload,
+    DecisionEntry,
     LedgerEntry,
     LedgerKind,
+    OperatorSwitched,
+    SignalRejected,
 )
 
 
@@ -35,23 +37,23 @@ class LedgerSummary:
     def add(self, entry: LedgerEntry) -> None:
         """Fold one entry in."""
         self.entries += 1
-        if entry.kind in DECISION_KINDS:
+        if isinstance(entry, DecisionEntry):
             self.decisions_per_verdict[entry.kind.value] += 1
             if entry.kind is LedgerKind.DECISION_SUPPRESSED:
                 return
             # Rules, priorities and workspaces count the decisions that issue a command.
-            self.decisions_per_rule[entry.payload["rule_id"]] += 1
-            self.decisions_per_priority[entry.payload["priority"]] += 1
+            self.decisions_per_rule[entry.payload.rule_id] += 1
+            self.decisions_per_priority[entry.payload.priority] += 1
             if entry.workspace_id:
                 self.workspaces_affected.add(entry.workspace_id)
-        elif entry.kind in OPERATOR_KINDS:
+        elif isinstance(entry, OperatorSwitched):
             self.operator_switches[entry.kind.value] += 1
-        elif entry.kind in TERMINAL_KINDS:
-            action = entry.payload["action"]
+        elif entry.kind in TERMINAL_KINDS and isinstance(entry.payload, CommandPayload):
+            action = entry.payload.action
             self.outcomes_per_action.setdefault(action, Counter())[entry.kind.value] += 1
-        elif entry.kind is LedgerKind.SIGNAL_REJECTED:
+        elif isinstance(entry, SignalRejected):
             # The reason's first clause names the kind of problem without echoing input.
-            self.rejections_per_reason[entry.payload["reason"].split(":")[0]] += 1
+            self.rejections_per_reason[entry.payload.reason.split(":")[0]] += 1
 
     @property
     def decisions(self) -> int:

@@ -9,10 +9,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from topics.signals import EventId, WorkspaceId
 
-# On a command re-issued by `autopilot dlq replay`: its action.reissued ledger entry (JSON), which
-# the executor owning the workspace appends to the workspace's chain before it runs the command.
-REISSUE_HEADER = "autopilot-reissue"
-
 
 class Priority(StrEnum):
     """Priority lanes; executors serve critical first."""

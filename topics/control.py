@@ -7,14 +7,11 @@ shard by shard, which decisions came before the switch and which after.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from topics.ids import stable_id
-from topics.ledger import LedgerEntry, LedgerKind
 from topics.signals import EventId
 
 OperatorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
@@ -27,14 +24,6 @@ class Switch(StrEnum):
     RESUME = "resume"
     DRY_RUN_ON = "dry_run_on"
     DRY_RUN_OFF = "dry_run_off"
-
-
-_KINDS = {
-    Switch.PAUSE: LedgerKind.OPERATOR_PAUSED,
-    Switch.RESUME: LedgerKind.OPERATOR_RESUMED,
-    Switch.DRY_RUN_ON: LedgerKind.OPERATOR_DRY_RUN_ENABLED,
-    Switch.DRY_RUN_OFF: LedgerKind.OPERATOR_DRY_RUN_DISABLED,
-}
 
 
 class OperatorSwitch(BaseModel):
@@ -57,26 +46,3 @@ def switched(mode: dict[str, Any], switch: Switch) -> dict[str, Any]:
     if switch is Switch.RESUME:
         return {**mode, "paused": False}
     return {**mode, "dry_run": switch is Switch.DRY_RUN_ON}
-
-
-def switch_entry(
-    request: OperatorSwitch, partition: int, mode: dict[str, Any], recorded_at: datetime
-) -> LedgerEntry:
-    """The operator.* entry a shard records when it applies a switch (never the token)."""
-    entry_id = stable_id("op", request.request_id, partition)
-    return LedgerEntry(
-        entry_id=entry_id,
-        kind=_KINDS[request.switch],
-        workspace_id=None,
-        correlation_id=request.request_id,
-        causation_id=request.request_id,
-        recorded_at=recorded_at,
-        payload={
-            "switch": request.switch.value,
-            "shard": partition,
-            "by": request.by,
-            "reason": request.reason,
-            "requested_at": request.requested_at.isoformat(),
-            "mode": dict(mode),
-        },
-    )

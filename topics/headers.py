@@ -1,6 +1,8 @@
-"""Names of the Kafka record headers Autopilot writes and reads, in one place."""
+"""Names of the Kafka record headers Autopilot writes and reads, in one place, and reading one."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 # On every dead letter (signals.dlq, commands.dlq): why, and where the refused record was read.
 REASON = "autopilot.reason"
@@ -25,3 +27,17 @@ VALUE_BYTES = "autopilot.value-bytes"
 VALUE_SHA256 = "autopilot.value-sha256"
 # The broker refused the dead letter itself for good (the error's name): this one holds no value.
 REFUSED = "autopilot.dead-letter-refused"
+
+# On a command sent again by `autopilot dlq replay`: its action.reissued entry, which the
+# executor owning the workspace appends to the workspace's chain before it runs the command.
+REISSUE = "autopilot-reissue"
+
+
+def header_of(
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None, name: str
+) -> bytes | None:
+    """The first value of a record header (Faust gives a list of pairs, or a mapping)."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return next((value for key, value in pairs if key == name), None)

@@ -1,12 +1,18 @@
-"""The LedgerEntry event: every decision and every outcome, append-only, keyed by workspace."""
+"""The ledger's entries: every decision and every outcome, append-only, keyed by workspace.
+
+One model per kind (or per group of kinds sharing a payload), read as one union
+discriminated on `kind` (`parse_entry`); the builders are in core/ledger_entries.py.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
+from topics.control import Switch
 from topics.signals import EventId, WorkspaceId
 
 
@@ -63,8 +69,161 @@ OPERATOR_KINDS = frozenset(
 )
 
 
+# The payloads, one shape per group of kinds. Payloads are redacted: ids, names, counts, error
+# classes and short reasons, never a secret, a prompt or a third-party payload. Field order is
+# the order on the wire (the chain seals exact bytes; tests/unit/topics/golden holds them).
+# Actions and lanes are text, not the enums of topics/commands.py: the ledger outlives any one
+# version's set of actions, and every entry ever written must stay readable.
+
+# A moment inside a payload, written as datetime.isoformat() ("+00:00", not "Z").
+Timestamp = Annotated[AwareDatetime, PlainSerializer(datetime.isoformat, return_type=str)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
+    )
+
+
+class DecisionPayload(_Payload):
+    """decision.*: the verdict on a rule that fired, and every input it was derived from."""
+
+    decision_id: EventId
+    rule_id: str
+    action: str
+    priority: str
+    # The rule's priority (1 to 10); `priority` is the lane it maps to.
+    rank: int
+    # None for a suppressed decision, which issues no command.
+    command_id: EventId | None
+    # Deferred: the start (epoch seconds) of the interval whose quota slot it holds.
+    not_before: int | None
+    # Why it was suppressed; None otherwise.
+    reason: str | None
+    dry_run: bool
+    # core/policy.py `Inputs.as_json()`: what the rule read, so a replay derives it again.
+    input: dict[str, Any]
+
+
+class CommandPayload(_Payload):
+    """What every action.* entry says of its command (each kind adds its own fields)."""
+
+    command_id: EventId
+    action: str
+    priority: str
+    rule_id: str
+    attempt: int
+
+
+class StartedPayload(CommandPayload):
+    lease_until: Timestamp
+    worker: str
+
+
+class SucceededPayload(CommandPayload):
+    # The handler's own redacted summary (ids, statuses, counts).
+    detail: dict[str, Any]
+
+
+class ErrorSummary(_Payload):
+    """An error as the ledger and the dead-letter headers carry it."""
+
+    error_class: str = Field(alias="class")
+    reason: str
+    retryable: bool
+
+
+class FailedPayload(CommandPayload):
+    error: ErrorSummary
+    # When the next attempt runs; None: none will (action.dead_lettered follows).
+    retry_at: Timestamp | None
+
+
+class DeferredPayload(CommandPayload):
+    reason: Literal["breaker_open"]
+    provider: str
+    until: Timestamp
+
+
+class DeadLetteredPayload(CommandPayload):
+    error: ErrorSummary
+    attempts: int
+
+
+class SkippedPayload(CommandPayload):
+    reason: str
+    # What it would have done, in words.
+    would: str
+
+
+class ApprovalRequestedPayload(CommandPayload):
+    tags: list[str]
+    would: str
+
+
+class VerdictPayload(CommandPayload):
+    by: str
+    reason: str
+
+
+class DeadLetterPlace(_Payload):
+    partition: int
+    offset: int
+
+
+class ReissuedPayload(_Payload):
+    # The new command's id; the dead-lettered one's is `reissued_from`.
+    command_id: EventId
+    reissued_from: EventId
+    action: str
+    priority: str
+    rule_id: str
+    error_class: str | None
+    dead_letter: DeadLetterPlace
+    by: str
+
+
+class BreakerPayload(_Payload):
+    provider: str
+    failures: int
+    worker: str
+
+
+class RejectedSource(_Payload):
+    topic: str
+    partition: int
+    offset: int
+    # The item of a batch record; None when the whole record was refused.
+    index: int | None
+
+
+class RejectedPayload(_Payload):
+    # The refusal's class and what to fix ("invalid: …"), never the refused content.
+    reason: str
+    source: RejectedSource
+
+
+class FoldedPayload(_Payload):
+    signals: int
+    # The record's place: topic, partition, offset.
+    source: tuple[str, int, int]
+
+
+class SwitchPayload(_Payload):
+    switch: Switch
+    shard: int
+    by: str | None
+    reason: str | None
+    requested_at: Timestamp
+    # The shard's mode after the switch ({"paused": …, "dry_run": …}).
+    mode: dict[str, bool]
+
+
+# The entries: one model per kind, or per group of kinds that share a payload.
+
+
 class LedgerEntry(BaseModel):
-    """One fact on the ledger; the payload is redacted (no secrets, no third-party payloads).
+    """One fact on the ledger: the envelope every entry shares (read one with `parse_entry`).
 
     Version 2 added the chain (core/chain.py): `prev_hash` links the entry to the previous
     entry of its chain (its workspace's), and `hash` seals the exact bytes before it. A version 1
@@ -76,12 +235,129 @@ class LedgerEntry(BaseModel):
     schema_version: Literal[1, 2] = 2
     entry_id: EventId
     kind: LedgerKind
-    # None only for input that names no valid workspace (a rejected, unreadable signal).
+    # None only for entries about no one workspace: a rejected input that names no valid one,
+    # a shard's folds and operator switches, a worker's breakers.
     workspace_id: WorkspaceId | None
     correlation_id: EventId
     causation_id: EventId
     policy_version: str | None = None
     recorded_at: AwareDatetime
-    payload: dict[str, Any]
+    payload: _Payload
     prev_hash: str | None = None
     hash: str | None = None
+
+
+DecisionKinds = Literal[
+    LedgerKind.DECISION_MADE, LedgerKind.DECISION_DEFERRED, LedgerKind.DECISION_SUPPRESSED
+]
+VerdictKinds = Literal[LedgerKind.ACTION_APPROVED, LedgerKind.ACTION_REJECTED]
+BreakerKinds = Literal[
+    LedgerKind.BREAKER_OPENED, LedgerKind.BREAKER_HALF_OPENED, LedgerKind.BREAKER_CLOSED
+]
+OperatorKinds = Literal[
+    LedgerKind.OPERATOR_PAUSED,
+    LedgerKind.OPERATOR_RESUMED,
+    LedgerKind.OPERATOR_DRY_RUN_ENABLED,
+    LedgerKind.OPERATOR_DRY_RUN_DISABLED,
+]
+
+
+class DecisionEntry(LedgerEntry):
+    kind: DecisionKinds
+    payload: DecisionPayload
+
+
+class ActionStarted(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_STARTED] = LedgerKind.ACTION_STARTED
+    payload: StartedPayload
+
+
+class ActionSucceeded(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_SUCCEEDED] = LedgerKind.ACTION_SUCCEEDED
+    payload: SucceededPayload
+
+
+class ActionFailed(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_FAILED] = LedgerKind.ACTION_FAILED
+    payload: FailedPayload
+
+
+class ActionDeferred(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_DEFERRED] = LedgerKind.ACTION_DEFERRED
+    payload: DeferredPayload
+
+
+class ActionDeadLettered(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_DEAD_LETTERED] = LedgerKind.ACTION_DEAD_LETTERED
+    payload: DeadLetteredPayload
+
+
+class ActionSkipped(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_SKIPPED] = LedgerKind.ACTION_SKIPPED
+    payload: SkippedPayload
+
+
+class ActionReissued(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_REISSUED] = LedgerKind.ACTION_REISSUED
+    payload: ReissuedPayload
+
+
+class ApprovalRequested(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_APPROVAL_REQUESTED] = LedgerKind.ACTION_APPROVAL_REQUESTED
+    payload: ApprovalRequestedPayload
+
+
+class ActionVerdict(LedgerEntry):
+    kind: VerdictKinds
+    payload: VerdictPayload
+
+
+class BreakerChanged(LedgerEntry):
+    kind: BreakerKinds
+    payload: BreakerPayload
+
+
+class SignalRejected(LedgerEntry):
+    kind: Literal[LedgerKind.SIGNAL_REJECTED] = LedgerKind.SIGNAL_REJECTED
+    payload: RejectedPayload
+
+
+class SignalsFolded(LedgerEntry):
+    kind: Literal[LedgerKind.SIGNALS_FOLDED] = LedgerKind.SIGNALS_FOLDED
+    payload: FoldedPayload
+
+
+class OperatorSwitched(LedgerEntry):
+    kind: OperatorKinds
+    payload: SwitchPayload
+
+
+# Entries about one command: their payload is a CommandPayload (action.reissued names its new
+# command the same way).
+CommandEntry = (
+    ActionStarted
+    | ActionSucceeded
+    | ActionFailed
+    | ActionDeferred
+    | ActionDeadLettered
+    | ActionSkipped
+    | ApprovalRequested
+    | ActionVerdict
+)
+AnyLedgerEntry = Annotated[
+    DecisionEntry
+    | CommandEntry
+    | ActionReissued
+    | BreakerChanged
+    | SignalRejected
+    | SignalsFolded
+    | OperatorSwitched,
+    Field(discriminator="kind"),
+]
+LEDGER_ENTRY: TypeAdapter[AnyLedgerEntry] = TypeAdapter(AnyLedgerEntry)
+
+
+def parse_entry(raw: str | bytes) -> AnyLedgerEntry:
+    """The entry a ledger record holds, as the model of its kind; pydantic's ValidationError
+    when it holds none."""
+    return LEDGER_ENTRY.validate_json(raw)

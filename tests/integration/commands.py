@@ -89,7 +89,7 @@ def ended(*command_ids: str) -> Callable[[list[LedgerEntry]], bool]:
     """Until every one of these commands has a terminal entry."""
 
     def done(entries: list[LedgerEntry]) -> bool:
-        finished = {e.payload["command_id"] for e in entries if e.kind in TERMINAL_KINDS}
+        finished = {e.payload.command_id for e in entries if e.kind in TERMINAL_KINDS}
         return set(command_ids) <= finished
 
     return done

@@ -90,7 +90,7 @@ async def publish_one_per_record(settings: Settings, signals: list[Signal]) -> N
 
 def folded(entries: list[LedgerEntry]) -> int:
     """How many signals the ledger says were folded (signals.folded, one entry per record)."""
-    return sum(int(e.payload["signals"]) for e in entries if e.kind is LedgerKind.SIGNALS_FOLDED)
+    return sum(int(e.payload.signals) for e in entries if e.kind is LedgerKind.SIGNALS_FOLDED)
 
 
 async def wait_folded(settings: Settings, count: int, timeout: float = 120.0) -> None:

@@ -34,7 +34,7 @@ from app.settings import Settings
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
 from tools.worker_process import WorkerProcess
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import LedgerEntry, LedgerKind, parse_entry
 from topics.signals import SignalType
 
 pytestmark = pytest.mark.integration
@@ -436,7 +436,7 @@ class Harness:
             dead, entries = await asyncio.gather(_drain(self.dlq), _drain(self.ledger))
             outcome.dead.extend(dead)
             for record in entries:
-                entry = LedgerEntry.model_validate_json(record.value)
+                entry = parse_entry(record.value)
                 if entry.kind is LedgerKind.SIGNAL_REJECTED:
                     outcome.rejected.append(entry)
             outcome.accepted = {ws: await self.accepted(ws) for ws in workspaces}
@@ -530,11 +530,11 @@ def check_example(
     # Each dead letter has its signal.rejected entry, at the same position, with the same reason.
     rejected: dict[Position, str] = {}
     for entry in outcome.rejected:
-        source = entry.payload["source"]
-        assert source["topic"] == settings.topic("signals"), fail(f"rejected from {source}")
-        position = (source["partition"], source["offset"], source["index"])
+        source = entry.payload.source
+        assert source.topic == settings.topic("signals"), fail(f"rejected from {source}")
+        position = (source.partition, source.offset, source.index)
         assert position not in rejected, fail(f"signal.rejected twice for {position}")
-        rejected[position] = entry.payload["reason"]
+        rejected[position] = entry.payload.reason
     assert rejected == dead, fail(
         f"signal.rejected entries {sorted(rejected.items(), key=repr)} "
         f"do not match the dead letters {sorted(dead.items(), key=repr)}"

@@ -411,7 +411,7 @@ async def test_readme_approval_and_dlq_commands_do_what_they_say(
     assert approved["verdict"] == "approved"
     assert (approved["workspace_id"], approved["command_id"]) == ("ws-acme", credit.command_id)
     entries = await ledger_until(settings, ended(credit.command_id, other.command_id))
-    ends = {e.payload["command_id"]: e.kind for e in entries if e.kind in TERMINAL_KINDS}
+    ends = {e.payload.command_id: e.kind for e in entries if e.kind in TERMINAL_KINDS}
     assert ends[credit.command_id] is LedgerKind.ACTION_SUCCEEDED
     assert ends[other.command_id] is LedgerKind.ACTION_REJECTED
     # And the README's dlq replay command lists the dead-lettered webhook retry, sending nothing

@@ -60,5 +60,5 @@ async def test_a_deferred_command_runs_at_its_time_and_later_commands_do_not_wai
         timeout=WAIT_SECONDS,
     )
     outcomes = [e for e in entries if e.kind is LedgerKind.ACTION_SUCCEEDED]
-    assert [e.payload["command_id"] for e in outcomes] == ["cmd-now", "cmd-later"]
+    assert [e.payload.command_id for e in outcomes] == ["cmd-now", "cmd-later"]
     assert outcomes[1].recorded_at >= due_at

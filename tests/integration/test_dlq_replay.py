@@ -19,9 +19,10 @@ from app.settings import Settings
 from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import WAIT_SECONDS
 from topics.catalog import COMMANDS_DLQ, LANES, LEDGER, lane_topic
-from topics.commands import REISSUE_HEADER, Action, Command, Priority
+from topics.commands import Action, Command, Priority
+from topics.headers import REISSUE
 from topics.ids import stable_id
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import LedgerEntry, LedgerKind, parse_entry
 from topics.shards import shard_of
 
 pytestmark = pytest.mark.integration
@@ -190,7 +191,7 @@ async def reissue_entries(settings: Settings) -> list[tuple[int, bytes | None, L
     writes nothing to the ledger itself (the workspace's executor is its chain's one writer)."""
     assert await read_topics(settings, [LEDGER]) == []
     return [
-        (r.partition, r.key, LedgerEntry.model_validate_json(r.headers[REISSUE_HEADER]))
+        (r.partition, r.key, parse_entry(r.headers[REISSUE]))
         for r in await read_topics(settings, [lane_topic(lane) for lane in LANES])
     ]
 
@@ -372,7 +373,7 @@ async def test_filters_select_and_list_publishes_nothing(settings: Settings) -> 
         FOLLOWUP_A.decision_id,
     )
     [(_, _, entry)] = await reissue_entries(settings)
-    assert (entry.causation_id, entry.payload["command_id"], entry.payload["by"]) == (
+    assert (entry.causation_id, entry.payload.command_id, entry.payload.by) == (
         a2,
         reissued.command_id,
         "cli",

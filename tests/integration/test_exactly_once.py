@@ -101,7 +101,7 @@ async def test_a_worker_killed_mid_stream_leaves_exactly_one_decision_per_id(
     for entry in raw:
         if entry.kind in DECISION_KINDS:
             copies[entry.entry_id].add(
-                (entry.kind.value, entry.payload["rule_id"], entry.payload["command_id"])
+                (entry.kind.value, entry.payload.rule_id, entry.payload.command_id)
             )
     assert all(len(variants) == 1 for variants in copies.values())
     repeated = sum(1 for e in raw if e.kind in DECISION_KINDS) - len(copies)

@@ -104,11 +104,11 @@ async def test_each_lane_backlog_is_carried_out_after_the_higher_lanes_of_its_sh
     assert len(outcomes) == 120
     # (each after its action.started: one slot, so one command at a time, in turn)
     assert len(entries) == 240
-    order = "".join(e.payload["priority"][0] for e in outcomes)
+    order = "".join(e.payload.priority[0] for e in outcomes)
     assert order == "c" * 30 + "h" * 30 + "m" * 30 + "l" * 30, (order, worker.log_tail())
     # And each lane kept its own order
     for n, lane in enumerate(ORDER):
-        ran = [e.payload["command_id"] for e in outcomes[30 * n : 30 * (n + 1)]]
+        ran = [e.payload.command_id for e in outcomes[30 * n : 30 * (n + 1)]]
         assert ran == [c.command_id for c in queued[lane]]
     assert worker.alive, worker.log_tail()
 
@@ -128,7 +128,7 @@ async def test_the_low_lane_runs_promptly_when_no_higher_lane_has_a_backlog(
     entries = await ledger_until(settings, lambda got: len(succeeded(got)) >= 20, timeout=10)
     elapsed = time.monotonic() - started
     outcomes = succeeded(entries)
-    assert [e.payload["command_id"] for e in outcomes] == [c.command_id for c in low]
+    assert [e.payload.command_id for e in outcomes] == [c.command_id for c in low]
     assert elapsed < 6, (elapsed, worker.log_tail())
     spread = (outcomes[-1].recorded_at - outcomes[0].recorded_at).total_seconds()
     assert spread < 2, spread

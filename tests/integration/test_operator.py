@@ -74,7 +74,7 @@ async def switched_everywhere(
         return [e for e in of_kind(entries, kind) if e.correlation_id == request_id]
 
     entries = await ledger_until(settings, lambda got: len(mine(got)) >= len(SHARDS))
-    return sorted(mine(entries), key=lambda e: e.payload["shard"])
+    return sorted(mine(entries), key=lambda e: e.payload.shard)
 
 
 async def switch_and_wait(
@@ -119,7 +119,7 @@ async def test_pause_suppresses_every_decision_and_resume_restores_actions(
         LedgerKind.OPERATOR_PAUSED,
         {"by": "oncall.alice", "reason": "incident 4711"},
     )
-    assert [e.payload["mode"] for e in paused] == [{"paused": True, "dry_run": False}] * 4
+    assert [e.payload.mode for e in paused] == [{"paused": True, "dry_run": False}] * 4
 
     # When signals arrive that would each fire a rule, one of them in the critical lane
     await publish(
@@ -133,15 +133,15 @@ async def test_pause_suppresses_every_decision_and_resume_restores_actions(
     # Then each is a suppressed decision with the operator's reason, no command, and no action
     entries = await ledger_exactly(settings, 4 + 3)
     suppressed = of_kind(entries, LedgerKind.DECISION_SUPPRESSED)
-    assert {(e.workspace_id, e.payload["rule_id"], e.payload["priority"]) for e in suppressed} == {
+    assert {(e.workspace_id, e.payload.rule_id, e.payload.priority) for e in suppressed} == {
         ("ws-paused-1", "seed.webhook_failed", "medium"),
         ("ws-paused-2", "seed.integration_offline", "high"),
         ("ws-paused-3", "emergency.reported_critical", "critical"),
     }
     for entry in suppressed:
-        assert entry.payload["reason"] == PAUSED_REASON
-        assert entry.payload["command_id"] is None
-        assert entry.payload["input"]["mode"] == {"paused": True, "dry_run": False}
+        assert entry.payload.reason == PAUSED_REASON
+        assert entry.payload.command_id is None
+        assert entry.payload.input["mode"] == {"paused": True, "dry_run": False}
     assert of_kind(entries, LedgerKind.DECISION_MADE, LedgerKind.DECISION_DEFERRED) == []
     assert [e for e in entries if e.kind.value.startswith("action.")] == []
 
@@ -149,7 +149,7 @@ async def test_pause_suppresses_every_decision_and_resume_restores_actions(
     resumed = await switch_and_wait(
         settings, worker, "resume", LedgerKind.OPERATOR_RESUMED, {"by": "oncall.alice"}
     )
-    assert [e.payload["mode"] for e in resumed] == [{"paused": False, "dry_run": False}] * 4
+    assert [e.payload.mode for e in resumed] == [{"paused": False, "dry_run": False}] * 4
     await publish(
         settings,
         [
@@ -160,19 +160,19 @@ async def test_pause_suppresses_every_decision_and_resume_restores_actions(
     # Then they are decided as usual and their actions succeed
     entries = await ledger_exactly(settings, 4 + 3 + 4 + 2 + 2 + 2)
     made = of_kind(entries, LedgerKind.DECISION_MADE)
-    assert {(e.workspace_id, e.payload["rule_id"]) for e in made} == {
+    assert {(e.workspace_id, e.payload.rule_id) for e in made} == {
         ("ws-resumed-1", "seed.webhook_failed"),
         ("ws-resumed-2", "emergency.reported_critical"),
     }
-    assert all(e.payload["reason"] is None and not e.payload["dry_run"] for e in made)
+    assert all(e.payload.reason is None and not e.payload.dry_run for e in made)
     succeeded = of_kind(entries, LedgerKind.ACTION_SUCCEEDED)
-    assert {e.payload["command_id"] for e in succeeded} == {e.payload["command_id"] for e in made}
+    assert {e.payload.command_id for e in succeeded} == {e.payload.command_id for e in made}
     assert {e.causation_id for e in succeeded} == {e.entry_id for e in made}
     assert len(of_kind(entries, LedgerKind.DECISION_SUPPRESSED)) == 3
 
 
 def skipped_would(skipped: dict[str, LedgerEntry], workspace_id: str) -> str:
-    [would] = [e.payload["would"] for e in skipped.values() if e.workspace_id == workspace_id]
+    [would] = [e.payload.would for e in skipped.values() if e.workspace_id == workspace_id]
     return str(would)
 
 
@@ -190,7 +190,7 @@ async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
         LedgerKind.OPERATOR_DRY_RUN_ENABLED,
         {"enabled": True, "by": "oncall.bob", "reason": "trying the new policy"},
     )
-    assert [e.payload["mode"] for e in enabled] == [{"paused": False, "dry_run": True}] * 4
+    assert [e.payload.mode for e in enabled] == [{"paused": False, "dry_run": True}] * 4
 
     # When signals arrive that fire a medium and a critical rule
     await publish(
@@ -205,19 +205,19 @@ async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
     entries = await ledger_exactly(settings, 4 + 2 + 2)
     assert sandbox.requests == []
     made = of_kind(entries, LedgerKind.DECISION_MADE)
-    assert {(e.workspace_id, e.payload["rule_id"]) for e in made} == {
+    assert {(e.workspace_id, e.payload.rule_id) for e in made} == {
         ("ws-dry-1", "seed.webhook_failed"),
         ("ws-dry-2", "emergency.reported_critical"),
     }
-    assert all(e.payload["dry_run"] is True for e in made)
-    assert all(e.payload["input"]["mode"] == {"paused": False, "dry_run": True} for e in made)
-    skipped = {e.payload["command_id"]: e for e in of_kind(entries, LedgerKind.ACTION_SKIPPED)}
-    assert set(skipped) == {e.payload["command_id"] for e in made}
+    assert all(e.payload.dry_run is True for e in made)
+    assert all(e.payload.input["mode"] == {"paused": False, "dry_run": True} for e in made)
+    skipped = {e.payload.command_id: e for e in of_kind(entries, LedgerKind.ACTION_SKIPPED)}
+    assert set(skipped) == {e.payload.command_id for e in made}
     for decision in made:
-        outcome = skipped[decision.payload["command_id"]]
+        outcome = skipped[decision.payload.command_id]
         assert outcome.causation_id == decision.entry_id
-        assert outcome.payload["reason"] == "dry_run"
-        assert outcome.payload["action"] == decision.payload["action"]
+        assert outcome.payload.reason == "dry_run"
+        assert outcome.payload.action == decision.payload.action
     # And each says what it would have done, with the platform URL it would have called
     assert skipped_would(skipped, "ws-dry-2") == f"POST {sandbox.url}/workspaces/ws-dry-2/provision"
     assert skipped_would(skipped, "ws-dry-1").startswith(
@@ -246,7 +246,7 @@ async def test_dry_run_decides_but_records_skipped_actions_until_switched_off(
         LedgerKind.ACTION_STARTED,
         LedgerKind.ACTION_SUCCEEDED,
     ]
-    assert live[0].payload["dry_run"] is False
+    assert live[0].payload.dry_run is False
 
     # And the commands on the lanes say which were dry runs
     commands = []
@@ -282,24 +282,24 @@ async def test_each_shard_records_who_switched_and_why_and_never_the_token(
     )
 
     # Then every shard recorded each switch once, with who, why and the mode it is now in
-    assert [e.payload["shard"] for e in paused] == SHARDS
+    assert [e.payload.shard for e in paused] == SHARDS
     for entry in paused:
         assert entry.workspace_id is None
         assert entry.causation_id == answer["request_id"]
-        assert entry.payload["switch"] == "pause"
-        assert entry.payload["by"] == "oncall.carol@example.com"
-        assert entry.payload["reason"] == "maintenance window"
-        assert entry.payload["mode"] == {"paused": True, "dry_run": False}
-        requested = datetime.fromisoformat(entry.payload["requested_at"])
+        assert entry.payload.switch == "pause"
+        assert entry.payload.by == "oncall.carol@example.com"
+        assert entry.payload.reason == "maintenance window"
+        assert entry.payload.mode == {"paused": True, "dry_run": False}
+        requested = entry.payload.requested_at
         assert abs((datetime.now(UTC) - requested).total_seconds()) < WAIT_SECONDS
-    assert [e.payload["shard"] for e in dry_run] == SHARDS
+    assert [e.payload.shard for e in dry_run] == SHARDS
     for entry in dry_run:
-        assert (entry.payload["switch"], entry.payload["by"], entry.payload["reason"]) == (
+        assert (entry.payload.switch, entry.payload.by, entry.payload.reason) == (
             "dry_run_on",
             None,
             None,
         )
-        assert entry.payload["mode"] == {"paused": True, "dry_run": True}
+        assert entry.payload.mode == {"paused": True, "dry_run": True}
     # And each shard's entry is on that shard's ledger partition
     raw_ledger = await read_raw(settings.kafka_bootstrap_servers, settings.topic("ledger"))
     operator_records = [

@@ -92,7 +92,7 @@ async def test_oversize_records_are_dead_lettered_cut_and_the_partition_goes_on(
         lambda got: sum(e.kind is LedgerKind.SIGNAL_REJECTED for e in got) >= 3,
     )
     rejected = {
-        e.payload["source"]["offset"]: e.payload["reason"]
+        e.payload.source.offset: e.payload.reason
         for e in entries
         if e.kind is LedgerKind.SIGNAL_REJECTED
     }

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def decisions(entries: list[LedgerEntry]) -> set[tuple[str | None, str, str]]:
     return {
-        (e.workspace_id, e.payload["rule_id"], e.payload["priority"])
+        (e.workspace_id, e.payload.rule_id, e.payload.priority)
         for e in entries
         if e.kind is LedgerKind.DECISION_MADE
     }
@@ -59,10 +59,10 @@ async def test_known_signals_give_exactly_the_expected_ledger_entries(
     made = [e for e in entries if e.kind is LedgerKind.DECISION_MADE]
     assert len(made) == 5
     # Each decision's command ran once and its outcome names the decision as its cause
-    outcomes = {e.payload["command_id"]: e for e in entries if e.kind in TERMINAL_KINDS}
+    outcomes = {e.payload.command_id: e for e in entries if e.kind in TERMINAL_KINDS}
     assert {e.kind for e in outcomes.values()} == {LedgerKind.ACTION_SUCCEEDED}
-    assert set(outcomes) == {e.payload["command_id"] for e in made}
-    started = [e.payload["command_id"] for e in entries if e.kind is LedgerKind.ACTION_STARTED]
+    assert set(outcomes) == {e.payload.command_id for e in made}
+    started = [e.payload.command_id for e in entries if e.kind is LedgerKind.ACTION_STARTED]
     assert sorted(started) == sorted(outcomes)
     # And the platform saw each command's effect once, under the command id as its key
     by_key = {effect.key: effect for effect in sandbox.effects}
@@ -77,23 +77,23 @@ async def test_known_signals_give_exactly_the_expected_ledger_entries(
     assert {(effect.workspace_id, effect.operation) for effect in sandbox.effects} == operations
     assert {key.split(":")[0] for key in by_key} == set(outcomes)
     for decision in made:
-        outcome = outcomes[decision.payload["command_id"]]
+        outcome = outcomes[decision.payload.command_id]
         assert outcome.causation_id == decision.entry_id
         assert outcome.workspace_id == decision.workspace_id
-        assert outcome.payload["action"] == decision.payload["action"]
+        assert outcome.payload.action == decision.payload.action
     # And every decision carries the signal, its source position, and what the policy saw
     assert {e.causation_id for e in made} == {"a1", "a3", "b1", "c1", "d1"}
-    assert all(e.payload["input"]["signal"]["source"][0] == settings.topic("signals") for e in made)
+    assert all(e.payload.input["signal"]["source"][0] == settings.topic("signals") for e in made)
     b1 = next(e for e in made if e.causation_id == "b1")
-    assert b1.payload["input"]["facts"]["signal.health_score"] == 31
-    assert b1.payload["input"]["facts"]["hour.health_degraded"] == 1
-    assert b1.payload["input"]["facts"]["health.score"] == 100
+    assert b1.payload.input["facts"]["signal.health_score"] == 31
+    assert b1.payload.input["facts"]["hour.health_degraded"] == 1
+    assert b1.payload.input["facts"]["health.score"] == 100
     assert {e.policy_version for e in made} == {settings.policy().version}
 
     # And the shards recorded the signals they folded, for the run metrics: all eight, the
     # duplicate included (it was read, then de-duplicated by the window)
     def folded(got: list[LedgerEntry]) -> int:
-        return sum(e.payload["signals"] for e in got if e.kind is LedgerKind.SIGNALS_FOLDED)
+        return sum(e.payload.signals for e in got if e.kind is LedgerKind.SIGNALS_FOLDED)
 
     assert folded(await ledger_until(settings, lambda got: folded(got) >= 8)) == 8
 
@@ -146,7 +146,7 @@ async def test_worker_survives_malformed_input_and_keeps_processing(
     # Then each bad input has a signal.rejected entry with its reason, and the good signals
     # around them were decided and acted on: two decisions, two starts and two outcomes
     entries = await ledger_exactly(settings, 10)
-    rejected = sorted(e.payload["reason"] for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED)
+    rejected = sorted(e.payload.reason for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED)
     assert len(rejected) == 4
     assert rejected[0] == "invalid: attributes.error: String should have at most 256 characters"
     assert rejected[1].startswith("invalid: type: unknown or missing signal type")

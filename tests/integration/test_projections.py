@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,6 +25,7 @@ from projections.database import Database
 from projections.schema import READ_MODELS, rows_of
 from tests.integration.commands import ROOT, autopilot_cli, ledger_until
 from tests.integration.conftest import StartWorker
+from tests.support.factories import command_payload, decision_payload, ledger_entry
 from tools.demo import SIGNALS, SPAN_SECONDS, WORKSPACES
 from tools.workload import realistic_stream
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
@@ -334,73 +336,65 @@ def start_projector(settings: Settings, url: str) -> subprocess.Popen[str]:
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
-def _entry(n: int, kind: LedgerKind, workspace: str, at: datetime, **payload: object) -> bytes:
-    return (
-        LedgerEntry(
-            entry_id=f"e-{n}",
-            kind=kind,
-            workspace_id=workspace,
-            correlation_id=f"sig-{workspace}",
-            causation_id=f"sig-{workspace}",
-            policy_version="p-test",
-            recorded_at=at,
-            payload=payload,
-        )
-        .model_dump_json()
-        .encode()
+def _entry(
+    n: int, kind: LedgerKind, workspace: str, at: datetime, payload: dict[str, Any]
+) -> bytes:
+    entry = ledger_entry(
+        kind,
+        payload,
+        entry_id=f"e-{n}",
+        workspace_id=workspace,
+        correlation_id=f"sig-{workspace}",
+        causation_id=f"sig-{workspace}",
+        policy_version="p-test",
+        recorded_at=at,
     )
+    return entry.model_dump_json().encode()
 
 
 def known_sequence() -> list[bytes]:
     """ws-a: decided, started, failed (retry), started, succeeded; ws-b: decided later."""
     a = {"command_id": "cmd-a", "action": "run_provisioning", "priority": "high", "rule_id": "r"}
+    b = {"command_id": "cmd-b", "action": "send_followup", "priority": "low", "rule_id": "r2"}
+    critical = {"facts": {"health.score": 45, "health.status": "critical"}}
+    error = {"class": "RetryableError", "reason": "503", "retryable": True}
+    second = T0 + timedelta(seconds=70)
     return [
-        _entry(
-            1,
-            LedgerKind.DECISION_MADE,
-            "ws-a",
-            T0,
-            **a,
-            input={"facts": {"health.score": 45, "health.status": "critical"}},
-        ),
+        _entry(1, LedgerKind.DECISION_MADE, "ws-a", T0, decision_payload(**a, input=critical)),
         _entry(
             2,
             LedgerKind.ACTION_STARTED,
             "ws-a",
             T0 + timedelta(seconds=1),
-            **a,
-            attempt=1,
-            worker="w1",
+            command_payload(**a, attempt=1, lease_until=T0 + timedelta(seconds=61), worker="w1"),
         ),
         _entry(
             3,
             LedgerKind.ACTION_FAILED,
             "ws-a",
             T0 + timedelta(seconds=2),
-            **a,
-            attempt=1,
-            error={"class": "RetryableError", "reason": "503"},
-            retry_at="x",
+            command_payload(**a, attempt=1, error=error, retry_at=second),
         ),
         _entry(
             4,
             LedgerKind.ACTION_STARTED,
             "ws-a",
-            T0 + timedelta(seconds=70),
-            **a,
-            attempt=2,
-            worker="w1",
+            second,
+            command_payload(**a, attempt=2, lease_until=second, worker="w1"),
         ),
-        _entry(5, LedgerKind.ACTION_SUCCEEDED, "ws-a", T0 + timedelta(seconds=71), **a, attempt=2),
+        _entry(
+            5,
+            LedgerKind.ACTION_SUCCEEDED,
+            "ws-a",
+            T0 + timedelta(seconds=71),
+            command_payload(**a, attempt=2, detail={}),
+        ),
         _entry(
             6,
             LedgerKind.DECISION_MADE,
             "ws-b",
             T0 + timedelta(seconds=72),
-            command_id="cmd-b",
-            action="send_followup",
-            priority="low",
-            rule_id="r2",
+            decision_payload(decision_id="dec-b", **b),
         ),
     ]
 

@@ -18,7 +18,7 @@ from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import StartWorker
 from tests.integration.streams import publish_one_per_record, wait_folded
 from tools.workload import realistic_stream
-from topics.ledger import LedgerEntry
+from topics.ledger import parse_entry
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ async def test_chains_go_on_across_a_worker_restart(
     continued: set[str] = set()
     for partition, records in after.items():
         for offset, raw in records:
-            entry = LedgerEntry.model_validate_json(raw)
+            entry = parse_entry(raw)
             if entry.workspace_id is None or entry.hash is None:
                 continue
             if offset >= ends[partition] and entry.workspace_id in last_hash:

@@ -12,16 +12,15 @@ import orjson
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from core.chain import BrokenLink, ChainCheck, chain_of, seal
+from core.chain import BrokenLink, ChainCheck, chain_of_entry, seal
+from tests.support.factories import command_payload, ledger_entry
 from topics.ledger import LedgerEntry, LedgerKind
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
 # ws-a and ws-c share ledger partition 0, ws-b is alone on partition 1.
 PARTITION = {"ws-a": 0, "ws-b": 1, "ws-c": 0}
-KINDS = [LedgerKind.DECISION_MADE, LedgerKind.ACTION_STARTED, LedgerKind.ACTION_SUCCEEDED]
-
 json_leaves = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
-payloads = st.dictionaries(
+details = st.dictionaries(
     st.text(max_size=6),
     json_leaves
     | st.lists(json_leaves, max_size=3)
@@ -48,22 +47,23 @@ def ledgers(draw: st.DrawFn) -> list[LedgerEntry]:
     """Entries of a few workspaces, in the order they are written."""
     items = draw(
         st.lists(
-            st.tuples(st.sampled_from(sorted(PARTITION)), st.sampled_from(KINDS), payloads),
+            st.tuples(st.sampled_from(sorted(PARTITION)), details),
             min_size=1,
             max_size=12,
         )
     )
+    # Succeeded actions: their `detail` is any JSON object a handler reports.
     return [
-        LedgerEntry(
+        ledger_entry(
+            LedgerKind.ACTION_SUCCEEDED,
+            command_payload(detail=detail),
             entry_id=f"e-{n}",
-            kind=kind,
             workspace_id=workspace,
             correlation_id=f"c-{n}",
             causation_id=f"c-{n}",
             recorded_at=T + timedelta(seconds=n),
-            payload=payload,
         )
-        for n, (workspace, kind, payload) in enumerate(items)
+        for n, (workspace, detail) in enumerate(items)
     ]
 
 
@@ -75,7 +75,7 @@ def write(entries: list[LedgerEntry], key: bytes | None) -> list[Written]:
     for entry in entries:
         assert entry.workspace_id is not None
         partition = PARTITION[entry.workspace_id]
-        chain = chain_of(entry.workspace_id, entry.kind.value, entry.payload, partition)
+        chain = chain_of_entry(entry, partition)
         record, sealed = seal(entry, heads.get(chain), key)
         heads[chain] = sealed
         offset = ends.get(partition, 0)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from core import windows
 from core.decide import decide_signals, forget_old_slots, initial_quota
+from core.ledger_entries import decision_payload
 from core.policy import DAY_SECONDS, Decision, DecisionKind, Inputs, Mode, evaluate
 from core.replay import replay_decisions
 from core.rules import Policy, parse_policy
@@ -156,7 +157,7 @@ def recorded(decision: Decision, policy: Policy) -> dict[str, Any]:
     """The decision's ledger payload, with the issues it recorded that no rule of the policy
     can still be cooling down on left out: when they are forgotten depends on where records
     end (see the xfail in tests/unit/test_decide.py), and they cannot change a verdict."""
-    payload = decision.as_payload()
+    payload = decision_payload(decision).model_dump()
     at = decision.inputs.at
     horizon = policy.max_cooldown_seconds
     issued = payload["input"]["issued"]
@@ -187,7 +188,9 @@ def test_replaying_the_same_signals_twice_gives_the_same_decisions(
     assert [(d.decision_id, d.command_id) for d in first] == [
         (d.decision_id, d.command_id) for d in second
     ]
-    assert [d.as_payload() for d in first] == [d.as_payload() for d in second]
+    assert [decision_payload(d).model_dump() for d in first] == [
+        decision_payload(d).model_dump() for d in second
+    ]
     assert first == second
 
 
@@ -223,7 +226,7 @@ def test_every_decision_is_derived_again_from_the_inputs_it_recorded(
             decision
         )
     for made in per_signal.values():
-        payload = orjson.loads(orjson.dumps(made[0].as_payload()))
+        payload = orjson.loads(orjson.dumps(decision_payload(made[0]).model_dump()))
         assert evaluate(policy, Inputs.from_json(payload["input"])) == made
 
 

@@ -19,13 +19,12 @@ import orjson
 
 from core import windows
 from core.codec import Rejection
-from core.decide import command_of, decide_signals, decision_entry, initial_quota
-from core.outcomes import succeeded_entry
+from core.decide import command_of, decide_signals, initial_quota
+from core.ledger_entries import decision_entry, rejection_entry, succeeded_entry
 from core.policy import Mode, shard_share
-from core.rejections import rejection_entry
 from core.rules import load_policy
 from core.windows import SourcePosition, WindowConfig, WorkspaceState
-from topics.ledger import LedgerEntry
+from topics.ledger import DecisionEntry, LedgerEntry, LedgerKind
 from topics.shards import Shards
 from topics.signals import Signal, SignalType, signal_from
 
@@ -111,16 +110,17 @@ def tamper(entries: list[LedgerEntry]) -> list[LedgerEntry]:
     """Alter the first made retry_webhook decision's action, and the first emergency
     decision's recorded health score (as if someone had rewritten why it was made)."""
     tampered = list(entries)
-    for i, entry in enumerate(tampered):
-        if entry.kind.value == "decision.made" and entry.payload["action"] == "retry_webhook":
-            tampered[i] = entry.model_copy(
-                update={"payload": {**entry.payload, "action": "restart_integration"}}
-            )
+    decisions = [(i, e) for i, e in enumerate(tampered) if isinstance(e, DecisionEntry)]
+    for i, entry in decisions:
+        if entry.kind is LedgerKind.DECISION_MADE and entry.payload.action == "retry_webhook":
+            payload = entry.payload.model_copy(update={"action": "restart_integration"})
+            tampered[i] = entry.model_copy(update={"payload": payload})
             break
-    for i, entry in enumerate(tampered):
-        if entry.payload.get("rule_id") == "emergency.reported_critical":
-            facts = {**entry.payload["input"]["facts"], "signal.health_score": 90.0}
-            payload = {**entry.payload, "input": {**entry.payload["input"], "facts": facts}}
+    for i, entry in decisions:
+        if entry.payload.rule_id == "emergency.reported_critical":
+            facts = {**entry.payload.input["facts"], "signal.health_score": 90.0}
+            inputs = {**entry.payload.input, "facts": facts}
+            payload = entry.payload.model_copy(update={"input": inputs})
             tampered[i] = entry.model_copy(update={"payload": payload})
             break
     return tampered

@@ -41,13 +41,15 @@ def test_the_golden_ledger_holds_every_kind_of_verdict() -> None:
     including ones made while paused and in dry-run, so the replay covers every path."""
     entries = ledger("golden.jsonl")
     kinds = Counter(e.kind.value for e in entries)
-    reasons = {e.payload["reason"] for e in entries if e.kind.value == "decision.suppressed"}
+    reasons = {e.payload.reason for e in entries if e.kind.value == "decision.suppressed"}
 
     assert kinds["decision.made"] > 0 and kinds["decision.deferred"] > 0
     assert "operator paused autonomous decisions" in reasons
     assert any(r.startswith("workspace daily budget spent") for r in reasons)
     assert any(r.startswith("platform cap reached") for r in reasons)
-    assert any(e.payload.get("dry_run") for e in entries if e.kind.value == "decision.made")
+    assert any(
+        getattr(e.payload, "dry_run", None) for e in entries if e.kind.value == "decision.made"
+    )
 
 
 def test_the_golden_ledger_replays_identically_with_its_policy() -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.rules import seed_policy
+from topics.ledger import LEDGER_ENTRY, AnyLedgerEntry, LedgerKind
 from topics.signals import Signal, SignalType, signal_from
 
 # The policy shipped with Autopilot, as every test that does not bring its own uses it.
@@ -40,3 +41,48 @@ def signal_at(
 CONTROL_TOKEN = "control-token-for-tests"
 SIGNING_KEY = "signing-key-for-tests"
 LLM_KEY = "llm-key-for-tests"
+
+
+def ledger_entry(kind: LedgerKind, payload: dict[str, Any], **envelope: Any) -> AnyLedgerEntry:
+    """An entry of `kind` from plain fields, read as the model of its kind (as readers do):
+    of ws-1, its own correlation and cause, recorded at T0 unless `envelope` says otherwise."""
+    fields = {
+        "entry_id": "e-1",
+        "workspace_id": "ws-1",
+        "correlation_id": "c-1",
+        "causation_id": "c-1",
+        "recorded_at": T0,
+        **envelope,
+        "kind": kind,
+        "payload": payload,
+    }
+    return LEDGER_ENTRY.validate_python(fields)
+
+
+def decision_payload(decision_id: str = "dec-1", **overrides: Any) -> dict[str, Any]:
+    """A decision.made payload: rule webhook-retry issued cmd-1 on no recorded inputs."""
+    return {
+        "decision_id": decision_id,
+        "rule_id": "webhook-retry",
+        "action": "retry_webhook",
+        "priority": "medium",
+        "rank": 6,
+        "command_id": "cmd-1",
+        "not_before": None,
+        "reason": None,
+        "dry_run": False,
+        "input": {},
+        **overrides,
+    }
+
+
+def command_payload(command_id: str = "cmd-1", **details: Any) -> dict[str, Any]:
+    """The payload of an action.* entry about attempt 1 of cmd-1, then its own details."""
+    return {
+        "command_id": command_id,
+        "action": "retry_webhook",
+        "priority": "medium",
+        "rule_id": "webhook-retry",
+        "attempt": 1,
+        **details,
+    }

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
-from core.chain import BrokenLink, ChainCheck, chain_of, digest, heads_of, read_link, seal
-from core.decide import folded_entry
-from core.outcomes import breaker_entry
+from core.chain import BrokenLink, ChainCheck, chain_of_entry, digest, heads_of, read_link, seal
+from core.ledger_entries import breaker_entry, folded_entry
 from core.windows import SourcePosition
-from topics.ledger import LedgerEntry, LedgerKind
+from tests.support.factories import decision_payload, ledger_entry
+from topics.ledger import LedgerEntry, LedgerKind, parse_entry
 
 T = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 KEY = b"ledger-key"
@@ -27,19 +27,18 @@ NOT_AS_WRITTEN = "its hash is not sealed as written"
 
 
 def entry(n: int, workspace: str | None = "ws-1", **overrides: Any) -> LedgerEntry:
-    """Decision entry `e-n` of a workspace, recorded n seconds after T."""
+    """Decision entry `e-n` of a workspace, recorded n seconds after T (its input holds n)."""
     fields: dict[str, Any] = {
         "entry_id": f"e-{n}",
-        "kind": LedgerKind.DECISION_MADE,
         "workspace_id": workspace,
         "correlation_id": f"sig-{n}",
         "causation_id": f"sig-{n}",
         "policy_version": "seed-1",
         "recorded_at": T + timedelta(seconds=n),
-        "payload": {"rule_id": "webhook-retry", "n": n},
     }
     fields.update(overrides)
-    return LedgerEntry(**fields)
+    payload = decision_payload(f"e-{n}", input={"n": n})
+    return ledger_entry(LedgerKind.DECISION_MADE, payload, **fields)
 
 
 def v1(n: int, workspace: str = "ws-1") -> bytes:
@@ -55,7 +54,7 @@ def sealed(
     heads: dict[str, str] = {}
     records = []
     for item in entries:
-        chain = chain_of(item.workspace_id, item.kind.value, item.payload, partition)
+        chain = chain_of_entry(item, partition)
         record, hash_ = seal(item, heads.get(chain), key)
         heads[chain] = hash_
         records.append((record, hash_))
@@ -97,7 +96,7 @@ def test_a_sealed_record_reads_back_as_the_entry_with_its_link_and_hash_last() -
 
     record, hash_ = seal(entry(2), head, None)
 
-    assert LedgerEntry.model_validate_json(record) == entry(2, prev_hash=head, hash=hash_)
+    assert parse_entry(record) == entry(2, prev_hash=head, hash=hash_)
     assert list(orjson.loads(record))[-1] == "hash"
     assert record.endswith(
         b',"prev_hash":"' + head.encode() + b'","hash":"' + hash_.encode() + b'"}'
@@ -172,10 +171,29 @@ def test_read_link_reads_a_records_place_in_its_chain() -> None:
         (None, "breaker.closed", ["not", "a", "dict"], "shard:4"),
     ],
 )
-def test_chain_of(workspace: str | None, kind: str, payload: Any, chain: str) -> None:
-    """Given an entry on partition 4, then it chains on its workspace, else a breaker entry on
-    its worker, else the shard."""
-    assert chain_of(workspace, kind, payload, 4) == chain
+def test_a_record_chains_on_its_workspace_else_its_worker_or_shard(
+    workspace: str | None, kind: str, payload: Any, chain: str
+) -> None:
+    """Given a record on partition 4 as `ledger verify` reads it, then it chains on its
+    workspace, else a breaker entry on its worker, else the shard."""
+    document = {"workspace_id": workspace, "kind": kind, "payload": payload}
+
+    assert read_link(orjson.dumps(document), 4, None).chain == chain
+
+
+def test_an_entry_being_written_chains_as_its_record_will_be_read() -> None:
+    """Given a breaker entry, a fold and a decision written on partition 4, then the writer
+    puts each on the chain the verifier reads it on."""
+    written = [
+        breaker_entry("control_api", "open", 5, "w-1", T),
+        folded_entry(3, SourcePosition("signals", 4, 0), T),
+        entry(1),
+    ]
+
+    for item in written:
+        record, _ = seal(item, None, None)
+        assert chain_of_entry(item, 4) == read_link(record, 4, None).chain
+    assert [chain_of_entry(item, 4) for item in written] == ["worker:w-1", "shard:4", "ws-1"]
 
 
 def test_entries_without_a_workspace_chain_per_shard_and_per_worker() -> None:

@@ -18,10 +18,10 @@ from core.decide import (
     ShardQuota,
     command_of,
     decide_signals,
-    decision_entry,
     forget_old_slots,
     initial_quota,
 )
+from core.ledger_entries import decision_entry, decision_payload
 from core.policy import (
     Decision,
     DecisionKind,
@@ -35,7 +35,7 @@ from core.rules import Policy, parse_policy
 from core.windows import SourcePosition, WindowConfig, WorkspaceState
 from tests.support.factories import E0, SEED_POLICY, signal_at
 from topics.commands import Action, Command, Priority
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import DecisionEntry, LedgerKind, parse_entry
 from topics.signals import Signal, SignalType
 
 DAY_19723 = 19_723  # E0 // 86 400
@@ -268,7 +268,7 @@ STREAM = [
 
 def verdict(decision: Decision) -> dict[str, Any]:
     """A decision without its recorded inputs: what it decided."""
-    payload = decision.as_payload()
+    payload = decision_payload(decision).model_dump()
     del payload["input"]
     return {**payload, "kind": decision.kind, "version": decision.policy_version}
 
@@ -367,7 +367,7 @@ def test_a_deferred_decision_is_recorded_with_its_verdict_and_inputs() -> None:
 
     entry = decision_entry(decision, RECORDED_AT)
 
-    assert entry == LedgerEntry(
+    assert entry == DecisionEntry(
         entry_id=DECISION_ID,
         kind=LedgerKind.DECISION_DEFERRED,
         workspace_id="ws-1",
@@ -420,7 +420,8 @@ def test_a_made_decision_is_recorded_and_issues_a_command_to_run_now() -> None:
     command = command_of(made)
 
     assert entry.kind is LedgerKind.DECISION_MADE
-    assert {k: entry.payload[k] for k in ("command_id", "not_before", "reason", "dry_run")} == {
+    verdict = entry.payload.model_dump(include={"command_id", "not_before", "reason", "dry_run"})
+    assert verdict == {
         "command_id": COMMAND_ID,
         "not_before": None,
         "reason": None,
@@ -443,13 +444,14 @@ def test_a_suppressed_decision_is_recorded_without_a_command() -> None:
     entry = decision_entry(suppressed, RECORDED_AT)
 
     assert (entry.entry_id, entry.kind) == (DECISION_ID, LedgerKind.DECISION_SUPPRESSED)
-    assert {k: entry.payload[k] for k in ("command_id", "not_before", "reason", "dry_run")} == {
+    verdict = entry.payload.model_dump(include={"command_id", "not_before", "reason", "dry_run"})
+    assert verdict == {
         "command_id": None,
         "not_before": None,
         "reason": f"workspace daily budget spent: 2 of 2 actions on day {DAY_19723}",
         "dry_run": False,
     }
-    assert entry.payload["input"]["day_used"] == 2
+    assert entry.payload.input["day_used"] == 2
     assert command_of(suppressed) is None
 
 
@@ -457,6 +459,6 @@ def test_the_recorded_entry_re_derives_the_decision() -> None:
     """Given the deferred decision's ledger entry read back from JSON, then evaluating its
     recorded input gives the same decision."""
     decision = only(lambda: evaluate(TIGHT, INPUTS))
-    entry = LedgerEntry.model_validate_json(decision_entry(decision, RECORDED_AT).model_dump_json())
+    entry = parse_entry(decision_entry(decision, RECORDED_AT).model_dump_json())
 
-    assert evaluate(TIGHT, Inputs.from_json(entry.payload["input"])) == [decision]
+    assert evaluate(TIGHT, Inputs.from_json(entry.payload.input)) == [decision]

@@ -201,7 +201,7 @@ def test_a_reissue_records_an_action_reissued_entry() -> None:
         "cmd-1",
         "p-1",
     )
-    assert entry.payload == {
+    assert entry.payload.model_dump(mode="json") == {
         "command_id": new_id,
         "reissued_from": "cmd-1",
         "action": "retry_webhook",

@@ -19,13 +19,16 @@ from hypothesis import strategies as st
 from actions.reconciler import RetryableError, TerminalError
 from core.codec import Rejection
 from core.dead_letters import DeadLetter, reissue
-from core.decide import command_of, decision_entry, folded_entry
-from core.outcomes import (
+from core.decide import command_of
+from core.ledger_entries import (
     approval_requested_entry,
     breaker_entry,
     dead_lettered_entry,
+    decision_entry,
     deferred_entry,
     failed_entry,
+    folded_entry,
+    rejection_entry,
     skipped_entry,
     started_entry,
     succeeded_entry,
@@ -45,8 +48,9 @@ from core.projection_fold import (
     iso,
     keys_of,
 )
-from core.rejections import rejection_entry
 from core.windows import SourcePosition
+from projections.entries import DecodedEntry, decode_entry
+from tests.support.factories import ledger_entry
 from topics.commands import Action, Command, Priority
 from topics.ledger import LedgerEntry, LedgerKind
 
@@ -123,10 +127,15 @@ def command(n: int, attempt: int = 1, **kw: Any) -> Command:
     return issued.model_copy(update={"attempt": attempt})
 
 
+def as_read(entries: Iterable[LedgerEntry]) -> list[DecodedEntry]:
+    """The entries as the store hands them to the fold: their records, decoded fast."""
+    return [decode_entry(entry.model_dump_json().encode()) for entry in entries]
+
+
 def fold(entries: Iterable[LedgerEntry], rows: Rows | None = None) -> Rows:
     """The rows after folding entries, in order, at 60-second intervals."""
     folding = Fold(rows if rows is not None else Rows(), 60)
-    for entry in entries:
+    for entry in as_read(entries):
         folding.add(entry)
     return folding.rows
 
@@ -646,14 +655,21 @@ def test_folded_signals_add_their_count_to_signals_processed() -> None:
 def test_an_operator_entry_only_moves_its_workspaces_last_seen_time() -> None:
     """Given an entry of a kind the fold has no handler for (an operator pause), then it only
     marks its workspace updated."""
-    paused = LedgerEntry(
+    switch = {
+        "switch": "pause",
+        "shard": 0,
+        "by": "alice",
+        "reason": None,
+        "requested_at": at(5),
+        "mode": {"paused": True, "dry_run": False},
+    }
+    paused = ledger_entry(
+        LedgerKind.OPERATOR_PAUSED,
+        switch,
         entry_id="op-1",
-        kind=LedgerKind.OPERATOR_PAUSED,
-        workspace_id="ws-1",
         correlation_id="op-1",
         causation_id="op-1",
         recorded_at=at(5),
-        payload={"by": "alice"},
     )
 
     rows = fold([paused])
@@ -678,7 +694,7 @@ def test_keys_of_names_the_workspaces_commands_attempts_and_intervals_touched() 
         rejection_entry(Rejection("invalid: x", b"{}"), SourcePosition("signals", 0, 2), at(32)),
     ]
 
-    keys = keys_of(entries, 60)
+    keys = keys_of(as_read(entries), 60)
 
     assert keys == Keys(
         workspaces=frozenset({"ws-1", "ws-2"}),
@@ -710,7 +726,7 @@ class Store:
 
     def load(self, entries: list[LedgerEntry]) -> Rows:
         """Copies of only the rows keys_of names (what the store selects), no counters."""
-        keys = keys_of(entries, 60)
+        keys = keys_of(as_read(entries), 60)
 
         def pick(table: dict[Any, Any], wanted: Iterable[Any]) -> dict[Any, Any]:
             return {k: copy.deepcopy(table[k]) for k in wanted if k in table}

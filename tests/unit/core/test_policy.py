@@ -15,6 +15,7 @@ import pytest
 
 from core import windows
 from core.decide import command_of, decide_signals, initial_quota
+from core.ledger_entries import decision_payload
 from core.policy import (
     Decision,
     DecisionKind,
@@ -560,7 +561,7 @@ def test_a_decision_is_derived_again_from_the_inputs_it_recorded(
     """Given decisions made, deferred or suppressed, when their ledger payload goes through
     JSON and its input is evaluated again, then the very same decisions come out."""
     decisions = evaluate(policy, recorded)
-    payload = orjson.loads(orjson.dumps(decisions[0].as_payload()))
+    payload = orjson.loads(orjson.dumps(decision_payload(decisions[0]).model_dump()))
 
     assert decisions != []
     assert evaluate(policy, Inputs.from_json(payload["input"])) == decisions

@@ -9,13 +9,12 @@ import orjson
 import pytest
 
 from core.codec import Rejection, decode_signals
+from core.ledger_entries import claimed_workspace, rejection_entry
 from core.rejections import (
     DEAD_LETTER_CUT_BYTES,
     DEAD_LETTER_WHOLE_BYTES,
-    claimed_workspace,
     dead_letter_value,
     dlq_headers,
-    rejection_entry,
 )
 from core.windows import SourcePosition
 from topics.ledger import LedgerKind
@@ -73,11 +72,11 @@ def test_a_rejection_entry_records_reason_and_position_never_the_payload() -> No
     assert entry.causation_id == entry.entry_id
     assert entry.policy_version is None
     assert entry.recorded_at == RECORDED_AT
-    assert entry.payload == {
+    assert entry.payload.model_dump(mode="json") == {
         "reason": rejection.reason,
         "source": {"topic": "signals", "partition": 4, "offset": 981, "index": None},
     }
-    assert entry.payload["reason"] == (
+    assert entry.payload.reason == (
         "invalid: attributes.error: String should have at most 256 characters"
     )
     assert "sk-live" not in entry.model_dump_json()
@@ -94,7 +93,7 @@ def test_a_batch_item_rejection_entry_claims_the_items_workspace() -> None:
     entry = rejection_entry(rejection, SOURCE, RECORDED_AT)
 
     assert entry.workspace_id == "ws-2"
-    assert entry.payload["source"]["index"] == 1
+    assert entry.payload.source.index == 1
 
 
 def test_rejection_entry_ids_are_deterministic_per_position() -> None:

@@ -1,5 +1,6 @@
-"""The projection's fast decoding of ledger records agrees with `LedgerEntry` on what an entry is:
-the same fields for every golden entry, and a refusal (with a reason) wherever pydantic refuses."""
+"""The projection's fast decoding of ledger records agrees with the ledger's models on what an
+entry is: the same fields for every golden entry, and a refusal (with a reason) wherever the
+models refuse one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from projections.entries import UnreadableEntryError, decode_entry
-from topics.ledger import LedgerEntry
+from topics.ledger import parse_entry
 
 GOLDEN = Path(__file__).parents[2] / "replay" / "golden.jsonl"
 LINES = [line for line in GOLDEN.read_bytes().splitlines() if line.strip()]
@@ -19,7 +20,7 @@ GOOD = orjson.loads(LINES[0])
 
 def test_every_golden_entry_decodes_to_the_fields_pydantic_reads() -> None:
     for line in LINES:
-        fast, model = decode_entry(line), LedgerEntry.model_validate_json(line)
+        fast, model = decode_entry(line), parse_entry(line)
         assert (
             fast.entry_id,
             fast.kind,
@@ -37,7 +38,7 @@ def test_every_golden_entry_decodes_to_the_fields_pydantic_reads() -> None:
             model.causation_id,
             model.policy_version,
             model.recorded_at,
-            model.payload,
+            model.payload.model_dump(mode="json"),
         )
 
 
@@ -63,7 +64,7 @@ BAD = {
 def test_what_pydantic_refuses_is_unreadable_with_a_reason(case: str) -> None:
     raw = BAD[case]
     with pytest.raises(ValidationError):
-        LedgerEntry.model_validate_json(raw)
+        parse_entry(raw)
     with pytest.raises(UnreadableEntryError) as refused:
         decode_entry(raw)
     assert str(refused.value)

@@ -10,15 +10,22 @@ from typing import Any
 
 from actions.reconciler import RetryableError, TerminalError
 from core.codec import Rejection
-from core.decide import command_of, decision_entry
-from core.outcomes import dead_lettered_entry, failed_entry, skipped_entry, succeeded_entry
+from core.decide import command_of
+from core.ledger_entries import (
+    dead_lettered_entry,
+    decision_entry,
+    failed_entry,
+    rejection_entry,
+    skipped_entry,
+    succeeded_entry,
+    switch_entry,
+)
 from core.policy import Decision, DecisionKind, Inputs, Mode, evaluate
-from core.rejections import rejection_entry
 from core.windows import SourcePosition
 from projections.summary import summarize
 from tests.support.factories import SEED_POLICY
 from topics.commands import Command
-from topics.control import OperatorSwitch, Switch, switch_entry, switched
+from topics.control import OperatorSwitch, Switch, switched
 from topics.ledger import LedgerEntry
 from topics.signals import SignalType
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from actions.reconciler import ActionError, NotConfiguredError, RetryableError, TerminalError
-from core.outcomes import (
+from core.ledger_entries import (
     MAX_REASON_CHARS,
     approval_requested_entry,
     breaker_entry,
@@ -61,18 +62,27 @@ def about(attempt: int = 1, **details: Any) -> dict[str, Any]:
     }
 
 
-def entry(kind: LedgerKind, entry_id: str, payload: dict[str, Any]) -> LedgerEntry:
-    """A command entry of ws-1, caused by dec-1, in corr-1, under policy seed-1, at T."""
-    return LedgerEntry(
-        entry_id=entry_id,
-        kind=kind,
-        workspace_id="ws-1",
-        correlation_id="corr-1",
-        causation_id="dec-1",
-        policy_version="seed-1",
-        recorded_at=T,
-        payload=payload,
-    )
+def entry(kind: LedgerKind, entry_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A command entry of ws-1, caused by dec-1, in corr-1, under policy seed-1, at T, as its
+    record's JSON holds it."""
+    return {
+        "schema_version": 2,
+        "entry_id": entry_id,
+        "kind": kind.value,
+        "workspace_id": "ws-1",
+        "correlation_id": "corr-1",
+        "causation_id": "dec-1",
+        "policy_version": "seed-1",
+        "recorded_at": "2024-01-01T12:00:00Z",
+        "payload": payload,
+        "prev_hash": None,
+        "hash": None,
+    }
+
+
+def written(got: LedgerEntry) -> dict[str, Any]:
+    """An entry as its record's JSON holds it."""
+    return dict(orjson.loads(got.model_dump_json()))
 
 
 def test_started_entry() -> None:
@@ -80,7 +90,7 @@ def test_started_entry() -> None:
     lease's end and the worker, and an id per command, kind and attempt."""
     got = started_entry(command(2), T, T + timedelta(seconds=60), "w-1")
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_STARTED,
         stable_id("out", "cmd-1", "action.started", 2),
         about(2, lease_until="2024-01-01T12:01:00+00:00", worker="w-1"),
@@ -99,7 +109,7 @@ def test_succeeded_entry() -> None:
     """Given the handler's redacted detail, then action.succeeded carries it as is."""
     got = succeeded_entry(command(3), T, {"status": 200, "deliveries": 2})
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_SUCCEEDED,
         stable_id("out", "cmd-1", "action.succeeded"),
         about(3, detail={"status": 200, "deliveries": 2}),
@@ -113,7 +123,7 @@ def test_failed_entry_with_a_retry_scheduled() -> None:
 
     got = failed_entry(command(1), T, error, T + timedelta(seconds=2))
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_FAILED,
         stable_id("out", "cmd-1", "action.failed", 1),
         about(
@@ -132,7 +142,7 @@ def test_failed_entry_with_no_retry_left() -> None:
     """Given the last attempt failing, then action.failed says retry_at None."""
     got = failed_entry(command(5), T, RetryableError("timeout"), None)
 
-    assert got.payload["retry_at"] is None
+    assert got.payload.retry_at is None
     assert got.entry_id == stable_id("out", "cmd-1", "action.failed", 5)
 
 
@@ -141,7 +151,7 @@ def test_dead_lettered_entry() -> None:
     and the attempts used."""
     got = dead_lettered_entry(command(4), T, TerminalError("webhook URL answered 410 Gone"))
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_DEAD_LETTERED,
         stable_id("out", "cmd-1", "action.dead_lettered"),
         about(
@@ -163,7 +173,7 @@ def test_deferred_entry() -> None:
 
     got = deferred_entry(command(2), T, "control_api", until)
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_DEFERRED,
         stable_id("out", "cmd-1", "action.deferred", 2, "2024-01-01T12:00:30+00:00"),
         about(
@@ -180,13 +190,13 @@ def test_skipped_entry_says_what_it_would_have_done() -> None:
     sentence of what would have been done."""
     got = skipped_entry(command(), T, "dry_run")
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_SKIPPED,
         stable_id("out", "cmd-1", "action.skipped"),
         about(reason="dry_run", would="retry_webhook for workspace ws-1"),
     )
     told = skipped_entry(command(), T, "dry_run", "POST /workspaces/ws-1/webhooks/retry")
-    assert told.payload["would"] == "POST /workspaces/ws-1/webhooks/retry"
+    assert told.payload.would == "POST /workspaces/ws-1/webhooks/retry"
 
 
 def test_approval_requested_entry_lists_the_tags_sorted() -> None:
@@ -199,7 +209,7 @@ def test_approval_requested_entry_lists_the_tags_sorted() -> None:
         "credit 10 EUR to ws-1",
     )
 
-    assert got == entry(
+    assert written(got) == entry(
         LedgerKind.ACTION_APPROVAL_REQUESTED,
         stable_id("out", "cmd-1", "action.approval_requested"),
         {
@@ -218,7 +228,7 @@ def test_verdict_entry(approved: bool, kind: LedgerKind) -> None:
     gave it and why, one id per command and verdict."""
     got = verdict_entry(command(), T, approved, "alice", "checked the invoice")
 
-    assert got == entry(
+    assert written(got) == entry(
         kind,
         stable_id("out", "cmd-1", kind.value),
         about(by="alice", reason="checked the invoice"),
@@ -248,16 +258,19 @@ def test_breaker_entry(state: str, kind: LedgerKind) -> None:
 
     got = breaker_entry("control_api", state, 5, "worker-a", T)
 
-    assert got == LedgerEntry(
-        entry_id=entry_id,
-        kind=kind,
-        workspace_id=None,
-        correlation_id=entry_id,
-        causation_id=entry_id,
-        policy_version=None,
-        recorded_at=T,
-        payload={"provider": "control_api", "failures": 5, "worker": "worker-a"},
-    )
+    assert written(got) == {
+        "schema_version": 2,
+        "entry_id": entry_id,
+        "kind": kind.value,
+        "workspace_id": None,
+        "correlation_id": entry_id,
+        "causation_id": entry_id,
+        "policy_version": None,
+        "recorded_at": "2024-01-01T12:00:00Z",
+        "payload": {"provider": "control_api", "failures": 5, "worker": "worker-a"},
+        "prev_hash": None,
+        "hash": None,
+    }
 
 
 def test_an_unknown_breaker_state_is_refused() -> None:
@@ -366,8 +379,8 @@ def test_a_long_reason_is_cut_at_400_characters() -> None:
     dead = dead_lettered_entry(command(), T, error)
 
     assert MAX_REASON_CHARS == 400
-    assert failed.payload["error"]["reason"] == "x" * 400
-    assert dead.payload["error"]["reason"] == "x" * 400
+    assert failed.payload.error.reason == "x" * 400
+    assert dead.payload.error.reason == "x" * 400
 
 
 @pytest.mark.parametrize(
@@ -395,4 +408,4 @@ def test_a_long_reason_is_cut_at_400_characters() -> None:
 def test_error_of(error: ActionError, expected: dict[str, Any]) -> None:
     """Given each kind of action error, then the ledger carries its class, reason and whether
     another attempt may help."""
-    assert error_of(error) == expected
+    assert error_of(error).model_dump(mode="json") == expected

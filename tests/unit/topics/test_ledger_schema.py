@@ -1,0 +1,242 @@
+"""The ledger's typed entries against golden records of each schema version.
+
+golden/ledger-v1.jsonl was written by the builders of schema version 1 (before the chain),
+golden/ledger-v2.jsonl by today's, as one sealed chain per workspace: one entry of every kind
+(decisions of every verdict, every outcome, breakers, rejections, folds, switches). They are
+never regenerated: a change to what an entry holds is a new schema version with its own file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from actions.reconciler import RetryableError, TerminalError
+from core import windows
+from core.chain import ChainCheck, chain_of_entry, seal
+from core.codec import Rejection
+from core.dead_letters import DeadLetter, reissue
+from core.decide import command_of, decide_signals, initial_quota
+from core.ledger_entries import (
+    approval_requested_entry,
+    breaker_entry,
+    dead_lettered_entry,
+    decision_entry,
+    deferred_entry,
+    failed_entry,
+    folded_entry,
+    rejection_entry,
+    skipped_entry,
+    started_entry,
+    succeeded_entry,
+    switch_entry,
+    verdict_entry,
+)
+from core.policy import Mode
+from core.windows import SourcePosition, WindowConfig
+from projections.entries import decode_entry
+from tests.support.factories import SEED_POLICY
+from topics.control import OperatorSwitch, Switch
+from topics.ledger import (
+    ActionFailed,
+    DecisionEntry,
+    LedgerEntry,
+    LedgerKind,
+    OperatorSwitched,
+    SignalsFolded,
+    parse_entry,
+)
+from topics.signals import signal_from
+
+GOLDEN = Path(__file__).parent / "golden"
+AT = datetime(2026, 12, 7, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def records(version: int) -> list[bytes]:
+    return (GOLDEN / f"ledger-v{version}.jsonl").read_bytes().splitlines()
+
+
+def every_kind() -> Iterator[LedgerEntry]:
+    """One entry of every kind, as the v2 fixture holds them (see the module's docstring)."""
+    failing = [
+        signal_from(
+            {
+                "id": f"fx-{n}",
+                "workspace_id": "ws-fixture",
+                "type": "webhook_failed",
+                "occurred_at": AT - timedelta(seconds=60 - n),
+            }
+        )
+        for n in range(4)
+    ]
+    # Made; then suppressed while paused, and deferred past a platform cap of one per interval.
+    runs = [("ws-fixture", failing, Mode(), 100, 41)]
+    for workspace_id, mode, share in (
+        ("ws-paused", Mode(paused=True), 100),
+        ("ws-capped", Mode(), 1),
+    ):
+        first = [
+            failing[0].model_copy(update={"workspace_id": w})
+            for w in (workspace_id, workspace_id + "-2")
+        ]
+        runs.append((workspace_id, first, mode, share, 40))
+    commands = []
+    for _, signals, mode, share, offset in runs:
+        states: dict[str, windows.WorkspaceState] = {}
+        decided = decide_signals(
+            lambda w, states=states: states.setdefault(w, windows.initialize()),
+            signals,
+            SourcePosition("signals", 3, offset),
+            WindowConfig(grace_seconds=60),
+            SEED_POLICY,
+            initial_quota(),
+            share,
+            mode,
+        )
+        for decision in decided.decisions:
+            yield decision_entry(decision, AT)
+        commands += [command_of(d) for d in decided.decisions]
+    yield folded_entry(len(failing), SourcePosition("signals", 3, 41), AT)
+    command = commands[0]
+    assert command is not None
+    yield started_entry(command, AT, AT + timedelta(seconds=30), "worker-a")
+    retry_at = AT + timedelta(seconds=2)
+    yield failed_entry(command, AT, RetryableError("provider answered 503"), retry_at)
+    yield deferred_entry(command, AT, "webhooks", AT + timedelta(seconds=20))
+    yield succeeded_entry(command, AT, {"delivered": True, "status": 200})
+    yield skipped_entry(command, AT, "dry_run")
+    tags = frozenset({"gdpr", "billing"})
+    yield approval_requested_entry(command, AT, tags, "retry_webhook for workspace ws-fixture")
+    yield verdict_entry(command, AT, True, "alice", "looked fine")
+    yield verdict_entry(command, AT, False, "bob", "not now")
+    last = command.model_copy(update={"attempt": 5})
+    yield dead_lettered_entry(last, AT, TerminalError("endpoint gone"))
+    yield breaker_entry("webhooks", "open", 5, "worker-a", AT)
+    yield breaker_entry("webhooks", "half_open", 5, "worker-a", AT)
+    yield breaker_entry("webhooks", "closed", 0, "worker-a", AT)
+    invalid = Rejection(
+        "invalid: attributes.status_code: not an integer", b'{"workspace_id":"ws-fixture"}', 2
+    )
+    yield rejection_entry(invalid, SourcePosition("signals", 3, 42), AT)
+    unreadable = Rejection("undecodable: not UTF-8 JSON", b"\xff")
+    yield rejection_entry(unreadable, SourcePosition("signals", 3, 43), AT)
+    mode_after = {"paused": False, "dry_run": False}
+    for switch in Switch:
+        request = OperatorSwitch(
+            request_id=f"op-{switch.value}",
+            switch=switch,
+            by="alice",
+            reason="maintenance",
+            requested_at=AT,
+        )
+        yield switch_entry(request, 3, {**mode_after, "paused": switch is Switch.PAUSE}, AT)
+    anonymous = OperatorSwitch(request_id="op-anon", switch=Switch.RESUME, requested_at=AT)
+    yield switch_entry(anonymous, 3, mode_after, AT)
+    dead = DeadLetter(1, 7, last, "TerminalError", "endpoint gone", AT, 5)
+    yield reissue(dead, AT, "alice").entry
+
+
+def sealed(entries: Iterator[LedgerEntry]) -> list[bytes]:
+    """The records, each entry sealed onto its chain as a worker writes them on partition 3."""
+    heads: dict[str, str] = {}
+    written = []
+    for entry in entries:
+        chain = chain_of_entry(entry, 3)
+        record, heads[chain] = seal(entry, heads.get(chain), None)
+        written.append(record)
+    return written
+
+
+def test_todays_builders_write_the_v2_records_byte_for_byte() -> None:
+    """Given one entry of every kind built today, when sealed, then the records are the v2
+    golden records exactly: the typed models changed no byte of what the ledger holds."""
+    assert sealed(every_kind()) == records(2)
+
+
+def test_the_v2_records_hold_every_kind() -> None:
+    """Given the v2 golden records, then every kind of entry is among them (a new kind needs
+    its record here, and the tests below then read it)."""
+    assert {parse_entry(raw).kind for raw in records(2)} == set(LedgerKind)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_golden_record_reads_as_the_model_of_its_kind(version: int) -> None:
+    """Given the golden records of a schema version, when read, then each is the model of its
+    kind, with its schema version, and written again it gives back the same bytes (version 2)."""
+    for raw in records(version):
+        entry = parse_entry(raw)
+
+        assert entry.schema_version == version
+        assert type(entry).model_fields["kind"].annotation is not LedgerKind
+        if version == 2:
+            assert entry.model_dump_json().encode() == raw
+        else:
+            assert entry.prev_hash is None and entry.hash is None
+
+
+def test_typed_fields_of_golden_records() -> None:
+    """Given the golden records, then readers get typed fields: the failed attempt's error and
+    next attempt, the decision's inputs, the fold's source, the switch's mode."""
+    for version in (1, 2):
+        entries = [parse_entry(raw) for raw in records(version)]
+        failed = next(e for e in entries if isinstance(e, ActionFailed))
+        made = next(e for e in entries if isinstance(e, DecisionEntry))
+        paused = next(e for e in entries if e.kind is LedgerKind.OPERATOR_PAUSED)
+
+        assert failed.payload.error.error_class == "RetryableError"
+        assert failed.payload.error.retryable is True
+        assert failed.payload.retry_at == AT + timedelta(seconds=2)
+        assert made.payload.rule_id == "seed.webhook_failed"
+        assert made.payload.input["workspace_id"] == "ws-fixture"
+        assert isinstance(paused, OperatorSwitched)
+        assert paused.payload.switch is Switch.PAUSE
+        assert paused.payload.mode == {"paused": True, "dry_run": False}
+    folded = next(e for e in map(parse_entry, records(2)) if isinstance(e, SignalsFolded))
+    assert folded.payload.source == ("signals", 3, 41)
+
+
+def test_the_v2_records_are_one_sealed_chain_per_workspace() -> None:
+    """Given the v2 golden records, when checked as `autopilot ledger verify` checks, then no
+    chain is broken (the seal covers the bytes as written)."""
+    check = ChainCheck(key=None)
+    for offset, raw in enumerate(records(2)):
+        check.add(3, offset, raw)
+
+    assert check.broken == {}
+    assert check.checked == len(records(2))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_fast_decoder_reads_what_the_models_read(version: int) -> None:
+    """Given the golden records, then the projections' hand decoder gives the same envelope
+    and the same payload as the models do."""
+    for raw in records(version):
+        model, fast = parse_entry(raw), decode_entry(raw)
+
+        assert (fast.entry_id, fast.kind, fast.workspace_id) == (
+            model.entry_id,
+            model.kind,
+            model.workspace_id,
+        )
+        assert (fast.correlation_id, fast.causation_id, fast.policy_version) == (
+            model.correlation_id,
+            model.causation_id,
+            model.policy_version,
+        )
+        assert fast.recorded_at == model.recorded_at
+        assert fast.payload == model.payload.model_dump(mode="json")
+
+
+def test_a_payload_that_does_not_fit_its_kind_is_refused() -> None:
+    """Given a v2 record whose payload lacks a field of its kind, or has one of another kind,
+    when read, then it is refused naming the field."""
+    failed = next(raw for raw in records(2) if b'"kind":"action.failed"' in raw)
+
+    with pytest.raises(ValidationError, match="retry_at"):
+        parse_entry(failed.replace(b'"retry_at":', b'"retry_later":'))
+    with pytest.raises(ValidationError, match=r"union_tag_invalid|does not match"):
+        parse_entry(failed.replace(b'"kind":"action.failed"', b'"kind":"action.unknown"'))
