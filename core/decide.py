@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict, cast
 
 from core.facts import facts_of
 from core.policy import (
@@ -28,6 +28,7 @@ from core.rules import Policy
 from core.windows import (
     LATE,
     Observation,
+    PolicyMemory,
     SourcePosition,
     WindowConfig,
     WorkspaceState,
@@ -38,7 +39,17 @@ from core.windows import (
 from topics.commands import Command
 from topics.signals import Signal
 
-ShardQuota = dict[str, Any]
+
+class ShardQuota(TypedDict):
+    """A shard's slots under the platform cap, one JSON value beside its workspaces' states."""
+
+    v: int
+    # Interval start (epoch seconds, as text) → slots taken in it.
+    counts: dict[str, int]
+    # Decision id → the interval start its slot is in (a decision evaluated again keeps it).
+    slots: dict[str, int]
+    # The latest decision time seen on the shard (event time).
+    newest: int | None
 
 
 def initial_quota() -> ShardQuota:
@@ -87,7 +98,8 @@ def decide_signals(
                 duplicates += 1
             continue
         signal_type = signal.type
-        at: int = state["watermark"]
+        # The observation moved the watermark: it is set.
+        at = cast(int, state["watermark"])
         memory = state["policy"]
         issued = memory["issued"]
         if not any_due(policy, signal_type, at, issued):
@@ -140,7 +152,7 @@ def _used(quota: ShardQuota, policy: Policy, at: int, newest: int) -> dict[int, 
 
 
 def _remember(
-    memory: dict[str, Any],
+    memory: PolicyMemory,
     quota: ShardQuota,
     decisions: list[Decision],
     at: int,

@@ -17,11 +17,40 @@ Time is passed in (seconds since the epoch), so the same inputs give the same st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from topics.approvals import Verdict
 
-ExecutionState = dict[str, Any]
+
+class StoredLease(TypedDict):
+    """A lease as stored (`Lease.as_json`)."""
+
+    command_id: str
+    attempt: int
+    holder: str
+    since: float
+    until: float
+
+
+class GivenVerdict(TypedDict):
+    """An operator's verdict on a parked command, who gave it and when."""
+
+    verdict: str
+    by: str
+    at: float
+
+
+class ExecutionState(TypedDict):
+    """One workspace's value in the `executions` table (see the module's docstring)."""
+
+    lease: StoredLease | None
+    # Command id → [terminal ledger kind (str), when it finished (float)], as JSON holds it.
+    done: dict[str, list[Any]]
+    # Command id → [last failed attempt, when].
+    tried: dict[str, list[float]]
+    # Command id → the parked command's JSON.
+    pending: dict[str, str]
+    approvals: dict[str, GivenVerdict]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +63,7 @@ class Lease:
     since: float
     until: float
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> StoredLease:
         """The lease as stored."""
         return {
             "command_id": self.command_id,
@@ -153,6 +182,6 @@ def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k != key}
 
 
-def _without_lease_of(state: ExecutionState, command_id: str) -> dict[str, Any] | None:
+def _without_lease_of(state: ExecutionState, command_id: str) -> StoredLease | None:
     lease = state["lease"]
     return None if lease is None or lease["command_id"] == command_id else lease

@@ -8,7 +8,7 @@ non-zero ones), the fresh queue gauges (`queue.*`) and the derived health (`heal
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from core.health import fresh_gauge, score_health
 from core.windows import Observation, WorkspaceState, hour_counts, hour_start, minute_counts
@@ -29,7 +29,8 @@ def facts_of(state: WorkspaceState, observation: Observation) -> dict[str, Any]:
     hour = hour_counts(state)
     for type_name, count in hour.items():
         facts[f"hour.{type_name}"] = count
-    watermark = state["watermark"]
+    # The observation just folded moved the watermark: it is set.
+    watermark = cast(int, state["watermark"])
     fresh_from = hour_start(watermark)
     pending = fresh_gauge(state, SignalType.QUEUE_DEPTH, fresh_from)
     oldest_age = fresh_gauge(state, SignalType.OLDEST_PENDING_AGE, fresh_from)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from topics.signals import GAUGE_ATTRIBUTE, Signal, SignalType
 
@@ -33,7 +33,47 @@ MAX_GRACE_SECONDS = 600
 # detected and are counted in `dedup_unchecked`, so the loss of precision is visible.
 MAX_IDS_PER_WINDOW = 4096
 
-WorkspaceState = dict[str, Any]
+
+class Step(TypedDict):
+    """One 5-minute bucket: counts per signal type, and the ids seen (for duplicates)."""
+
+    counts: dict[str, int]
+    # A dict, not a set: membership is O(1) and it serialises to JSON as it is.
+    ids: dict[str, int]
+
+
+class PolicyMemory(TypedDict):
+    """What the policy remembers of a workspace (event time, seconds since the epoch)."""
+
+    # Action → when it was last issued, and when a decision on it was last suppressed.
+    issued: dict[str, int]
+    held: dict[str, int]
+    # The UTC day (days since the epoch) `used` counts actions of.
+    day: int | None
+    used: int
+
+
+class WorkspaceState(TypedDict):
+    """A workspace's windowed state, one JSON value in the workspace-state table.
+
+    Keys of `minutes` and `steps` are window starts (epoch seconds) as text, JSON's keys.
+    """
+
+    v: int
+    # The latest event time folded; None until the first signal.
+    watermark: int | None
+    # Minute start → signal type → count (minutes still open for late signals).
+    minutes: dict[str, dict[str, int]]
+    # Step start → bucket, for the hour ending with the watermark's step.
+    steps: dict[str, Step]
+    # Signal type → the latest event time of that type.
+    last_seen: dict[str, int]
+    # Gauge signal type → [event time, reading] of its latest reading.
+    gauges: dict[str, list[float]]
+    late: int
+    duplicates: int
+    dedup_unchecked: int
+    policy: PolicyMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,31 +136,29 @@ def initialize() -> WorkspaceState:
     }
 
 
-def initial_policy_state() -> dict[str, Any]:
+def initial_policy_state() -> PolicyMemory:
     """What the policy remembers of a workspace: when it last issued each action and when it
     last suppressed a decision on each (event time), and how many actions it counted on which
     UTC day (days since the epoch)."""
     return {"issued": {}, "held": {}, "day": None, "used": 0}
 
 
-def upcast(state: WorkspaceState) -> WorkspaceState:
+def upcast(state: dict[str, Any]) -> WorkspaceState:
     """A stored state of any earlier version, in the current shape."""
     version = state.get("v")
     if version == STATE_VERSION:
-        return state
+        return cast(WorkspaceState, state)
     if version == 1:
         # Version 1 kept 5-minute tumbling windows (counts and ids): they are version 2's steps.
         current = initialize()
-        current.update(
-            watermark=state["watermark"],
-            steps=state["windows"],
-            late=state["late"],
-            duplicates=state["duplicates"],
-            dedup_unchecked=state["dedup_unchecked"],
-        )
+        current["watermark"] = state["watermark"]
+        current["steps"] = state["windows"]
+        current["late"] = state["late"]
+        current["duplicates"] = state["duplicates"]
+        current["dedup_unchecked"] = state["dedup_unchecked"]
         return current
     # Version 2 had no policy memory: nothing was issued under the cooldowns and budgets.
-    return {**state, "v": STATE_VERSION, "policy": initial_policy_state()}
+    return cast(WorkspaceState, {**state, "v": STATE_VERSION, "policy": initial_policy_state()})
 
 
 def step_start(occurred_at: int) -> int:
@@ -313,7 +351,8 @@ def view(state: WorkspaceState) -> dict[str, Any]:
     steps = []
     hour: dict[str, int] = {}
     for start in range(first, first + HOUR_SECONDS, STEP_SECONDS):
-        counts = state["steps"].get(str(start), {}).get("counts", {})
+        step = state["steps"].get(str(start))
+        counts = step["counts"] if step is not None else {}
         steps.append({"start": start, "counts": dict(counts)})
         for type_name, count in counts.items():
             hour[type_name] = hour.get(type_name, 0) + count

@@ -8,13 +8,15 @@ folded until their states are flushed, so committed offsets never run ahead of s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from core.windows import WorkspaceState, initialize, upcast
+
+Value = TypeVar("Value")
 
 # Keys of shard-wide values (never a workspace id, which starts with a letter or digit).
 SHARD_KEY_PREFIX = "~"
@@ -48,7 +50,8 @@ class WriteBehindStates:
         self._table = table
         self._max_cached = max_cached
         self._write_last = write_last
-        self._states: dict[int, dict[str, WorkspaceState]] = {}
+        # Per partition: workspace id → its state, and shard-wide values under their own keys.
+        self._states: dict[int, dict[str, Any]] = {}
         self._dirty: dict[int, set[str]] = {}
 
     def get(self, partition: int, workspace_id: str) -> WorkspaceState:
@@ -61,9 +64,7 @@ class WriteBehindStates:
             states[workspace_id] = state
         return state
 
-    def get_value(
-        self, partition: int, key: str, initial: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
+    def get_value(self, partition: int, key: str, initial: Callable[[], Value]) -> Value:
         """A shard-wide value kept beside the workspaces (its key is not a workspace id)."""
         states = self._states.setdefault(partition, {})
         value = states.get(key)
@@ -79,14 +80,16 @@ class WriteBehindStates:
         For readers outside the stream (the HTTP view): the cache is newer than the table
         between flushes, and a read must not change what the agent holds.
         """
-        state = self._states.get(partition, {}).get(workspace_id)
+        state: WorkspaceState | None = self._states.get(partition, {}).get(workspace_id)
         if state is not None:
             return state
         stored = self._table.get(workspace_id)
         return None if stored is None else upcast(orjson.loads(stored))
 
-    def put(self, partition: int, workspace_id: str, state: WorkspaceState) -> None:
-        """Replace the workspace's state; it is written at the partition's next flush."""
+    def put(
+        self, partition: int, workspace_id: str, state: WorkspaceState | Mapping[str, Any]
+    ) -> None:
+        """Replace the workspace's state (or a shard-wide value); written at the next flush."""
         self._states.setdefault(partition, {})[workspace_id] = state
         self._dirty.setdefault(partition, set()).add(workspace_id)
 
