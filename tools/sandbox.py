@@ -30,18 +30,10 @@ from typing import Any
 
 from aiohttp import web
 
-CONTROL_OPERATIONS = frozenset(
-    {
-        "provision",
-        "restart-integration",
-        "rebalance-queue",
-        "force-publish",
-        "retry-failed",
-        "reconcile",
-        "messages",
-        "credits",
-    }
-)
+# Any well-formed operation name is a control-API operation here, so a new action needs no
+# change to the sandbox; the exact operation each action posts is pinned in
+# tests/unit/actions/test_actions.py.
+_CONTROL_OPERATION = re.compile(r"[a-z][a-z0-9-]{0,63}")
 HOOK_OPERATION = "hook"
 FAILED_DELIVERIES_OPERATION = "webhooks-failed"
 LLM_MODEL = "sandbox-chat"
@@ -213,7 +205,7 @@ class Sandbox:
         operation = request.match_info["operation"]
         if self.down:
             return _error(503, "unavailable")
-        if not _WORKSPACE_ID.fullmatch(workspace_id) or operation not in CONTROL_OPERATIONS:
+        if not (_WORKSPACE_ID.fullmatch(workspace_id) and _CONTROL_OPERATION.fullmatch(operation)):
             return _error(404, "not found")
         if not _bearer_ok(request, self._control_token):
             return _error(401, "unauthorized")

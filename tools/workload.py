@@ -62,7 +62,7 @@ def realistic_stream(
     # Zipf-like skew: the 1/(rank+1) weights make the first workspaces the noisy ones.
     weights = [1 / (rank + 1) ** 0.8 for rank in range(workspaces)]
     chosen = rng.choices(ids, weights=weights, k=signals)
-    mix = {**TYPE_WEIGHTS, **(MONITORING_WEIGHTS if monitoring else {})}
+    mix = {**TYPE_WEIGHTS, **(_monitoring_mix() if monitoring else {})}
     types = rng.choices(list(mix), weights=list(mix.values()), k=signals)
     out = []
     for n, (workspace_id, signal_type) in enumerate(zip(chosen, types, strict=True)):
@@ -73,12 +73,19 @@ def realistic_stream(
                     "workspace_id": workspace_id,
                     "type": signal_type,
                     "occurred_at": start + timedelta(seconds=span_seconds * n / signals),
-                    "source": SOURCES[signal_type],
+                    "source": SOURCES.get(signal_type, "monitor"),
                     "attributes": _attributes(signal_type, rng),
                 }
             )
         )
     return out
+
+
+def _monitoring_mix() -> dict[SignalType, int]:
+    """MONITORING_WEIGHTS, then any other type a platform reports at weight 1 (a new signal
+    type joins the demo's stream without an edit here)."""
+    others = {t: 1 for t in SignalType if t not in TYPE_WEIGHTS and t not in MONITORING_WEIGHTS}
+    return {**MONITORING_WEIGHTS, **others}
 
 
 def _attributes(signal_type: SignalType, rng: random.Random) -> dict[str, Any]:

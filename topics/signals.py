@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -153,19 +153,6 @@ class Heartbeat(_Envelope):
     attributes: HeartbeatAttributes = Field(default_factory=HeartbeatAttributes)
 
 
-SIGNAL_MODELS: dict[SignalType, type[_Envelope]] = {
-    SignalType.HEALTH_DEGRADED: HealthDegraded,
-    SignalType.PROVISIONING_NEEDED: ProvisioningNeeded,
-    SignalType.FOLLOWUP_DUE: FollowupDue,
-    SignalType.WEBHOOK_FAILED: WebhookFailed,
-    SignalType.INTEGRATION_OFFLINE: IntegrationOffline,
-    SignalType.QUEUE_DEPTH: QueueDepth,
-    SignalType.OLDEST_PENDING_AGE: OldestPendingAge,
-    SignalType.PUBLISH_FAILED: PublishFailed,
-    SignalType.ERROR_REPORTED: ErrorReported,
-    SignalType.HEARTBEAT: Heartbeat,
-}
-
 Signal = Annotated[
     HealthDegraded
     | ProvisioningNeeded
@@ -179,6 +166,15 @@ Signal = Annotated[
     | Heartbeat,
     Discriminator("type"),
 ]
+
+# Each type's model, read off the union: a new type is one enum member, one class, one line
+# in the union.
+SIGNAL_MODELS: dict[SignalType, type[_Envelope]] = {
+    get_args(model.model_fields["type"].annotation)[0]: model
+    for model in get_args(get_args(Signal)[0])
+}
+if set(SIGNAL_MODELS) != set(SignalType):
+    raise TypeError(f"signal types without a model: {sorted(set(SignalType) - set(SIGNAL_MODELS))}")
 
 SIGNAL: TypeAdapter[Signal] = TypeAdapter(Signal)
 SIGNALS: TypeAdapter[list[Signal]] = TypeAdapter(list[Signal])

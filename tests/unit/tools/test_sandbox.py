@@ -152,10 +152,10 @@ async def test_bad_or_missing_token_is_401(sandbox: Sandbox, http: aiohttp.Clien
     assert [seen.status for seen in sandbox.requests] == [401, 401]
 
 
-async def test_unknown_operation_or_bad_workspace_is_404(
+async def test_malformed_operation_or_bad_workspace_is_404(
     sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
-    unknown_op = await post(http, f"{sandbox.url}/workspaces/ws-1/delete-everything", {})
+    unknown_op = await post(http, f"{sandbox.url}/workspaces/ws-1/Delete_Everything", {})
     bad_workspace = await post(http, f"{sandbox.url}/workspaces/-ws/provision", {})
     no_route = await post(http, f"{sandbox.url}/nowhere", {})
 
