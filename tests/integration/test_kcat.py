@@ -347,7 +347,7 @@ async def test_kcat_default_partitioner_gives_exact_workspace_views(
     )
     (rejected,) = [e for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED]
     assert rejected.workspace_id == quiet
-    assert rejected.payload == {
+    assert rejected.payload.model_dump() == {
         "reason": INVALID_REASON,
         "source": {
             "topic": signals_topic,

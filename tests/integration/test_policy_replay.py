@@ -72,7 +72,9 @@ async def test_the_ledger_of_a_live_run_replays_identically_and_a_forged_entry_i
     forged = made.model_copy(
         update={
             "entry_id": "dec-forged",
-            "payload": {**made.payload, "decision_id": "dec-forged", "action": "send_followup"},
+            "payload": made.payload.model_copy(
+                update={"decision_id": "dec-forged", "action": "send_followup"}
+            ),
         }
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
