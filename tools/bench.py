@@ -13,6 +13,9 @@ from the first signal until every command has its outcome on the ledger. The wor
 projector is off here (the figures stay comparable with earlier runs); instead, each round's
 ledger is then replayed into a fresh SQLite projection exactly as `autopilot replay` does, and
 timed against a plain consumer reading (getmany + orjson) the same ledger.
+
+Last, the engine the signal path moves onto (docs/engine.md) runs a counting stage over a topic
+of one signal per record, against raw aiokafka on that topic (tools/engine_bench.py).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from projections.database import Database
 from projections.ledger_reader import read_ledger
 from projections.replay_jobs import ReplayJob, replay
 from projections.store import Projection
+from tools import engine_bench
 from tools.broker import provide_bootstrap
 from tools.worker_process import WorkerProcess
 from tools.workload import realistic_stream
@@ -134,6 +138,8 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
                 f"replay into SQLite {result.replay_rate:,.0f} entries/s (1 process), "
                 f"{result.parallel_rate:,.0f} entries/s ({CORES} processes)"
             )
+        # The engine the signal path moves onto (docs/engine.md), on its own topics.
+        engine_raw, engine_rate = await engine_bench.measure(bootstrap, 200_000, args.rounds)
     raw = statistics.median(r.raw_rate for r in rounds)
     e2e = statistics.median(r.e2e_rate for r in rounds)
     print(f"\nraw aiokafka (getmany + orjson decode):   {raw:>12,.0f} signals/s (median)")
@@ -149,6 +155,9 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     print(f"ratio replay / raw:                      {replay / raw_ledger:>12.3f}")
     print(f"autopilot replay, {CORES} processes:          {parallel:>12,.0f} entries/s (median)")
     print(f"ratio replay ({CORES} processes) / raw:        {parallel / raw_ledger:>12.3f}")
+    print(f"raw aiokafka, one signal per record:     {engine_raw:>12,.0f} records/s (median)")
+    print(f"engine, counting stage, transactional:  {engine_rate:>12,.0f} records/s (median)")
+    print(f"ratio engine / raw:                      {engine_rate / engine_raw:>12.3f}")
 
 
 async def _round(

@@ -1,0 +1,325 @@
+"""The engine's loop: a consumer group read in batches, one transaction per partition commit.
+
+For each owned input partition the engine keeps a transactional producer (engine/
+transactions.py) and a state store (engine/partition_store.py). It reads with `getmany` and
+hands each partition's records to the stage, which returns what they produce and stages its
+state changes. A partition commits in one transaction: the produced records, the state's
+changelog and the input offsets. Only then do the changes reach the local store. A failed
+commit is aborted, the stage forgets the batch, and the partition is read again from its last
+commit: nothing of an aborted batch is ever visible to a `read_committed` reader.
+
+When: a partition that has caught up with its input commits as soon as its records are
+processed (latency); one under load commits every `commit_records` records or
+`commit_interval` seconds (throughput).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from engine.partition_store import PartitionStore
+from engine.transactions import Outgoing, PartitionTransactions, transactional_id
+
+logger = logging.getLogger(__name__)
+
+
+class Stage(Protocol):
+    """What the engine runs: a fold of each partition's records into its state."""
+
+    # Names the stage's transactional ids, consumer group and store directory.
+    name: str
+    # Co-partitioned input topics: partition p of each is owned together.
+    inputs: tuple[str, ...]
+    # The compacted topic the state is restored from (as many partitions as the inputs).
+    changelog: str
+
+    def process(
+        self, partition: int, records: Mapping[str, list[ConsumerRecord]], store: PartitionStore
+    ) -> list[Outgoing]:
+        """Fold one partition's records (per input topic, in offset order) into its store,
+        staging changes with `store.put`; returns the records they produce."""
+
+    def discard(self, partition: int) -> None:
+        """The partition's uncommitted batches were aborted or the partition left: forget
+        anything kept in memory about them (the store discards its staged changes itself)."""
+
+
+@dataclass
+class _Owned:
+    """A partition this engine owns: its producer, its store and what waits to be committed."""
+
+    transactions: PartitionTransactions
+    store: PartitionStore
+    outgoing: list[Outgoing] = field(default_factory=list)
+    # Input partition → the offset after the last record processed (committed or not).
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # Input partition → the offset of its last commit, where a failed batch is read again.
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    records: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+
+class BatchEngine:
+    """Runs one stage over the input partitions its consumer group gives this process."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        app_id: str,
+        stage: Stage,
+        data_dir: Path,
+        *,
+        max_records: int = 10_000,
+        commit_records: int = 20_000,
+        commit_interval: float = 0.1,
+        commit_when_caught_up: bool = True,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = f"{app_id}.{stage.name}"
+        self.app_id = app_id
+        self.stage = stage
+        self.data_dir = data_dir / stage.name
+        self.max_records = max_records
+        self.commit_records = commit_records
+        self.commit_interval = commit_interval
+        self.commit_when_caught_up = commit_when_caught_up
+        self._owned: dict[int, _Owned] = {}
+        # Held while a batch is processed and committed, and while partitions move.
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            # Range: partition p of every input goes to the same member.
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_partition_fetch_bytes=4 << 20,
+            fetch_max_bytes=32 << 20,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+        )
+
+    @property
+    def owned(self) -> list[int]:
+        """The input partitions this engine owns now."""
+        return sorted(self._owned)
+
+    async def run(self) -> None:
+        """Read, process and commit until `stop` is called."""
+        self._consumer.subscribe(list(self.stage.inputs), listener=_Listener(self))
+        await self._consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=100, max_records=self.max_records)
+                async with self._lock:
+                    self._process(batches)
+                    await self._commit_due()
+        finally:
+            async with self._lock:
+                await self._commit([p for p, o in self._owned.items() if o.offsets])
+                await self._release(list(self._owned))
+            await self._consumer.stop()
+
+    def stop(self) -> None:
+        """Ask the loop to commit what it processed and stop."""
+        self._stopping.set()
+
+    def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        per_partition: dict[int, dict[str, list[ConsumerRecord]]] = {}
+        for tp, records in batches.items():
+            owned = self._owned.get(tp.partition)
+            if owned is None or not records:
+                continue
+            # Records before where the partition stands were fetched before a seek (an
+            # assignment's, or an aborted batch's) and come again from there: never twice.
+            expected = owned.offsets.get(tp, owned.committed.get(tp, 0))
+            if records[0].offset < expected:
+                records = [record for record in records if record.offset >= expected]
+            if records:
+                per_partition.setdefault(tp.partition, {})[tp.topic] = records
+        for partition, by_topic in per_partition.items():
+            owned = self._owned[partition]
+            owned.outgoing.extend(self.stage.process(partition, by_topic, owned.store))
+            for topic, read in by_topic.items():
+                owned.offsets[TopicPartition(topic, partition)] = read[-1].offset + 1
+                owned.records += len(read)
+
+    async def _commit_due(self) -> None:
+        now = time.monotonic()
+        due = [
+            partition
+            for partition, owned in self._owned.items()
+            if owned.offsets
+            and (
+                owned.records >= self.commit_records
+                or now - owned.since >= self.commit_interval
+                or (self.commit_when_caught_up and self._caught_up(owned))
+            )
+        ]
+        await self._commit(due)
+
+    def _caught_up(self, owned: _Owned) -> bool:
+        for tp, offset in owned.offsets.items():
+            end = self._consumer.last_stable_offset(tp)
+            if end is None or offset < end:
+                return False
+        return True
+
+    async def _commit(self, partitions: Sequence[int]) -> None:
+        if partitions:
+            await asyncio.gather(*(self._commit_one(p) for p in partitions))
+
+    async def _commit_one(self, partition: int) -> None:
+        owned = self._owned[partition]
+        changelog = owned.store.changelog_records()
+        offsets = {tp: offset for tp, offset in owned.offsets.items()}
+        try:
+            sent = await owned.transactions.commit(
+                [*owned.outgoing, *changelog], offsets, self.group_id
+            )
+        except ProducerFenced:
+            logger.warning(
+                "partition taken over by another worker; its batch is aborted",
+                extra={"stage": self.stage.name, "partition": partition},
+            )
+            self._forget_batch(partition, owned)
+            await self._release([partition])
+            return
+        except KafkaError as exc:
+            logger.warning(
+                "commit failed; the batch is aborted and read again",
+                extra={"stage": self.stage.name, "partition": partition, "error": repr(exc)},
+            )
+            self._forget_batch(partition, owned)
+            for tp, offset in owned.committed.items():
+                self._consumer.seek(tp, offset)
+            # A producer whose transaction failed may be left unusable: a new one (same id)
+            # aborts whatever the old one left open.
+            await owned.transactions.stop()
+            owned.transactions = PartitionTransactions(
+                self.bootstrap, owned.transactions.transactional_id
+            )
+            await owned.transactions.start()
+            return
+        logged = [m.offset for m in sent[len(owned.outgoing) :]]
+        owned.store.apply(max(logged) if logged else None)
+        owned.committed.update(offsets)
+        owned.outgoing.clear()
+        owned.offsets.clear()
+        owned.records = 0
+        owned.since = time.monotonic()
+
+    def _forget_batch(self, partition: int, owned: _Owned) -> None:
+        owned.store.discard()
+        self.stage.discard(partition)
+        owned.outgoing.clear()
+        owned.offsets.clear()
+        owned.records = 0
+        owned.since = time.monotonic()
+
+    async def _assign(self, tps: Sequence[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in tps} - set(self._owned))
+        for partition in partitions:
+            tid = transactional_id(self.app_id, self.stage.name, partition)
+            transactions = PartitionTransactions(self.bootstrap, tid)
+            # Fences the previous owner first: its open transaction is aborted, so the
+            # committed offsets and changelog read below are final.
+            await transactions.start()
+            store = PartitionStore(self.data_dir / str(partition), self.stage.changelog, partition)
+            restored = await self._restore(store, partition)
+            owned = _Owned(transactions, store)
+            inputs = [TopicPartition(topic, partition) for topic in self.stage.inputs]
+            starts = await self._starts(inputs)
+            for tp, offset in starts.items():
+                self._consumer.seek(tp, offset)
+            owned.committed.update(starts)
+            self._owned[partition] = owned
+            logger.info(
+                "partition assigned",
+                extra={
+                    "stage": self.stage.name,
+                    "partition": partition,
+                    "restored": restored,
+                    "from": {tp.topic: offset for tp, offset in starts.items()},
+                },
+            )
+
+    async def _starts(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each input partition is read from: its group commit, else its beginning."""
+        beginnings = await self._consumer.beginning_offsets(list(tps))
+        starts = {}
+        for tp in tps:
+            committed = await self._consumer.committed(tp)
+            starts[tp] = beginnings[tp] if committed is None else max(committed, beginnings[tp])
+        return starts
+
+    async def _restore(self, store: PartitionStore, partition: int) -> int:
+        """Bring the local store up to the changelog's committed end."""
+        tp = TopicPartition(self.stage.changelog, partition)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=8 << 20,
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            checkpoint = store.checkpoint
+            start = (await reader.beginning_offsets([tp]))[tp]
+            start = max(start, checkpoint + 1) if checkpoint is not None else start
+            if start >= end:
+                return 0
+            reader.seek(tp, start)
+            restored = 0
+            while True:
+                got = await reader.getmany(tp, timeout_ms=500, max_records=50_000)
+                records = got.get(tp, [])
+                restored += store.restore((r.offset, r.key, r.value) for r in records)
+                if await reader.position(tp) >= end:
+                    return restored
+        finally:
+            await reader.stop()
+
+    async def _release(self, partitions: Sequence[int]) -> None:
+        for partition in partitions:
+            owned = self._owned.pop(partition, None)
+            if owned is None:
+                continue
+            self.stage.discard(partition)
+            owned.store.close()
+            await owned.transactions.stop()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Moves partitions in and out between batches (never during one's commit)."""
+
+    def __init__(self, engine: BatchEngine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        engine = self._engine
+        async with engine._lock:
+            partitions = sorted({tp.partition for tp in revoked} & set(engine._owned))
+            # What was processed is committed before the partition goes.
+            await engine._commit([p for p in partitions if engine._owned[p].offsets])
+            await engine._release(partitions)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        engine = self._engine
+        async with engine._lock:
+            await engine._assign(assigned)

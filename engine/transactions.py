@@ -1,0 +1,83 @@
+"""One transactional producer per owned input partition (exactly-once, the EOS-v1 scheme).
+
+The transactional id names the stage and the input partition, so the producer a new owner
+starts for a partition fences the previous owner's (its `init_transactions` bumps the epoch and
+aborts what the previous owner left open): a zombie that lost the partition can no longer
+commit. aiokafka 0.14 has no KIP-447 (committing offsets under the consumer group's
+generation), which is why the producer is per partition rather than per worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record a batch produced, sent inside its partition's transaction."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = field(default=())
+
+
+def transactional_id(app_id: str, stage: str, partition: int) -> str:
+    """The transactional id of one stage's producer for one input partition."""
+    return f"{app_id}.{stage}.{partition}"
+
+
+class PartitionTransactions:
+    """The transactional producer of one input partition: sends a batch's records and its
+    input offsets in one transaction."""
+
+    def __init__(self, bootstrap: str, transactional_id: str, linger_ms: int = 5) -> None:
+        self.transactional_id = transactional_id
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            # A batch's records go out in large requests; the transaction bounds them anyway.
+            max_batch_size=1 << 20,
+            compression_type=None,
+        )
+
+    async def start(self) -> None:
+        """Connect and fence every earlier producer of this partition."""
+        await self._producer.start()
+
+    async def commit(
+        self,
+        records: Sequence[Outgoing],
+        offsets: dict[TopicPartition, int],
+        group_id: str,
+    ) -> list[RecordMetadata]:
+        """Send the records and commit them with the input offsets, all or nothing.
+
+        Raises what the broker answered (ProducerFenced when another owner took the
+        partition over); the transaction is then aborted and nothing of it is visible.
+        """
+        async with self._producer.transaction():
+            sent = [
+                await self._producer.send(
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    partition=record.partition,
+                    headers=list(record.headers) or None,
+                )
+                for record in records
+            ]
+            await self._producer.send_offsets_to_transaction(offsets, group_id)
+        return [await future for future in sent]
+
+    async def stop(self) -> None:
+        """Close the producer (an open transaction is aborted by the partition's next owner)."""
+        await self._producer.stop()
