@@ -140,6 +140,7 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
             )
         # The engine the signal path moves onto (docs/engine.md), on its own topics.
         engine_raw, engine_rate = await engine_bench.measure(bootstrap, 200_000, args.rounds)
+        stage_raw, stage_rate = await engine_bench.measure_signal_stage(bootstrap, args.rounds)
     raw = statistics.median(r.raw_rate for r in rounds)
     e2e = statistics.median(r.e2e_rate for r in rounds)
     print(f"\nraw aiokafka (getmany + orjson decode):   {raw:>12,.0f} signals/s (median)")
@@ -155,9 +156,7 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     print(f"ratio replay / raw:                      {replay / raw_ledger:>12.3f}")
     print(f"autopilot replay, {CORES} processes:          {parallel:>12,.0f} entries/s (median)")
     print(f"ratio replay ({CORES} processes) / raw:        {parallel / raw_ledger:>12.3f}")
-    print(f"raw aiokafka, one signal per record:     {engine_raw:>12,.0f} records/s (median)")
-    print(f"engine, counting stage, transactional:  {engine_rate:>12,.0f} records/s (median)")
-    print(f"ratio engine / raw:                      {engine_rate / engine_raw:>12.3f}")
+    engine_bench.print_figures(engine_raw, engine_rate, stage_raw, stage_rate)
 
 
 async def _round(

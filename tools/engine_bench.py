@@ -19,20 +19,29 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.kafka_admin import ensure_topics
 from app.settings import load_settings
+from core.replay import replay_decisions
 from engine.batch_engine import BatchEngine
 from engine.partition_store import PartitionStore
+from engine.signal_stage import SignalStage, SignalTopics
 from engine.transactions import Outgoing
 from tools.broker import provide_bootstrap
+from tools.workload import realistic_stream
+from topics.catalog import LANES, lane_topic
+from topics.commands import Priority
+from topics.signals import Signal
 
 PARTITIONS = 8
 WORKSPACES = 1_000
+START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 class CountStage:
@@ -169,6 +178,81 @@ async def _engine_rate(bootstrap: str, prefix: str, records: int, outputs: int) 
             await running
 
 
+async def signal_stage_rate(bootstrap: str, signals: list[Signal]) -> tuple[float, float]:
+    """Raw and signal-stage rates (signals/s) on one topic of one signal per record: the stage
+    runs the whole core (decode, fold, decide, ledger entries sealed, commands), timed until
+    every decision an offline replay expects is committed on the ledger."""
+    base = load_settings()
+    run = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={"topic_prefix": f"es{run}.", "app_id": f"ap-es{run}", "partitions": PARTITIONS}
+    )
+    await ensure_topics(settings, bootstrap)
+    changelog = settings.topic("signal-stage-changelog")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(changelog, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})]
+        )
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        for signal in signals:
+            await producer.send(
+                settings.topic("signals"),
+                signal.model_dump_json().encode(),
+                key=signal.workspace_id.encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    expected = len(
+        replay_decisions(signals, settings.window_config(), settings.policy(), PARTITIONS)
+    )
+    raw = await _raw_rate(bootstrap, settings.topic("signals"), len(signals))
+    topics = SignalTopics(
+        signals=settings.topic("signals"),
+        control=settings.topic("control"),
+        signals_dlq=settings.topic("signals.dlq"),
+        ledger=settings.topic("ledger"),
+        lanes={Priority(lane): settings.topic(lane_topic(lane)) for lane in LANES},
+        changelog=changelog,
+    )
+    stage = SignalStage(topics, PARTITIONS, settings.policy(), settings.window_config())
+    with tempfile.TemporaryDirectory(prefix="autopilot-signal-stage-") as data:
+        engine = BatchEngine(bootstrap, settings.app_id, stage, Path(data))
+        running = asyncio.create_task(engine.run())
+        reader = AIOKafkaConsumer(
+            topics.ledger,
+            bootstrap_servers=bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await reader.start()
+        try:
+            while len(engine.owned) < PARTITIONS:
+                if running.done():
+                    running.result()
+                await asyncio.sleep(0.01)
+            started = time.perf_counter()
+            seen = 0
+            while seen < expected:
+                got = await reader.getmany(timeout_ms=200)
+                for batch in got.values():
+                    seen += sum(b'"kind":"decision.' in r.value for r in batch if r.value)
+                if running.done():
+                    running.result()
+            return raw, len(signals) / (time.perf_counter() - started)
+        finally:
+            await reader.stop()
+            engine.stop()
+            await running
+
+
 async def measure(bootstrap: str, records: int, rounds: int) -> tuple[float, float]:
     """Median raw and engine rates (records/s) over `rounds` rounds on fresh topics."""
     raws, engines = [], []
@@ -184,6 +268,21 @@ async def measure(bootstrap: str, records: int, rounds: int) -> tuple[float, flo
     return statistics.median(raws), statistics.median(engines)
 
 
+async def measure_signal_stage(bootstrap: str, rounds: int) -> tuple[float, float]:
+    """Median raw and signal-stage rates over `rounds` rounds of make bench's workload, one
+    signal per record."""
+    signals = realistic_stream(
+        workspaces=1_000, signals=100_000, start=START, span_seconds=600, monitoring=True
+    )
+    raws, rates = [], []
+    for number in range(1, rounds + 1):
+        raw, rate = await signal_stage_rate(bootstrap, signals)
+        raws.append(raw)
+        rates.append(rate)
+        print(f"signal stage round {number}: raw {raw:,.0f} signals/s, stage {rate:,.0f}/s")
+    return statistics.median(raws), statistics.median(rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=200_000)
@@ -192,9 +291,18 @@ def main() -> None:
     settings = load_settings()
     with provide_bootstrap(settings.kafka_bootstrap_servers, settings.cache_dir) as bootstrap:
         raw, rate = asyncio.run(measure(bootstrap, args.records, args.rounds))
-    print(f"\nraw aiokafka, one signal per record:     {raw:>12,.0f} records/s (median)")
+        stage_raw, stage = asyncio.run(measure_signal_stage(bootstrap, args.rounds))
+    print_figures(raw, rate, stage_raw, stage)
+
+
+def print_figures(raw: float, rate: float, stage_raw: float, stage: float) -> None:
+    """The engine's lines of `make bench`."""
+    print(f"raw aiokafka, one signal per record:     {raw:>12,.0f} records/s (median)")
     print(f"engine, counting stage, transactional:  {rate:>12,.0f} records/s (median)")
     print(f"ratio engine / raw:                      {rate / raw:>12.3f}")
+    print(f"raw aiokafka, bench workload per record: {stage_raw:>12,.0f} signals/s (median)")
+    print(f"signal stage on the engine (in-process): {stage:>12,.0f} signals/s (median)")
+    print(f"ratio signal stage / raw:                {stage / stage_raw:>12.3f}")
 
 
 if __name__ == "__main__":

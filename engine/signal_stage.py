@@ -1,0 +1,245 @@
+"""The signal stage on the engine: signals folded and decided on, per shard, in one transaction.
+
+The same pure core as the Faust aggregate agent (decode, fold and decide), and the same
+outputs: decisions, operator switches and rejections on the ledger, sealed onto their chains;
+commands on their priority lanes; refused input on `signals.dlq`; records of another shard's
+workspaces re-routed to their shard. Everything one batch of a shard produces, its state (the
+workspaces it changed, the shard's quota, mode and chain heads) and its input offsets commit
+together, so a `read_committed` reader sees each decision once, and a chain's head in the
+state is always its last committed entry. No read marks: a record is read again only after
+its batch was aborted, and then nothing of its first reading is visible. One `signals.folded`
+entry per batch (not per record) counts what the batch folded.
+
+Not yet what `autopilot worker` runs (docs/engine.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from core.chain import chain_of_entry, seal
+from core.codec import DEFAULT_MAX_FUTURE_SECONDS, Rejection, decode_signals, describe
+from core.decide import ShardQuota, command_of, decide_signals, forget_old_slots, initial_quota
+from core.ledger_entries import decision_entry, folded_entry, rejection_entry, switch_entry
+from core.policy import Mode, shard_share
+from core.rejections import dead_letter_value, dlq_headers
+from core.rules import Policy
+from core.windows import SourcePosition, WindowConfig, WorkspaceState, initialize, upcast
+from engine.partition_store import PartitionStore
+from engine.transactions import Outgoing
+from topics.batches import encode_batches
+from topics.commands import Priority
+from topics.control import OperatorSwitch, switched
+from topics.ledger import LedgerEntry
+from topics.shards import Shards
+from topics.signals import Signal
+
+REROUTED_FROM_HEADER = "autopilot.rerouted-from"
+# The shard's own values, beside its workspaces' states (no workspace id starts with NUL).
+_QUOTA = b"\x00quota"
+_MODE = b"\x00mode"
+_HEAD = b"\x00chain:"
+
+
+@dataclass(frozen=True)
+class SignalTopics:
+    """The topics the stage reads and writes (full names, the deployment's prefix included)."""
+
+    signals: str
+    control: str
+    signals_dlq: str
+    ledger: str
+    lanes: Mapping[Priority, str]
+    changelog: str
+
+
+class SignalStage:
+    """Decode, fold, decide and record one shard's signals (an engine Stage)."""
+
+    name = "signals"
+
+    def __init__(
+        self,
+        topics: SignalTopics,
+        partitions: int,
+        policy: Policy,
+        windows: WindowConfig,
+        *,
+        ledger_key: bytes | None = None,
+        max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
+    ) -> None:
+        self.topics = topics
+        self.inputs: tuple[str, ...] = (topics.signals, topics.control)
+        self.changelog = topics.changelog
+        self.partitions = partitions
+        self.policy = policy
+        self.windows = windows
+        self.ledger_key = ledger_key
+        self.max_future_seconds = max_future_seconds
+        self._shards = Shards(partitions)
+
+    def process(
+        self, partition: int, records: Mapping[str, list[ConsumerRecord]], store: PartitionStore
+    ) -> list[Outgoing]:
+        """One shard's batch: operator switches first, then its signals in offset order."""
+        batch = _Batch(self, partition, store)
+        for record in records.get(self.topics.control, []):
+            batch.switch(record)
+        for record in records.get(self.topics.signals, []):
+            batch.signals(record)
+        return batch.finish()
+
+    def discard(self, partition: int) -> None:
+        """Nothing is kept between batches outside the store."""
+
+
+class _Batch:
+    """What one batch of one shard reads and changes; written back to the store at its end."""
+
+    def __init__(self, stage: SignalStage, partition: int, store: PartitionStore) -> None:
+        self.stage = stage
+        self.partition = partition
+        self.store = store
+        self.out: list[Outgoing] = []
+        self.states: dict[str, WorkspaceState] = {}
+        self.heads: dict[str, str | None] = {}
+        self.quota: ShardQuota = self._load(_QUOTA) or initial_quota()
+        self.mode: dict[str, Any] = self._load(_MODE) or {"paused": False, "dry_run": False}
+        self.share = shard_share(
+            stage.policy.limits.platform_cap_per_interval, stage.partitions, partition
+        )
+        self.now = datetime.now(UTC)
+        self.folded = 0
+        self.last: SourcePosition | None = None
+
+    def switch(self, record: ConsumerRecord) -> None:
+        source = SourcePosition(record.topic, self.partition, record.offset)
+        try:
+            request = OperatorSwitch.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            self._reject(Rejection(f"control record: {describe(exc)}", record.value or b""), record)
+            return
+        self.mode = switched(self.mode, request.switch)
+        self.store.put(_MODE, orjson.dumps(self.mode))
+        self._record(switch_entry(request, self.partition, self.mode, self.now), source)
+
+    def signals(self, record: ConsumerRecord) -> None:
+        source = SourcePosition(record.topic, self.partition, record.offset)
+        written_at = record.timestamp / 1000.0 if record.timestamp else None
+        decoded = decode_signals(record.value, written_at, self.stage.max_future_seconds)
+        for rejection in decoded.rejections:
+            self._reject(rejection, record)
+        own: list[Signal] = []
+        foreign: dict[int, list[Signal]] = {}
+        for signal in decoded.signals:
+            owner = self.stage._shards.owner(signal.workspace_id)
+            if owner == self.partition:
+                own.append(signal)
+            else:
+                foreign.setdefault(owner, []).append(signal)
+        origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
+        for owner, batch in foreign.items():
+            for value in encode_batches(batch):
+                self.out.append(
+                    Outgoing(
+                        self.stage.topics.signals,
+                        owner,
+                        None,
+                        value,
+                        ((REROUTED_FROM_HEADER, origin),),
+                    )
+                )
+        if not own:
+            return
+        self.folded += len(own)
+        self.last = source
+        stage = self.stage
+        decided = decide_signals(
+            self._state_of,
+            own,
+            source,
+            stage.windows,
+            stage.policy,
+            self.quota,
+            self.share,
+            Mode(paused=self.mode["paused"], dry_run=self.mode["dry_run"]),
+        )
+        self.states.update(decided.states)
+        for decision in decided.decisions:
+            # The decision is on the ledger in the same transaction as its command.
+            self._record(decision_entry(decision, self.now), source)
+            command = command_of(decision)
+            if command is not None:
+                self.out.append(
+                    Outgoing(
+                        stage.topics.lanes[command.priority],
+                        self.partition,
+                        command.workspace_id.encode(),
+                        command.model_dump_json().encode(),
+                    )
+                )
+
+    def finish(self) -> list[Outgoing]:
+        """The batch's records; its state changes are staged in the store."""
+        if self.last is not None:
+            # One per batch, named by its last record: batches never overlap (one that is
+            # read again was aborted, and its entry with it).
+            self._record(folded_entry(self.folded, self.last, self.now), self.last)
+        forget_old_slots(self.quota, self.stage.policy)
+        self.store.put(_QUOTA, orjson.dumps(self.quota))
+        for workspace_id, state in self.states.items():
+            self.store.put(workspace_id.encode(), orjson.dumps(state))
+        for chain, head in self.heads.items():
+            if head is not None:
+                self.store.put(_HEAD + chain.encode(), head.encode())
+        return self.out
+
+    def _state_of(self, workspace_id: str) -> WorkspaceState:
+        state = self.states.get(workspace_id)
+        if state is None:
+            raw = self.store.get(workspace_id.encode())
+            state = initialize() if raw is None else upcast(orjson.loads(raw))
+            self.states[workspace_id] = state
+        return state
+
+    def _reject(self, rejection: Rejection, record: ConsumerRecord) -> None:
+        source = SourcePosition(record.topic, self.partition, record.offset)
+        # A whole record is dead-lettered as it was read (a NULL stays marked as one).
+        raw = record.value if rejection.index is None else rejection.raw
+        value, kept = dead_letter_value(raw)
+        self.out.append(
+            Outgoing(
+                self.stage.topics.signals_dlq,
+                self.partition,
+                record.key,
+                value,
+                (*dlq_headers(rejection, source), *kept),
+            )
+        )
+        self._record(rejection_entry(rejection, source, self.now), source)
+
+    def _record(self, entry: LedgerEntry, source: SourcePosition) -> None:
+        """Seal the entry onto its chain's head and queue it on the ledger."""
+        workspace_id = entry.workspace_id
+        partition = (
+            self.partition if workspace_id is None else self.stage._shards.owner(workspace_id)
+        )
+        chain = chain_of_entry(entry, partition)
+        if chain not in self.heads:
+            raw = self.store.get(_HEAD + chain.encode())
+            self.heads[chain] = None if raw is None else raw.decode()
+        record, sealed = seal(entry, self.heads[chain], self.stage.ledger_key)
+        self.heads[chain] = sealed
+        key = workspace_id.encode() if workspace_id else None
+        self.out.append(Outgoing(self.stage.topics.ledger, partition, key, record))
+
+    def _load(self, key: bytes) -> Any:
+        raw = self.store.get(key)
+        return None if raw is None else orjson.loads(raw)

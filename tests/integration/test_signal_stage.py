@@ -1,0 +1,130 @@
+"""The signal stage on the engine, against the offline replay: one signal per record from any
+client, a `read_committed` reader of the ledger sees every decision exactly once (no
+de-duplication), the decisions equal the replay's, refused input is dead-lettered and on the
+ledger, and every chain verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from app.settings import Settings
+from core.chain import ChainCheck
+from core.replay import replay_decisions
+from engine.batch_engine import BatchEngine
+from engine.signal_stage import SignalStage, SignalTopics
+from tests.integration.streams import publish_one_per_record
+from tools.workload import realistic_stream
+from topics.catalog import LANES, lane_topic
+from topics.commands import Priority
+from topics.ledger import DECISION_KINDS, LedgerKind, parse_entry
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+WAIT_SECONDS = 120.0
+
+
+async def create_changelog(settings: Settings, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})]
+        )
+    finally:
+        await admin.close()
+
+
+async def read_all(settings: Settings, topic: str, until: int) -> list[tuple[int, bytes]]:
+    """Every committed record of a topic, (partition, value), once there are `until` of them
+    and nothing more arrives for two seconds."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + WAIT_SECONDS
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            got = await consumer.getmany(timeout_ms=300)
+            fresh = [(r.partition, r.value) for rs in got.values() for r in rs if r.value]
+            if fresh:
+                records.extend(fresh)
+                quiet_since = time.monotonic()
+            elif len(records) >= until and time.monotonic() - quiet_since > 2.0:
+                return records
+        raise AssertionError(f"{len(records)} records on {topic}, expected {until}")
+    finally:
+        await consumer.stop()
+
+
+async def test_one_signal_per_record_decided_exactly_once_as_the_replay_decides(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Given 6,000 signals, one per record keyed by workspace, and two records no one can read
+    signals = realistic_stream(
+        workspaces=200, signals=6_000, start=START, span_seconds=300, monitoring=True
+    )
+    changelog = settings.topic("signal-stage-changelog")
+    await create_changelog(settings, changelog)
+    await publish_one_per_record(settings, signals)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic("signals"), b"\xff not json", partition=1)
+        await producer.send_and_wait(settings.topic("signals"), b'{"id": 7}', partition=2)
+    finally:
+        await producer.stop()
+    expected = replay_decisions(
+        signals, settings.window_config(), settings.policy(), settings.partitions
+    )
+
+    # When the signal stage runs on the engine
+    topics = SignalTopics(
+        signals=settings.topic("signals"),
+        control=settings.topic("control"),
+        signals_dlq=settings.topic("signals.dlq"),
+        ledger=settings.topic("ledger"),
+        lanes={Priority(lane): settings.topic(lane_topic(lane)) for lane in LANES},
+        changelog=changelog,
+    )
+    stage = SignalStage(topics, settings.partitions, settings.policy(), settings.window_config())
+    engine = BatchEngine(settings.kafka_bootstrap_servers or "", settings.app_id, stage, tmp_path)
+    running = asyncio.create_task(engine.run())
+    try:
+        ledger = await read_all(settings, topics.ledger, until=len(expected) + 2)
+    finally:
+        engine.stop()
+        await running
+
+    # Then each decision is on the ledger exactly once, and they are the replay's
+    entries = [parse_entry(value) for _, value in ledger]
+    decisions = Counter((e.entry_id, e.kind.value) for e in entries if e.kind in DECISION_KINDS)
+    assert [key for key, seen in decisions.items() if seen > 1] == []
+    assert set(decisions) == {(d.decision_id, d.kind.value) for d in expected}
+    # every signal folded once, and both unreadable records rejected
+    folded = [e for e in entries if e.kind is LedgerKind.SIGNALS_FOLDED]
+    assert sum(e.payload.signals for e in folded) == len(signals)
+    rejected = [e for e in entries if e.kind is LedgerKind.SIGNAL_REJECTED]
+    assert len(rejected) == 2
+    dead = await read_all(settings, topics.signals_dlq, until=2)
+    assert sorted(value for _, value in dead) == [b'{"id": 7}', b"\xff not json"]
+    # and every chain verifies, as `autopilot ledger verify` checks it
+    check = ChainCheck(key=None)
+    for partition in range(settings.partitions):
+        for offset, (_, value) in enumerate(r for r in ledger if r[0] == partition):
+            check.add(partition, offset, value)
+    assert check.broken == {}
