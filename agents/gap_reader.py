@@ -23,8 +23,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from agents.broker_retry import retrying
 from agents.own_consumer import OwnConsumer
+from engine.broker_retry import retrying
 
 READ_TIMEOUT_SECONDS = 30.0
 

@@ -18,9 +18,9 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from agents.broker_retry import retrying
 from agents.own_consumer import OwnConsumer
 from core.chain import chain_of_entry, heads_of, seal
+from engine.broker_retry import retrying
 from projections.ledger_reader import read_partitions_to_end
 from topics.errors import AutopilotError
 from topics.ledger import LedgerEntry

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from engine.broker_retry import retrying
 from engine.partition_store import PartitionStore
 from engine.transactions import Outgoing, PartitionTransactions, transactional_id
 
@@ -84,6 +86,7 @@ class BatchEngine:
         commit_interval: float = 0.1,
         commit_when_caught_up: bool = True,
         session_timeout_ms: int = 10_000,
+        request_timeout_ms: int = 40_000,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = f"{app_id}.{stage.name}"
@@ -94,6 +97,8 @@ class BatchEngine:
         self.commit_records = commit_records
         self.commit_interval = commit_interval
         self.commit_when_caught_up = commit_when_caught_up
+        # How long a transaction's requests wait for the broker before the batch is aborted.
+        self.request_timeout_ms = request_timeout_ms
         self._owned: dict[int, _Owned] = {}
         # Held while a batch is processed and committed, and while partitions move.
         self._lock = asyncio.Lock()
@@ -207,12 +212,9 @@ class BatchEngine:
             for tp, offset in owned.committed.items():
                 self._consumer.seek(tp, offset)
             # A producer whose transaction failed may be left unusable: a new one (same id)
-            # aborts whatever the old one left open.
-            await owned.transactions.stop()
-            owned.transactions = PartitionTransactions(
-                self.bootstrap, owned.transactions.transactional_id
-            )
-            await owned.transactions.start()
+            # aborts whatever the old one left open, once the broker answers again.
+            await _quietly_stop(owned.transactions)
+            owned.transactions = await self._transactions(owned.transactions.transactional_id)
             return
         logged = [m.offset for m in sent[len(owned.outgoing) :]]
         owned.store.apply(max(logged) if logged else None)
@@ -233,16 +235,20 @@ class BatchEngine:
     async def _assign(self, tps: Sequence[TopicPartition]) -> None:
         partitions = sorted({tp.partition for tp in tps} - set(self._owned))
         for partition in partitions:
-            tid = transactional_id(self.app_id, self.stage.name, partition)
-            transactions = PartitionTransactions(self.bootstrap, tid)
             # Fences the previous owner first: its open transaction is aborted, so the
             # committed offsets and changelog read below are final.
-            await transactions.start()
+            transactions = await self._transactions(
+                transactional_id(self.app_id, self.stage.name, partition)
+            )
             store = PartitionStore(self.data_dir / str(partition), self.stage.changelog, partition)
-            restored = await self._restore(store, partition)
+            # Retried while the broker is away: a partition must not be left half assigned
+            # (its records would be fetched and passed over).
+            restored = await retrying(
+                partial(self._restore, store, partition), "restoring a partition's state"
+            )
             owned = _Owned(transactions, store)
             inputs = [TopicPartition(topic, partition) for topic in self.stage.inputs]
-            starts = await self._starts(inputs)
+            starts = await retrying(partial(self._starts, inputs), "reading committed offsets")
             for tp, offset in starts.items():
                 self._consumer.seek(tp, offset)
             owned.committed.update(starts)
@@ -256,6 +262,22 @@ class BatchEngine:
                     "from": {tp.topic: offset for tp, offset in starts.items()},
                 },
             )
+
+    async def _transactions(self, tid: str) -> PartitionTransactions:
+        """A started transactional producer for the id, once the broker answers."""
+
+        async def started() -> PartitionTransactions:
+            transactions = PartitionTransactions(
+                self.bootstrap, tid, request_timeout_ms=self.request_timeout_ms
+            )
+            try:
+                await transactions.start()
+            except BaseException:
+                await _quietly_stop(transactions)
+                raise
+            return transactions
+
+        return await retrying(started, "starting a partition's transactional producer")
 
     async def _starts(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """Where each input partition is read from: its group commit, else its beginning."""
@@ -303,6 +325,14 @@ class BatchEngine:
             self.stage.discard(partition)
             owned.store.close()
             await owned.transactions.stop()
+
+
+async def _quietly_stop(transactions: PartitionTransactions) -> None:
+    """Close a producer that may be broken; its errors no longer matter."""
+    try:
+        await transactions.stop()
+    except KafkaError as exc:
+        logger.info("a failed producer did not close cleanly", extra={"error": repr(exc)})
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

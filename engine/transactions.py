@@ -36,7 +36,13 @@ class PartitionTransactions:
     """The transactional producer of one input partition: sends a batch's records and its
     input offsets in one transaction."""
 
-    def __init__(self, bootstrap: str, transactional_id: str, linger_ms: int = 5) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        transactional_id: str,
+        linger_ms: int = 5,
+        request_timeout_ms: int = 40_000,
+    ) -> None:
         self.transactional_id = transactional_id
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -47,6 +53,7 @@ class PartitionTransactions:
             # A batch's records go out in large requests; the transaction bounds them anyway.
             max_batch_size=1 << 20,
             compression_type=None,
+            request_timeout_ms=request_timeout_ms,
         )
 
     async def start(self) -> None:

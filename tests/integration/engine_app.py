@@ -63,6 +63,8 @@ async def main(bootstrap: str, app_id: str, prefix: str, data_dir: str, *rest: s
         commit_interval=float(rest[0]) if rest else 0.1,
         commit_when_caught_up=not rest,
         session_timeout_ms=6_000,
+        # Shorter than the broker outage of the restart test: a commit times out meanwhile.
+        request_timeout_ms=5_000,
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, engine.stop)

@@ -14,13 +14,16 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.settings import load_settings
 from tests.integration.commands import ROOT
+from tools.local_kafka import LocalKafka, assemble
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +64,13 @@ class Run:
 
     async def produce(self, count: int, per_second: float | None = None) -> None:
         """`count` records keyed over KEYS keys (the default partitioner places them)."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        # Idempotent, with a long timeout: each record is delivered once, outage or not.
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            linger_ms=5,
+            enable_idempotence=True,
+            request_timeout_ms=120_000,
+        )
         await producer.start()
         try:
             for n in range(count):
@@ -194,3 +203,31 @@ async def test_a_frozen_owner_is_fenced_and_commits_nothing(run: Run) -> None:
     run.check_exactly_once(await run.outputs(at_least=12_000))
     log = (run.tmp_path / "first.log").read_text()
     assert "partition taken over by another worker; its batch is aborted" in log
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalKafka]:
+    """A broker of this test's own, since it is stopped and started again."""
+    with LocalKafka(assemble(load_settings().cache_dir)) as kafka:
+        yield kafka
+
+
+async def test_a_worker_rides_out_a_broker_restart(own_broker: LocalKafka, tmp_path: Path) -> None:
+    """Given records arriving steadily, when the broker stops for 15 s and starts again on the
+    same data and address (a rolling restart), then the worker never exits, and every input's
+    output is committed once."""
+    run = Run(own_broker.bootstrap_servers, tmp_path)
+    await run.create_topics()
+    worker = run.start("worker")
+    sending = asyncio.create_task(run.produce(6_000, per_second=300))
+    await asyncio.sleep(5)
+
+    await asyncio.to_thread(own_broker.halt)
+    await asyncio.sleep(15)
+    assert worker.poll() is None, "the worker exited while the broker was away"
+    await asyncio.to_thread(own_broker.start)
+    await asyncio.wait_for(sending, timeout=180)
+
+    run.check_exactly_once(await run.outputs(at_least=6_000, timeout=180))
+    assert worker.poll() is None, "the worker exited"
+    run.stop_all()

@@ -10,7 +10,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
 )
 
-from agents.broker_retry import broker_away, retrying
+from engine.broker_retry import broker_away, retrying
 
 
 class Flaky:
