@@ -81,11 +81,27 @@ def decide_signals(
     """Fold and evaluate a shard's signals one by one, in their order; states (got through
     `state_of`) and the quota are updated in place. The order of the signals across workspaces
     matters (they share the platform cap), the grouping into records does not."""
+    return decide_positioned(
+        state_of, ((signal, source) for signal in signals), config, policy, quota, share, mode
+    )
+
+
+def decide_positioned(
+    state_of: Callable[[str], WorkspaceState],
+    signals: Iterable[tuple[Signal, SourcePosition]],
+    config: WindowConfig,
+    policy: Policy,
+    quota: ShardQuota,
+    share: int,
+    mode: Mode,
+) -> Decided:
+    """`decide_signals` for signals each read at its own position: a batch of many records
+    decided in one call, each decision recording the record its signal came from."""
     decisions: list[Decision] = []
     touched: dict[str, WorkspaceState] = {}
     duplicates = late = 0
     horizon = late_horizon(config)
-    for signal in signals:
+    for signal, source in signals:
         workspace_id = signal.workspace_id
         state = touched.get(workspace_id)
         if state is None:

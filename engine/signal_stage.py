@@ -26,7 +26,13 @@ from pydantic import ValidationError
 
 from core.chain import chain_of_entry, seal
 from core.codec import DEFAULT_MAX_FUTURE_SECONDS, Rejection, decode_signals, describe
-from core.decide import ShardQuota, command_of, decide_signals, forget_old_slots, initial_quota
+from core.decide import (
+    ShardQuota,
+    command_of,
+    decide_positioned,
+    forget_old_slots,
+    initial_quota,
+)
 from core.ledger_entries import decision_entry, folded_entry, rejection_entry, switch_entry
 from core.policy import Mode, shard_share
 from core.rejections import dead_letter_value, dlq_headers
@@ -116,11 +122,10 @@ class _Batch:
             stage.policy.limits.platform_cap_per_interval, stage.partitions, partition
         )
         self.now = datetime.now(UTC)
-        self.folded = 0
-        self.last: SourcePosition | None = None
+        # This shard's signals of the batch, each with the record it came from.
+        self.own: list[tuple[Signal, SourcePosition]] = []
 
     def switch(self, record: ConsumerRecord) -> None:
-        source = SourcePosition(record.topic, self.partition, record.offset)
         try:
             request = OperatorSwitch.model_validate_json(record.value or b"")
         except ValidationError as exc:
@@ -128,7 +133,7 @@ class _Batch:
             return
         self.mode = switched(self.mode, request.switch)
         self.store.put(_MODE, orjson.dumps(self.mode))
-        self._record(switch_entry(request, self.partition, self.mode, self.now), source)
+        self._record(switch_entry(request, self.partition, self.mode, self.now))
 
     def signals(self, record: ConsumerRecord) -> None:
         source = SourcePosition(record.topic, self.partition, record.offset)
@@ -136,12 +141,11 @@ class _Batch:
         decoded = decode_signals(record.value, written_at, self.stage.max_future_seconds)
         for rejection in decoded.rejections:
             self._reject(rejection, record)
-        own: list[Signal] = []
         foreign: dict[int, list[Signal]] = {}
         for signal in decoded.signals:
             owner = self.stage._shards.owner(signal.workspace_id)
             if owner == self.partition:
-                own.append(signal)
+                self.own.append((signal, source))
             else:
                 foreign.setdefault(owner, []).append(signal)
         origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
@@ -156,15 +160,15 @@ class _Batch:
                         ((REROUTED_FROM_HEADER, origin),),
                     )
                 )
-        if not own:
+
+    def decide(self) -> None:
+        """Fold and decide the batch's signals in one call of the core, in their order."""
+        if not self.own:
             return
-        self.folded += len(own)
-        self.last = source
         stage = self.stage
-        decided = decide_signals(
+        decided = decide_positioned(
             self._state_of,
-            own,
-            source,
+            self.own,
             stage.windows,
             stage.policy,
             self.quota,
@@ -174,7 +178,7 @@ class _Batch:
         self.states.update(decided.states)
         for decision in decided.decisions:
             # The decision is on the ledger in the same transaction as its command.
-            self._record(decision_entry(decision, self.now), source)
+            self._record(decision_entry(decision, self.now))
             command = command_of(decision)
             if command is not None:
                 self.out.append(
@@ -188,10 +192,12 @@ class _Batch:
 
     def finish(self) -> list[Outgoing]:
         """The batch's records; its state changes are staged in the store."""
-        if self.last is not None:
+        self.decide()
+        if self.own:
             # One per batch, named by its last record: batches never overlap (one that is
             # read again was aborted, and its entry with it).
-            self._record(folded_entry(self.folded, self.last, self.now), self.last)
+            last = self.own[-1][1]
+            self._record(folded_entry(len(self.own), last, self.now))
         forget_old_slots(self.quota, self.stage.policy)
         self.store.put(_QUOTA, orjson.dumps(self.quota))
         for workspace_id, state in self.states.items():
@@ -223,9 +229,9 @@ class _Batch:
                 (*dlq_headers(rejection, source), *kept),
             )
         )
-        self._record(rejection_entry(rejection, source, self.now), source)
+        self._record(rejection_entry(rejection, source, self.now))
 
-    def _record(self, entry: LedgerEntry, source: SourcePosition) -> None:
+    def _record(self, entry: LedgerEntry) -> None:
         """Seal the entry onto its chain's head and queue it on the ledger."""
         workspace_id = entry.workspace_id
         partition = (

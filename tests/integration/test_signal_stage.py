@@ -115,6 +115,19 @@ async def test_one_signal_per_record_decided_exactly_once_as_the_replay_decides(
     decisions = Counter((e.entry_id, e.kind.value) for e in entries if e.kind in DECISION_KINDS)
     assert [key for key, seen in decisions.items() if seen > 1] == []
     assert set(decisions) == {(d.decision_id, d.kind.value) for d in expected}
+    # each recording the record its signal was read from
+    records = await read_all(settings, topics.signals, until=len(signals) + 2)
+    offsets: dict[int, int] = {}
+    read_at: dict[tuple[int, int], bytes] = {}
+    for partition, value in records:
+        offset = offsets[partition] = offsets.get(partition, -1) + 1
+        read_at[(partition, offset)] = value
+    for entry in entries:
+        if entry.kind in DECISION_KINDS:
+            read = entry.payload.input["signal"]
+            topic, partition, offset = read["source"]
+            assert topic == topics.signals
+            assert f'"id":"{read["id"]}"'.encode() in read_at[(partition, offset)]
     # every signal folded once, and both unreadable records rejected
     folded = [e for e in entries if e.kind is LedgerKind.SIGNALS_FOLDED]
     assert sum(e.payload.signals for e in folded) == len(signals)
