@@ -157,7 +157,14 @@ class BatchEngine:
                 per_partition.setdefault(tp.partition, {})[tp.topic] = records
         for partition, by_topic in per_partition.items():
             owned = self._owned[partition]
-            owned.outgoing.extend(self.stage.process(partition, by_topic, owned.store))
+            try:
+                produced = self.stage.process(partition, by_topic, owned.store)
+            except BaseException:
+                # Half a batch's changes must never be committed, not even by the final
+                # commit on the way out: the partition's uncommitted work goes with it.
+                self._forget_batch(partition, owned)
+                raise
+            owned.outgoing.extend(produced)
             for topic, read in by_topic.items():
                 owned.offsets[TopicPartition(topic, partition)] = read[-1].offset + 1
                 owned.records += len(read)

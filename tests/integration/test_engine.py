@@ -14,15 +14,19 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.settings import load_settings
+from engine.batch_engine import BatchEngine
+from engine.partition_store import PartitionStore
+from engine.transactions import Outgoing
 from tests.integration.commands import ROOT
+from tests.integration.engine_app import CountingStage
 from tools.local_kafka import LocalKafka, assemble
 
 pytestmark = pytest.mark.integration
@@ -231,3 +235,51 @@ async def test_a_worker_rides_out_a_broker_restart(own_broker: LocalKafka, tmp_p
     run.check_exactly_once(await run.outputs(at_least=6_000, timeout=180))
     assert worker.poll() is None, "the worker exited"
     run.stop_all()
+
+
+class FailingOnce(CountingStage):
+    """The counting stage, raising (as a stage bug would) the first time it meets b"boom"."""
+
+    failed = False
+
+    def process(
+        self, partition: int, records: Mapping[str, list[ConsumerRecord]], store: PartitionStore
+    ) -> list[Outgoing]:
+        for record in records.get(self.inputs[0], []):
+            if record.value == b"boom" and not FailingOnce.failed:
+                # Part of the batch is staged already, as a real stage would leave it.
+                store.put(b"k00", b"999")
+                FailingOnce.failed = True
+                raise RuntimeError("a stage bug")
+        return super().process(partition, records, store)
+
+
+async def test_a_stage_that_fails_leaves_nothing_of_its_partitions_uncommitted_work(
+    run: Run, tmp_path: Path
+) -> None:
+    """Given batches processed but not yet committed, and a stage that raises on a later
+    record, when the engine stops on that error (committing the other partitions' work on its
+    way out) and another engine takes over, then every input's output is committed once and
+    every count runs 1..n: nothing of the failed partition's uncommitted batches was kept."""
+    await run.produce(2_000)
+    producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{run.prefix}in", b"boom", key=b"k00")
+        run.sent[b"k00"] += 1
+    finally:
+        await producer.stop()
+    failing = BatchEngine(
+        run.bootstrap,
+        run.app_id,
+        FailingOnce(run.prefix),
+        tmp_path / "failing",
+        max_records=50,
+        commit_interval=60,
+        commit_when_caught_up=False,
+    )
+    with pytest.raises(RuntimeError, match="a stage bug"):
+        await asyncio.wait_for(failing.run(), timeout=WAIT_SECONDS)
+
+    run.start("next")
+    run.check_exactly_once(await run.outputs(at_least=2_001))
