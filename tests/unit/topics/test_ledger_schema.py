@@ -2,8 +2,9 @@
 
 golden/ledger-v1.jsonl was written by the builders of schema version 1 (before the chain),
 golden/ledger-v2.jsonl by today's, as one sealed chain per workspace: one entry of every kind
-(decisions of every verdict, every outcome, breakers, rejections, folds, switches). They are
-never regenerated: a change to what an entry holds is a new schema version with its own file.
+(decisions of every verdict, every outcome, breakers, rejections, folds, switches), decided
+under golden/policy.toml (the seed policy of the day). They are never regenerated: a change to
+what an entry holds is a new schema version with its own file.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from core.ledger_entries import (
     verdict_entry,
 )
 from core.policy import Mode
+from core.rules import load_policy
 from core.windows import SourcePosition, WindowConfig
 from projections.entries import decode_entry
-from tests.support.factories import SEED_POLICY
 from topics.control import OperatorSwitch, Switch
 from topics.ledger import (
     ActionFailed,
@@ -53,6 +54,9 @@ from topics.ledger import (
 from topics.signals import signal_from
 
 GOLDEN = Path(__file__).parent / "golden"
+# The seed policy as it was when the v2 records were written: the seed policy may change, the
+# records may not.
+POLICY = load_policy(GOLDEN / "policy.toml")
 AT = datetime(2026, 12, 7, 9, 30, 15, 123456, tzinfo=UTC)
 
 
@@ -92,7 +96,7 @@ def every_kind() -> Iterator[LedgerEntry]:
             signals,
             SourcePosition("signals", 3, offset),
             WindowConfig(grace_seconds=60),
-            SEED_POLICY,
+            POLICY,
             initial_quota(),
             share,
             mode,
