@@ -15,7 +15,7 @@ Not yet what `autopilot worker` runs (docs/engine.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +41,7 @@ from core.windows import SourcePosition, WindowConfig, WorkspaceState, initializ
 from engine.partition_store import PartitionStore
 from engine.transactions import Outgoing
 from topics.batches import encode_batches
+from topics.catalog import CONTROL, LANES, LEDGER, SIGNALS, SIGNALS_DLQ, lane_topic
 from topics.commands import Priority
 from topics.control import OperatorSwitch, switched
 from topics.ledger import LedgerEntry
@@ -64,6 +65,18 @@ class SignalTopics:
     ledger: str
     lanes: Mapping[Priority, str]
     changelog: str
+
+    @classmethod
+    def named(cls, topic: Callable[[str], str], changelog: str) -> SignalTopics:
+        """The topics of a deployment, `topic` giving each name its full (prefixed) name."""
+        return cls(
+            signals=topic(SIGNALS),
+            control=topic(CONTROL),
+            signals_dlq=topic(SIGNALS_DLQ),
+            ledger=topic(LEDGER),
+            lanes={Priority(lane): topic(lane_topic(lane)) for lane in LANES},
+            changelog=changelog,
+        )
 
 
 class SignalStage:

@@ -36,9 +36,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
-from aiokafka import AIOKafkaConsumer
-
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
@@ -207,10 +204,10 @@ async def _round(
     succeeded = sum(e.kind is LedgerKind.ACTION_SUCCEEDED for e in entries)
     if succeeded < commands + 1:
         raise SystemExit(f"bench failed: {commands + 1 - succeeded} actions did not succeed")
-    raw_rate = await _raw_rate(bootstrap, settings.topic("signals"), len(signals) + 1)
+    raw_rate = await engine_bench.raw_rate(bootstrap, settings.topic("signals"), len(signals) + 1)
     replayed, replay_rate = await asyncio.to_thread(_replay_rate, settings, bootstrap, tmp, 1)
     _, parallel_rate = await asyncio.to_thread(_replay_rate, settings, bootstrap, tmp, CORES)
-    raw_ledger_rate = await _raw_rate(bootstrap, ledger, replayed)
+    raw_ledger_rate = await engine_bench.raw_rate(bootstrap, ledger, replayed)
     return Round(
         raw_rate,
         len(signals) / (decided_at[0] - started),
@@ -314,32 +311,6 @@ def _decisions(entries: list[LedgerEntry]) -> int:
 
 def _outcomes(entries: list[LedgerEntry]) -> int:
     return sum(1 for e in entries if e.kind in TERMINAL_KINDS)
-
-
-async def _raw_rate(bootstrap: str, topic: str, total: int) -> float:
-    """Signals/s for a plain consumer: getmany, and orjson-decode every signal of every record."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        await consumer.getmany(timeout_ms=0)  # join and fetch metadata outside the clock
-        await consumer.seek_to_beginning()
-        seen = 0
-        started = time.perf_counter()
-        while seen < total:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                for record in records:
-                    decoded = orjson.loads(record.value)
-                    seen += len(decoded) if isinstance(decoded, list) else 1
-        return seen / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
 
 
 if __name__ == "__main__":

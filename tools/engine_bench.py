@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,8 +35,6 @@ from engine.signal_stage import SignalStage, SignalTopics
 from engine.transactions import Outgoing
 from tools.broker import provide_bootstrap
 from tools.workload import realistic_stream
-from topics.catalog import LANES, lane_topic
-from topics.commands import Priority
 from topics.signals import Signal
 
 PARTITIONS = 8
@@ -121,61 +119,75 @@ async def _publish(bootstrap: str, topic: str, records: int) -> int:
     return sum((end + 9) // 10 for end in ends.values())
 
 
-async def _raw_rate(bootstrap: str, topic: str, total: int) -> float:
+async def raw_rate(bootstrap: str, topic: str, total: int) -> float:
+    """Signals/s for a plain consumer reading the topic from the start: getmany, and
+    orjson-decode every record (a batch record counts its signals)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=4 << 20,
-        fetch_max_bytes=32 << 20,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
     )
     await consumer.start()
     try:
-        await consumer.getmany(timeout_ms=0)
+        await consumer.getmany(timeout_ms=0)  # join and fetch metadata outside the clock
         await consumer.seek_to_beginning()
         seen = 0
         started = time.perf_counter()
         while seen < total:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 for record in records:
-                    orjson.loads(record.value)
-                    seen += 1
+                    decoded = orjson.loads(record.value)
+                    seen += len(decoded) if isinstance(decoded, list) else 1
         return seen / (time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+async def _timed(
+    bootstrap: str,
+    engine: BatchEngine,
+    topic: str,
+    counted: Callable[[ConsumerRecord], bool],
+    expected: int,
+) -> float:
+    """Seconds from the moment the engine owns every partition until a `read_committed` reader
+    of `topic` has seen `expected` records that count."""
+    running = asyncio.create_task(engine.run())
+    reader = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await reader.start()
+    try:
+        while len(engine.owned) < PARTITIONS:
+            if running.done():
+                running.result()
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        seen = 0
+        while seen < expected:
+            got = await reader.getmany(timeout_ms=200)
+            seen += sum(counted(record) for batch in got.values() for record in batch)
+            if running.done():
+                running.result()
+        return time.perf_counter() - started
+    finally:
+        await reader.stop()
+        engine.stop()
+        await running
 
 
 async def _engine_rate(bootstrap: str, prefix: str, records: int, outputs: int) -> float:
     with tempfile.TemporaryDirectory(prefix="autopilot-engine-bench-") as data:
         stage = CountStage(prefix)
         engine = BatchEngine(bootstrap, f"ap-{prefix[:-1]}", stage, Path(data))
-        running = asyncio.create_task(engine.run())
-        reader = AIOKafkaConsumer(
-            stage.output,
-            bootstrap_servers=bootstrap,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await reader.start()
-        try:
-            while len(engine.owned) < PARTITIONS:
-                if running.done():
-                    running.result()
-                await asyncio.sleep(0.01)
-            started = time.perf_counter()
-            seen = 0
-            while seen < outputs:
-                got = await reader.getmany(timeout_ms=200)
-                seen += sum(len(batch) for batch in got.values())
-                if running.done():
-                    running.result()
-            return records / (time.perf_counter() - started)
-        finally:
-            await reader.stop()
-            engine.stop()
-            await running
+        return records / await _timed(bootstrap, engine, stage.output, _any, outputs)
 
 
 async def signal_stage_rate(bootstrap: str, signals: list[Signal]) -> tuple[float, float]:
@@ -212,45 +224,21 @@ async def signal_stage_rate(bootstrap: str, signals: list[Signal]) -> tuple[floa
     expected = len(
         replay_decisions(signals, settings.window_config(), settings.policy(), PARTITIONS)
     )
-    raw = await _raw_rate(bootstrap, settings.topic("signals"), len(signals))
-    topics = SignalTopics(
-        signals=settings.topic("signals"),
-        control=settings.topic("control"),
-        signals_dlq=settings.topic("signals.dlq"),
-        ledger=settings.topic("ledger"),
-        lanes={Priority(lane): settings.topic(lane_topic(lane)) for lane in LANES},
-        changelog=changelog,
-    )
+    raw = await raw_rate(bootstrap, settings.topic("signals"), len(signals))
+    topics = SignalTopics.named(settings.topic, changelog)
     stage = SignalStage(topics, PARTITIONS, settings.policy(), settings.window_config())
     with tempfile.TemporaryDirectory(prefix="autopilot-signal-stage-") as data:
         engine = BatchEngine(bootstrap, settings.app_id, stage, Path(data))
-        running = asyncio.create_task(engine.run())
-        reader = AIOKafkaConsumer(
-            topics.ledger,
-            bootstrap_servers=bootstrap,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await reader.start()
-        try:
-            while len(engine.owned) < PARTITIONS:
-                if running.done():
-                    running.result()
-                await asyncio.sleep(0.01)
-            started = time.perf_counter()
-            seen = 0
-            while seen < expected:
-                got = await reader.getmany(timeout_ms=200)
-                for batch in got.values():
-                    seen += sum(b'"kind":"decision.' in r.value for r in batch if r.value)
-                if running.done():
-                    running.result()
-            return raw, len(signals) / (time.perf_counter() - started)
-        finally:
-            await reader.stop()
-            engine.stop()
-            await running
+        seconds = await _timed(bootstrap, engine, topics.ledger, _decision, expected)
+    return raw, len(signals) / seconds
+
+
+def _any(record: ConsumerRecord) -> bool:
+    return True
+
+
+def _decision(record: ConsumerRecord) -> bool:
+    return record.value is not None and b'"kind":"decision.' in record.value
 
 
 async def measure(bootstrap: str, records: int, rounds: int) -> tuple[float, float]:
@@ -260,7 +248,7 @@ async def measure(bootstrap: str, records: int, rounds: int) -> tuple[float, flo
         prefix = f"eb{uuid.uuid4().hex[:8]}."
         await _topics(bootstrap, prefix)
         outputs = await _publish(bootstrap, f"{prefix}signals", records)
-        raw = await _raw_rate(bootstrap, f"{prefix}signals", records)
+        raw = await raw_rate(bootstrap, f"{prefix}signals", records)
         rate = await _engine_rate(bootstrap, prefix, records, outputs)
         raws.append(raw)
         engines.append(rate)

@@ -22,8 +22,6 @@ from engine.batch_engine import BatchEngine
 from engine.signal_stage import SignalStage, SignalTopics
 from tests.integration.streams import publish_one_per_record
 from tools.workload import realistic_stream
-from topics.catalog import LANES, lane_topic
-from topics.commands import Priority
 from topics.ledger import DECISION_KINDS, LedgerKind, parse_entry
 
 pytestmark = pytest.mark.integration
@@ -93,14 +91,7 @@ async def test_one_signal_per_record_decided_exactly_once_as_the_replay_decides(
     )
 
     # When the signal stage runs on the engine
-    topics = SignalTopics(
-        signals=settings.topic("signals"),
-        control=settings.topic("control"),
-        signals_dlq=settings.topic("signals.dlq"),
-        ledger=settings.topic("ledger"),
-        lanes={Priority(lane): settings.topic(lane_topic(lane)) for lane in LANES},
-        changelog=changelog,
-    )
+    topics = SignalTopics.named(settings.topic, changelog)
     stage = SignalStage(topics, settings.partitions, settings.policy(), settings.window_config())
     engine = BatchEngine(settings.kafka_bootstrap_servers or "", settings.app_id, stage, tmp_path)
     running = asyncio.create_task(engine.run())
