@@ -61,14 +61,12 @@ from tables.read_marks import (
 from tables.write_behind import SHARD_KEY_PREFIX, WriteBehindStates
 from topics.batches import encode_batches
 from topics.control import OperatorSwitch, switched
+from topics.headers import REROUTED_FROM, REROUTED_PIECE
 from topics.shards import Shards
 from topics.signals import Signal
 
-REROUTED_FROM_HEADER = "autopilot.rerouted-from"
 # A partition behind its highwater that delivered nothing for this long had records skipped.
 STALL_SECONDS = 5.0
-# Which piece of its origin a re-routed record is, when one record's signals needed several.
-REROUTED_PIECE_HEADER = "autopilot.rerouted-piece"
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +191,8 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
                         partition=owner,
                         timestamp=None,
                         headers=[
-                            (REROUTED_FROM_HEADER, copy.header()),
-                            (REROUTED_PIECE_HEADER, str(piece).encode()),
+                            (REROUTED_FROM, copy.header()),
+                            (REROUTED_PIECE, str(piece).encode()),
                         ],
                     )
                 )
@@ -211,7 +209,7 @@ def attach(autopilot: Autopilot, policy: Policy, bootstrap: str) -> WriteBehindS
         copy = None
         if message.topic == signals_topic and message.headers:
             headers = dict(message.headers)
-            copy = copy_of(headers.get(REROUTED_FROM_HEADER), headers.get(REROUTED_PIECE_HEADER))
+            copy = copy_of(headers.get(REROUTED_FROM), headers.get(REROUTED_PIECE))
         if copy is not None:
             if already_folded(mark, copy):
                 states.put(partition, mark_key(partition), mark)

@@ -44,11 +44,11 @@ from topics.batches import encode_batches
 from topics.catalog import CONTROL, LANES, LEDGER, SIGNALS, SIGNALS_DLQ, lane_topic
 from topics.commands import Priority
 from topics.control import OperatorSwitch, switched
+from topics.headers import REROUTED_FROM
 from topics.ledger import LedgerEntry
 from topics.shards import Shards
 from topics.signals import Signal
 
-REROUTED_FROM_HEADER = "autopilot.rerouted-from"
 # The shard's own values, beside its workspaces' states (no workspace id starts with NUL).
 _QUOTA = b"\x00quota"
 _MODE = b"\x00mode"
@@ -170,7 +170,7 @@ class _Batch:
                         owner,
                         None,
                         value,
-                        ((REROUTED_FROM_HEADER, origin),),
+                        ((REROUTED_FROM, origin),),
                     )
                 )
 

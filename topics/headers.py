@@ -28,6 +28,11 @@ VALUE_SHA256 = "autopilot.value-sha256"
 # The broker refused the dead letter itself for good (the error's name): this one holds no value.
 REFUSED = "autopilot.dead-letter-refused"
 
+# On a signals record re-routed to the shard that owns its workspaces: the record it came from,
+# and which piece of it this is when its signals needed several records.
+REROUTED_FROM = "autopilot.rerouted-from"
+REROUTED_PIECE = "autopilot.rerouted-piece"
+
 # On a command sent again by `autopilot dlq replay`: its action.reissued entry, which the
 # executor owning the workspace appends to the workspace's chain before it runs the command.
 REISSUE = "autopilot-reissue"

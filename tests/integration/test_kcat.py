@@ -27,6 +27,7 @@ from app.settings import Settings
 from projections.ledger_reader import read_ledger, read_records_to_end
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
+from topics.headers import REROUTED_FROM, REROUTED_PIECE
 from topics.ledger import LedgerKind
 from topics.shards import shard_of
 
@@ -35,8 +36,6 @@ pytestmark = pytest.mark.integration
 # Fixed and in the past: a signal more than 300 s after its record's timestamp is refused.
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 EPOCH0 = int(T0.timestamp())
-REROUTED_FROM = "autopilot.rerouted-from"
-REROUTED_PIECE = "autopilot.rerouted-piece"
 INVALID_REASON = "invalid: attributes.pending: Input should be a valid integer"
 
 
