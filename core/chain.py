@@ -31,7 +31,7 @@ _BREAKER_KINDS = frozenset(
 )
 
 
-def chain_of(workspace_id: str | None, kind: str, worker: object, partition: int) -> str:
+def _chain_of(workspace_id: str | None, kind: str, worker: object, partition: int) -> str:
     """The chain an entry belongs to: its workspace, else its worker's breakers or its shard."""
     if workspace_id:
         return workspace_id
@@ -43,14 +43,14 @@ def chain_of(workspace_id: str | None, kind: str, worker: object, partition: int
 def chain_of_entry(entry: LedgerEntry, partition: int) -> str:
     """The chain an entry about to be written on `partition` belongs to."""
     worker = entry.payload.worker if isinstance(entry, BreakerChanged) else None
-    return chain_of(entry.workspace_id, entry.kind.value, worker, partition)
+    return _chain_of(entry.workspace_id, entry.kind.value, worker, partition)
 
 
 def _chain_of_document(document: dict[str, Any], partition: int) -> str:
     """The chain of a record as read (JSON), whatever it holds."""
     payload = document.get("payload")
     worker = payload.get("worker") if isinstance(payload, dict) else None
-    return chain_of(document.get("workspace_id"), str(document.get("kind")), worker, partition)
+    return _chain_of(document.get("workspace_id"), str(document.get("kind")), worker, partition)
 
 
 def digest(body: bytes, key: bytes | None) -> str:
