@@ -210,18 +210,19 @@ class BatchEngine:
             self._forget_batch(partition, owned)
             await self._release([partition])
             return
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             logger.warning(
-                "commit failed; the batch is aborted and read again",
+                "commit failed; the partition resumes from what the broker committed",
                 extra={"stage": self.stage.name, "partition": partition, "error": repr(exc)},
             )
             self._forget_batch(partition, owned)
-            for tp, offset in owned.committed.items():
-                self._consumer.seek(tp, offset)
-            # A producer whose transaction failed may be left unusable: a new one (same id)
-            # aborts whatever the old one left open, once the broker answers again.
+            # The failure may be only the answer's: the transaction can have committed on the
+            # broker all the same (a timeout on its last request). A new producer (same id)
+            # settles it either way, and the partition then carries on from what the broker
+            # holds, its committed offsets and changelog, exactly as a new owner would.
             await _quietly_stop(owned.transactions)
             owned.transactions = await self._transactions(owned.transactions.transactional_id)
+            await self._resume(partition, owned)
             return
         logged = [m.offset for m in sent[len(owned.outgoing) :]]
         owned.store.apply(max(logged) if logged else None)
@@ -248,27 +249,31 @@ class BatchEngine:
                 transactional_id(self.app_id, self.stage.name, partition)
             )
             store = PartitionStore(self.data_dir / str(partition), self.stage.changelog, partition)
-            # Retried while the broker is away: a partition must not be left half assigned
-            # (its records would be fetched and passed over).
-            restored = await retrying(
-                partial(self._restore, store, partition), "restoring a partition's state"
-            )
             owned = _Owned(transactions, store)
-            inputs = [TopicPartition(topic, partition) for topic in self.stage.inputs]
-            starts = await retrying(partial(self._starts, inputs), "reading committed offsets")
-            for tp, offset in starts.items():
-                self._consumer.seek(tp, offset)
-            owned.committed.update(starts)
+            await self._resume(partition, owned)
             self._owned[partition] = owned
-            logger.info(
-                "partition assigned",
-                extra={
-                    "stage": self.stage.name,
-                    "partition": partition,
-                    "restored": restored,
-                    "from": {tp.topic: offset for tp, offset in starts.items()},
-                },
-            )
+
+    async def _resume(self, partition: int, owned: _Owned) -> None:
+        """Bring the store up to the committed changelog and read on from the committed
+        offsets. Retried while the broker is away: a partition must not be left half assigned
+        (its records would be fetched and passed over)."""
+        restored = await retrying(
+            partial(self._restore, owned.store, partition), "restoring a partition's state"
+        )
+        inputs = [TopicPartition(topic, partition) for topic in self.stage.inputs]
+        starts = await retrying(partial(self._starts, inputs), "reading committed offsets")
+        for tp, offset in starts.items():
+            self._consumer.seek(tp, offset)
+        owned.committed.update(starts)
+        logger.info(
+            "partition resumed",
+            extra={
+                "stage": self.stage.name,
+                "partition": partition,
+                "restored": restored,
+                "from": {tp.topic: offset for tp, offset in starts.items()},
+            },
+        )
 
     async def _transactions(self, tid: str) -> PartitionTransactions:
         """A started transactional producer for the id, once the broker answers."""
@@ -331,14 +336,14 @@ class BatchEngine:
                 continue
             self.stage.discard(partition)
             owned.store.close()
-            await owned.transactions.stop()
+            await _quietly_stop(owned.transactions)
 
 
 async def _quietly_stop(transactions: PartitionTransactions) -> None:
     """Close a producer that may be broken; its errors no longer matter."""
     try:
         await transactions.stop()
-    except KafkaError as exc:
+    except (KafkaError, TimeoutError) as exc:
         logger.info("a failed producer did not close cleanly", extra={"error": repr(exc)})
 
 

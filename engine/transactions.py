@@ -9,6 +9,7 @@ generation), which is why the producer is per partition rather than per worker.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,8 @@ class PartitionTransactions:
         request_timeout_ms: int = 40_000,
     ) -> None:
         self.transactional_id = transactional_id
+        # A whole commit (every request of it) waits at most this long.
+        self.commit_timeout = 3 * request_timeout_ms / 1000
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             transactional_id=transactional_id,
@@ -68,10 +71,16 @@ class PartitionTransactions:
     ) -> list[RecordMetadata]:
         """Send the records and commit them with the input offsets, all or nothing.
 
-        Raises what the broker answered (ProducerFenced when another owner took the
-        partition over); the transaction is then aborted and nothing of it is visible.
+        Raises what the broker answered (ProducerFenced when another owner took the partition
+        over), or TimeoutError when the commit took longer than `commit_timeout`. Either way
+        the outcome can be unknown (the broker may have committed before its answer was
+        lost), and the producer may be unusable (aiokafka's sender can die with the
+        connection): the caller replaces it with a new one of the same id, whose start settles
+        the transaction (aborted unless it committed), rather than trying to abort it here,
+        which can wait forever.
         """
-        async with self._producer.transaction():
+        async with asyncio.timeout(self.commit_timeout):
+            await self._producer.begin_transaction()
             sent = [
                 await self._producer.send(
                     record.topic,
@@ -83,8 +92,11 @@ class PartitionTransactions:
                 for record in records
             ]
             await self._producer.send_offsets_to_transaction(offsets, group_id)
-        return [await future for future in sent]
+            await self._producer.commit_transaction()
+            return [await future for future in sent]
 
     async def stop(self) -> None:
-        """Close the producer (an open transaction is aborted by the partition's next owner)."""
-        await self._producer.stop()
+        """Close the producer (an open transaction is aborted by the partition's next owner);
+        given up after `commit_timeout`, as a broken producer's close can hang."""
+        async with asyncio.timeout(self.commit_timeout):
+            await self._producer.stop()

@@ -219,7 +219,8 @@ def own_broker() -> Iterator[LocalKafka]:
 async def test_a_worker_rides_out_a_broker_restart(own_broker: LocalKafka, tmp_path: Path) -> None:
     """Given records arriving steadily, when the broker stops for 15 s and starts again on the
     same data and address (a rolling restart), then the worker never exits, and every input's
-    output is committed once."""
+    output is committed once. The worker's commits time out after 15 s (engine_app.py), so
+    some fail during the outage, some of them after the broker committed them."""
     run = Run(own_broker.bootstrap_servers, tmp_path)
     await run.create_topics()
     worker = run.start("worker")
