@@ -224,18 +224,20 @@ async def test_a_worker_rides_out_a_broker_restart(own_broker: LocalKafka, tmp_p
     run = Run(own_broker.bootstrap_servers, tmp_path)
     await run.create_topics()
     worker = run.start("worker")
-    sending = asyncio.create_task(run.produce(6_000, per_second=300))
-    await asyncio.sleep(5)
+    try:
+        sending = asyncio.create_task(run.produce(6_000, per_second=300))
+        await asyncio.sleep(5)
 
-    await asyncio.to_thread(own_broker.halt)
-    await asyncio.sleep(15)
-    assert worker.poll() is None, "the worker exited while the broker was away"
-    await asyncio.to_thread(own_broker.start)
-    await asyncio.wait_for(sending, timeout=180)
+        await asyncio.to_thread(own_broker.halt)
+        await asyncio.sleep(15)
+        assert worker.poll() is None, "the worker exited while the broker was away"
+        await asyncio.to_thread(own_broker.start)
+        await asyncio.wait_for(sending, timeout=180)
 
-    run.check_exactly_once(await run.outputs(at_least=6_000, timeout=180))
-    assert worker.poll() is None, "the worker exited"
-    run.stop_all()
+        run.check_exactly_once(await run.outputs(at_least=6_000, timeout=180))
+        assert worker.poll() is None, "the worker exited"
+    finally:
+        run.stop_all()
 
 
 class FailingOnce(CountingStage):
