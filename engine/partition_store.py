@@ -12,7 +12,6 @@ partition before restores only what was committed since.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -109,8 +108,3 @@ class PartitionStore:
         """Close the database; staged changes are dropped."""
         self._staged.clear()
         self._db.close()
-
-    def destroy(self) -> None:
-        """Close and delete the local copy (the changelog still holds the state)."""
-        self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
