@@ -1,7 +1,16 @@
 """The ledger's hash chain: each entry sealed and linked to the previous entry of its chain. Pure.
 
-A chain is a workspace's entries (the worker owning the workspace's shard is their only writer);
-entries that name no workspace chain per shard, and a worker's breaker entries per worker.
+Every chain has one writer, so its entries are sealed in the order they land. Which chain an entry
+belongs to is read off the entry itself (its schema version, kind, workspace and worker) and the
+ledger partition it is on:
+- version 3: a workspace's decisions (written by the signal stage owning its shard) and its
+  actions' outcomes (written by the executor owning its lane partition, outside the stage's
+  transactions) are two chains, `<workspace>` and `actions:<workspace>`; rejected input, the
+  shard's folds and operator switches chain per ledger partition (`shard:<p>`), as the stage
+  reading that partition writes them, whichever workspace a rejected record names;
+- versions 1 and 2: all of a workspace's entries are one chain; entries that name no workspace
+  chain per shard;
+- always: a worker's breaker entries chain per worker (`worker:<id>`).
 The seal covers the exact bytes on the ledger: the record is the entry's JSON without `hash`,
 then `,"hash":"<hex>"}` appended, and `hash` = SHA-256 of those first bytes (HMAC-SHA256 with
 the ledger key when one is set). Verifying re-reads the bytes, never a re-serialisation, so a
@@ -29,10 +38,20 @@ _BREAKER_KINDS = frozenset(
         LedgerKind.BREAKER_CLOSED.value,
     }
 )
+_REJECTED = LedgerKind.SIGNAL_REJECTED.value
+# Every kind an executor writes about a command: its outcomes, approvals and re-issues.
+_ACTION_PREFIX = "action."
 
 
-def _chain_of(workspace_id: str | None, kind: str, worker: object, partition: int) -> str:
-    """The chain an entry belongs to: its workspace, else its worker's breakers or its shard."""
+def _chain_of(
+    version: object, workspace_id: str | None, kind: str, worker: object, partition: int
+) -> str:
+    """The chain an entry belongs to (see the module's docstring)."""
+    if version == 3:
+        if kind == _REJECTED:
+            return f"shard:{partition}"
+        if workspace_id and kind.startswith(_ACTION_PREFIX):
+            return f"actions:{workspace_id}"
     if workspace_id:
         return workspace_id
     if kind in _BREAKER_KINDS and worker is not None:
@@ -43,14 +62,20 @@ def _chain_of(workspace_id: str | None, kind: str, worker: object, partition: in
 def chain_of_entry(entry: LedgerEntry, partition: int) -> str:
     """The chain an entry about to be written on `partition` belongs to."""
     worker = entry.payload.worker if isinstance(entry, BreakerChanged) else None
-    return _chain_of(entry.workspace_id, entry.kind.value, worker, partition)
+    return _chain_of(entry.schema_version, entry.workspace_id, entry.kind.value, worker, partition)
 
 
 def _chain_of_document(document: dict[str, Any], partition: int) -> str:
     """The chain of a record as read (JSON), whatever it holds."""
     payload = document.get("payload")
     worker = payload.get("worker") if isinstance(payload, dict) else None
-    return _chain_of(document.get("workspace_id"), str(document.get("kind")), worker, partition)
+    return _chain_of(
+        document.get("schema_version", 1),
+        document.get("workspace_id"),
+        str(document.get("kind")),
+        worker,
+        partition,
+    )
 
 
 def digest(body: bytes, key: bytes | None) -> str:

@@ -65,7 +65,7 @@ def decode_entry(raw: bytes | None) -> DecodedEntry:
     kind = _KINDS.get(document["kind"])
     if kind is None:
         raise UnreadableEntryError("unknown kind")
-    if document.get("schema_version", 2) not in (1, 2):
+    if document.get("schema_version", 2) not in (1, 2, 3):
         raise UnreadableEntryError("unknown schema_version")
     entry_id = document["entry_id"]
     # Matched directly: entry ids never repeat, so a memo would only cost.

@@ -228,11 +228,13 @@ class LedgerEntry(BaseModel):
     Version 2 added the chain (core/chain.py): `prev_hash` links the entry to the previous
     entry of its chain (its workspace's), and `hash` seals the exact bytes before it. A version 1
     entry reads as version 2 with no chain. The writer sets both; `hash` stays the last field.
+    Version 3 holds the same fields; only its chains differ: a workspace's action outcomes
+    chain apart from its decisions, and rejected input per shard (core/chain.py says why).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1, 2] = 2
+    schema_version: Literal[1, 2, 3] = 3
     entry_id: EventId
     kind: LedgerKind
     # None only for entries about no one workspace: a rejected input that names no valid one,

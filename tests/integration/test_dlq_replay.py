@@ -213,7 +213,7 @@ def expected_entry(old: Command, at: Written, error_class: str, by: str) -> dict
     """The action.reissued entry as the contract states it, without its recorded_at."""
     new_id = stable_id("cmd", "reissue", old.command_id, at.partition, at.offset)
     return {
-        "schema_version": 2,
+        "schema_version": 3,
         "entry_id": stable_id("reissue", new_id),
         "kind": LedgerKind.ACTION_REISSUED,
         "workspace_id": old.workspace_id,

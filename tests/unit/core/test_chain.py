@@ -181,6 +181,30 @@ def test_a_record_chains_on_its_workspace_else_its_worker_or_shard(
     assert read_link(orjson.dumps(document), 4, None).chain == chain
 
 
+@pytest.mark.parametrize(
+    ("workspace", "kind", "chain"),
+    [
+        ("ws-1", "decision.made", "ws-1"),
+        ("ws-1", "signals.folded", "ws-1"),
+        ("ws-1", "action.started", "actions:ws-1"),
+        ("ws-1", "action.reissued", "actions:ws-1"),
+        ("ws-1", "action.approval_requested", "actions:ws-1"),
+        ("ws-1", "action.rejected", "actions:ws-1"),
+        ("ws-1", "signal.rejected", "shard:4"),
+        (None, "signal.rejected", "shard:4"),
+        (None, "operator.paused", "shard:4"),
+    ],
+)
+def test_a_version_3_record_chains_its_workspaces_actions_apart(
+    workspace: str | None, kind: str, chain: str
+) -> None:
+    """Given a version 3 record on partition 4, then a workspace's actions chain apart from its
+    decisions (two writers, two chains), and rejected input on the shard it was read on."""
+    document = {"schema_version": 3, "workspace_id": workspace, "kind": kind, "payload": {}}
+
+    assert read_link(orjson.dumps(document), 4, None).chain == chain
+
+
 def test_an_entry_being_written_chains_as_its_record_will_be_read() -> None:
     """Given a breaker entry, a fold and a decision written on partition 4, then the writer
     puts each on the chain the verifier reads it on."""

@@ -66,7 +66,7 @@ def entry(kind: LedgerKind, entry_id: str, payload: dict[str, Any]) -> dict[str,
     """A command entry of ws-1, caused by dec-1, in corr-1, under policy seed-1, at T, as its
     record's JSON holds it."""
     return {
-        "schema_version": 2,
+        "schema_version": 3,
         "entry_id": entry_id,
         "kind": kind.value,
         "workspace_id": "ws-1",
@@ -259,7 +259,7 @@ def test_breaker_entry(state: str, kind: LedgerKind) -> None:
     got = breaker_entry("control_api", state, 5, "worker-a", T)
 
     assert written(got) == {
-        "schema_version": 2,
+        "schema_version": 3,
         "entry_id": entry_id,
         "kind": kind.value,
         "workspace_id": None,

@@ -55,7 +55,7 @@ BAD = {
     "not a time": orjson.dumps({**GOOD, "recorded_at": "yesterday"}),
     "time as a list": orjson.dumps({**GOOD, "recorded_at": [2026]}),
     "payload a list": orjson.dumps({**GOOD, "payload": []}),
-    "schema 3": orjson.dumps({**GOOD, "schema_version": 3}),
+    "schema 4": orjson.dumps({**GOOD, "schema_version": 4}),
     "hash a number": orjson.dumps({**GOOD, "hash": 12}),
 }
 

@@ -1,10 +1,12 @@
 """The ledger's typed entries against golden records of each schema version.
 
 golden/ledger-v1.jsonl was written by the builders of schema version 1 (before the chain),
-golden/ledger-v2.jsonl by today's, as one sealed chain per workspace: one entry of every kind
-(decisions of every verdict, every outcome, breakers, rejections, folds, switches), decided
-under golden/policy.toml (the seed policy of the day). They are never regenerated: a change to
-what an entry holds is a new schema version with its own file.
+golden/ledger-v2.jsonl by those of version 2, as one sealed chain per workspace, and
+golden/ledger-v3.jsonl by today's, with a workspace's actions on a chain of their own and
+rejections per shard: one entry of every kind (decisions of every verdict, every outcome,
+breakers, rejections, folds, switches), decided under golden/policy.toml (the seed policy of
+the day). They are never regenerated: a change to what an entry holds is a new schema version
+with its own file.
 """
 
 from __future__ import annotations
@@ -144,39 +146,50 @@ def every_kind() -> Iterator[LedgerEntry]:
     yield reissue(dead, AT, "alice").entry
 
 
-def sealed(entries: Iterator[LedgerEntry]) -> list[bytes]:
-    """The records, each entry sealed onto its chain as a worker writes them on partition 3."""
+def sealed(entries: Iterator[LedgerEntry], version: int = 3) -> list[bytes]:
+    """The records, each entry sealed onto its chain as a writer of `version` writes them on
+    partition 3."""
     heads: dict[str, str] = {}
     written = []
-    for entry in entries:
+    for built in entries:
+        entry = built.model_copy(update={"schema_version": version})
         chain = chain_of_entry(entry, 3)
         record, heads[chain] = seal(entry, heads.get(chain), None)
         written.append(record)
     return written
 
 
-def test_todays_builders_write_the_v2_records_byte_for_byte() -> None:
-    """Given one entry of every kind built today, when sealed, then the records are the v2
-    golden records exactly: the typed models changed no byte of what the ledger holds."""
-    assert sealed(every_kind()) == records(2)
+def test_todays_builders_write_the_v3_records_byte_for_byte() -> None:
+    """Given one entry of every kind built today, when sealed, then the records are the v3
+    golden records exactly."""
+    assert sealed(every_kind()) == records(3)
 
 
-def test_the_v2_records_hold_every_kind() -> None:
-    """Given the v2 golden records, then every kind of entry is among them (a new kind needs
-    its record here, and the tests below then read it)."""
-    assert {parse_entry(raw).kind for raw in records(2)} == set(LedgerKind)
+def test_todays_builders_as_version_2_write_the_v2_records_byte_for_byte() -> None:
+    """Given the same entries marked version 2, when sealed by version 2's chains, then the
+    records are the v2 golden records exactly: version 3 changed the chains and nothing else
+    of what an entry holds."""
+    assert sealed(every_kind(), version=2) == records(2)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [2, 3])
+def test_the_golden_records_hold_every_kind(version: int) -> None:
+    """Given the golden records, then every kind of entry is among them (a new kind needs its
+    record here, and the tests below then read it)."""
+    assert {parse_entry(raw).kind for raw in records(version)} == set(LedgerKind)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_every_golden_record_reads_as_the_model_of_its_kind(version: int) -> None:
     """Given the golden records of a schema version, when read, then each is the model of its
-    kind, with its schema version, and written again it gives back the same bytes (version 2)."""
+    kind, with its schema version, and written again it gives back the same bytes (versions 2
+    and 3)."""
     for raw in records(version):
         entry = parse_entry(raw)
 
         assert entry.schema_version == version
         assert type(entry).model_fields["kind"].annotation is not LedgerKind
-        if version == 2:
+        if version >= 2:
             assert entry.model_dump_json().encode() == raw
         else:
             assert entry.prev_hash is None and entry.hash is None
@@ -185,7 +198,7 @@ def test_every_golden_record_reads_as_the_model_of_its_kind(version: int) -> Non
 def test_typed_fields_of_golden_records() -> None:
     """Given the golden records, then readers get typed fields: the failed attempt's error and
     next attempt, the decision's inputs, the fold's source, the switch's mode."""
-    for version in (1, 2):
+    for version in (1, 2, 3):
         entries = [parse_entry(raw) for raw in records(version)]
         failed = next(e for e in entries if isinstance(e, ActionFailed))
         made = next(e for e in entries if isinstance(e, DecisionEntry))
@@ -203,18 +216,45 @@ def test_typed_fields_of_golden_records() -> None:
     assert folded.payload.source == ("signals", 3, 41)
 
 
-def test_the_v2_records_are_one_sealed_chain_per_workspace() -> None:
-    """Given the v2 golden records, when checked as `autopilot ledger verify` checks, then no
-    chain is broken (the seal covers the bytes as written)."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_the_golden_records_are_sealed_chains(version: int) -> None:
+    """Given the v2 and v3 golden records, when checked as `autopilot ledger verify` checks,
+    then no chain is broken (the seal covers the bytes as written)."""
     check = ChainCheck(key=None)
-    for offset, raw in enumerate(records(2)):
+    for offset, raw in enumerate(records(version)):
         check.add(3, offset, raw)
 
     assert check.broken == {}
-    assert check.checked == len(records(2))
+    assert check.checked == len(records(version))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+def test_version_3_chains_a_workspaces_actions_apart_from_its_decisions() -> None:
+    """Given the golden records, then version 2 chains all of a workspace's entries together,
+    and version 3 its decisions (the signal stage's) apart from its actions' outcomes (the
+    executor's), with rejected input on the shard's chain whichever workspace it names: each
+    chain has one writer."""
+    chains = {
+        version: {
+            (entry.kind, entry.workspace_id): chain_of_entry(entry, 3)
+            for entry in map(parse_entry, records(version))
+        }
+        for version in (2, 3)
+    }
+    made = (LedgerKind.DECISION_MADE, "ws-fixture")
+    started = (LedgerKind.ACTION_STARTED, "ws-fixture")
+    reissued = (LedgerKind.ACTION_REISSUED, "ws-fixture")
+    rejected = (LedgerKind.SIGNAL_REJECTED, "ws-fixture")
+
+    assert [chains[2][k] for k in (made, started, reissued, rejected)] == ["ws-fixture"] * 4
+    assert [chains[3][k] for k in (made, started, reissued, rejected)] == [
+        "ws-fixture",
+        "actions:ws-fixture",
+        "actions:ws-fixture",
+        "shard:3",
+    ]
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_the_fast_decoder_reads_what_the_models_read(version: int) -> None:
     """Given the golden records, then the projections' hand decoder gives the same envelope
     and the same payload as the models do."""
