@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
@@ -54,6 +55,10 @@ class Stage(Protocol):
     def discard(self, partition: int) -> None:
         """The partition's uncommitted batches were aborted or the partition left: forget
         anything kept in memory about them (the store discards its staged changes itself)."""
+
+    async def prepare(self, partition: int, store: PartitionStore) -> None:
+        """The partition was assigned and its state restored: stage anything the state must
+        hold before the first batch (committed at once, on its own)."""
 
 
 @dataclass
@@ -87,6 +92,7 @@ class BatchEngine:
         commit_when_caught_up: bool = True,
         session_timeout_ms: int = 10_000,
         request_timeout_ms: int = 40_000,
+        assignor: AbstractPartitionAssignor | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = f"{app_id}.{stage.name}"
@@ -103,27 +109,36 @@ class BatchEngine:
         # Held while a batch is processed and committed, and while partitions move.
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            # Range: partition p of every input goes to the same member.
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            max_partition_fetch_bytes=4 << 20,
-            fetch_max_bytes=32 << 20,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-        )
+        self._assignor = assignor or RangePartitionAssignor
+        self._session_timeout_ms = session_timeout_ms
+        # Made by `run`, on the loop it runs in (aiokafka binds a client to the running loop).
+        self._consumer: AIOKafkaConsumer
 
     @property
     def owned(self) -> list[int]:
         """The input partitions this engine owns now."""
         return sorted(self._owned)
 
+    def store(self, partition: int) -> PartitionStore | None:
+        """The state of an input partition this engine owns now (else None), for reading."""
+        owned = self._owned.get(partition)
+        return None if owned is None else owned.store
+
     async def run(self) -> None:
         """Read, process and commit until `stop` is called."""
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            # Range: partition p of every input goes to the same member.
+            partition_assignment_strategy=(self._assignor,),
+            max_partition_fetch_bytes=4 << 20,
+            fetch_max_bytes=32 << 20,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self._session_timeout_ms // 4),
+        )
         self._consumer.subscribe(list(self.stage.inputs), listener=_Listener(self))
         await self._consumer.start()
         try:
@@ -262,6 +277,7 @@ class BatchEngine:
         )
         inputs = [TopicPartition(topic, partition) for topic in self.stage.inputs]
         starts = await retrying(partial(self._starts, inputs), "reading committed offsets")
+        await self._prepare(partition, owned)
         for tp, offset in starts.items():
             self._consumer.seek(tp, offset)
         owned.committed.update(starts)
@@ -274,6 +290,34 @@ class BatchEngine:
                 "from": {tp.topic: offset for tp, offset in starts.items()},
             },
         )
+
+    async def _prepare(self, partition: int, owned: _Owned) -> None:
+        """Let the stage stage what the partition's state needs first, and commit it alone."""
+        while True:
+            await self.stage.prepare(partition, owned.store)
+            changelog = owned.store.changelog_records()
+            if not changelog:
+                return
+            try:
+                sent = await owned.transactions.commit(changelog, {}, self.group_id)
+            except (KafkaError, TimeoutError) as exc:
+                # As a failed batch commit (see _commit_one), but nothing was read yet: prepare
+                # again with a new producer. Fenced: the partition's next owner prepares it,
+                # and this engine's next commit of it is refused too, which releases it.
+                owned.store.discard()
+                self.stage.discard(partition)
+                if isinstance(exc, ProducerFenced):
+                    return
+                logger.warning(
+                    "preparing a partition's state failed; trying again",
+                    extra={"stage": self.stage.name, "partition": partition, "error": repr(exc)},
+                )
+                await asyncio.sleep(1)
+                await _quietly_stop(owned.transactions)
+                owned.transactions = await self._transactions(owned.transactions.transactional_id)
+                continue
+            owned.store.apply(max(m.offset for m in sent))
+            return
 
     async def _transactions(self, tid: str) -> PartitionTransactions:
         """A started transactional producer for the id, once the broker answers."""

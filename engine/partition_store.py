@@ -31,7 +31,8 @@ class PartitionStore:
         self.changelog = changelog
         self.partition = partition
         path.parent.mkdir(parents=True, exist_ok=True)
-        options = Options()
+        # Raw: keys and values are bytes already, stored as they are (no type tags).
+        options = Options(raw_mode=True)
         options.create_if_missing(True)
         self._db = Rdict(str(path), options)
         self._staged: dict[bytes, bytes | None] = {}
@@ -40,6 +41,10 @@ class PartitionStore:
         """The value as of the batch so far: staged, else stored."""
         if key in self._staged:
             return self._staged[key]
+        return self.stored(key)
+
+    def stored(self, key: bytes) -> bytes | None:
+        """The committed value (staged changes not included), for readers outside a batch."""
         value = self._db.get(key)
         return value if isinstance(value, bytes) else None
 

@@ -91,7 +91,8 @@ class PartitionTransactions:
                 )
                 for record in records
             ]
-            await self._producer.send_offsets_to_transaction(offsets, group_id)
+            if offsets:
+                await self._producer.send_offsets_to_transaction(offsets, group_id)
             await self._producer.commit_transaction()
             return [await future for future in sent]
 

@@ -51,6 +51,9 @@ class CountingStage:
     def discard(self, partition: int) -> None:
         """Nothing is kept outside the store."""
 
+    async def prepare(self, partition: int, store: PartitionStore) -> None:
+        """Nothing to stage before the first batch."""
+
 
 async def main(bootstrap: str, app_id: str, prefix: str, data_dir: str, *rest: str) -> None:
     engine = BatchEngine(
