@@ -2,11 +2,13 @@
 
 Each lane is its own topic and agent, so Kafka fetches them side by side; the gate makes the
 order. Before serving a command of lane L on partition p, the executor waits while any higher
-lane's partition p has a backlog: its highwater is beyond the next offset that lane will serve
-(known once it served a command here; before that, its group's committed offset, read once per
-assignment). The wait is bounded per command (AUTOPILOT_LANE_MAX_WAIT_SECONDS), so a critical
-lane that never drains slows the others down to one command per bound instead of starving them.
-"""
+lane's partition p has a backlog: committed records beyond the next offset that lane will
+serve (known once it served a command here; before that, its group's committed offset, read
+once per assignment). Its highwater says whether there may be any; the lanes are written in
+transactions, so offsets up to it may hold only commit markers, and a peek tells
+(agents/record_peek.py). The wait is bounded per command (AUTOPILOT_LANE_MAX_WAIT_SECONDS), so
+a critical lane that never drains slows the others down to one command per bound instead of
+starving them."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from agents.record_peek import Peek
 from topics.commands import Priority
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str,
 HighwaterLookup = Callable[[str, int], int | None]
 # ... and the broker's answer, asked once per assignment for a partition not fetched yet.
 LatestLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
+# (topic, partition, start, end) -> the first committed record in [start, end).
+PeekLookup = Callable[[str, int, int, int], Awaitable[Peek]]
 
 
 class LaneGate:
@@ -41,15 +46,19 @@ class LaneGate:
         highwater: HighwaterLookup,
         committed: CommittedLookup,
         latest: LatestLookup,
+        peek: PeekLookup,
         max_wait_seconds: float,
     ) -> None:
         self._topics = topics
         self._highwater = highwater
         self._committed = committed
         self._latest = latest
+        self._peek = peek
         self._max_wait = max_wait_seconds
         self._next: dict[tuple[str, int], int] = {}
         self._asked: dict[tuple[str, int], int] = {}
+        # A committed record known to wait in a lane: no need to peek again until it is served.
+        self._waiting: dict[tuple[str, int], int] = {}
 
     def served(self, lane: Priority, partition: int, offset: int) -> None:
         """Record that the lane served the command at this offset."""
@@ -57,7 +66,7 @@ class LaneGate:
 
     def forget(self, partition: int) -> None:
         """The shard moved away: what was known of its lanes is stale."""
-        for known in (self._next, self._asked):
+        for known in (self._next, self._asked, self._waiting):
             for key in [key for key in known if key[1] == partition]:
                 del known[key]
 
@@ -84,7 +93,7 @@ class LaneGate:
                 # A lane with nothing committed starts at its earliest offset: treat as 0.
                 self._next.setdefault(key, committed.get(key) or 0)
         started = time.monotonic()
-        while self._backlog(higher, partition):
+        while await self._backlog(higher, partition):
             waited = time.monotonic() - started
             if waited >= self._max_wait:
                 logger.info(
@@ -95,7 +104,7 @@ class LaneGate:
             await asyncio.sleep(POLL_SECONDS)
         return time.monotonic() - started
 
-    def _backlog(self, topics: list[str], partition: int) -> bool:
+    async def _backlog(self, topics: list[str], partition: int) -> bool:
         for topic in topics:
             key = (topic, partition)
             served = self._next.get(key)
@@ -105,6 +114,17 @@ class LaneGate:
             highwater = self._highwater(topic, partition)
             if highwater is None:
                 highwater = self._asked.get(key)
-            if highwater is not None and highwater > served:
+            if highwater is None or highwater <= served:
+                continue
+            waiting = self._waiting.get(key)
+            if waiting is not None and waiting >= served:
                 return True
+            peek = await self._peek(topic, partition, served, highwater)
+            if self._next.get(key) != served:
+                return True  # served or forgotten meanwhile: look again
+            if peek.first is not None:
+                self._waiting[key] = peek.first
+                return True
+            # Only offsets no reader sees: the lane has served all it has.
+            self._next[key] = max(served, peek.reached)
         return False

@@ -2,16 +2,17 @@
 
 Across a rebalance, Faust's stream drops the records it had already fetched when their
 generation no longer matches, and acks them (faust-streaming #216/#221: "so the lag does not
-grow"). For the aggregate agent a dropped record is decided again by whoever reads it next; for
-an executor it would be a command nobody ever carries out. Observed in
+grow"). For an executor it would be a command nobody ever carries out. Observed in
 tests/integration/test_executors.py: a worker joining mid-run received offsets 2 and then 13 of
 a lane partition, never 3 to 12.
 
-The executors' topics are written without transactions or compaction, so their offsets are
-consecutive: a record past the next expected offset means records were skipped. The guard says
-where to seek back to; records below the expected offset (copies after a seek) pass. When every
-record after the gap was skipped too, no later record shows it: so a partition that delivered
-nothing for a while although its highwater is past the expected offset is also a gap.
+A record past the next expected offset means records were skipped, unless the offsets between
+hold no record a `read_committed` reader sees (the lanes are written in transactions: commit
+markers and aborted records take offsets too), which a peek tells (agents/record_peek.py). The
+guard says where to seek back to; records below the expected offset (copies after a seek) pass.
+When every record after the gap was skipped too, no later record shows it: so a partition that
+delivered nothing for a while although it has committed records past the expected offset is
+also a gap.
 
 One seek per gap: the records already fetched past it (Faust buffers thousands) are passed over,
 unacked, until the awaited record comes back, or for `retry_seconds` if it does not. Seeking
@@ -25,8 +26,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from agents.record_peek import Peek
+
 # (topic, partition) -> the group's committed offset (the next to consume), None if none.
 CommittedLookup = Callable[[list[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int | None]]]
+# (topic, partition, start, end) -> the first committed record in [start, end).
+PeekLookup = Callable[[str, int, int, int], Awaitable[Peek]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +45,9 @@ class Gap:
 class OffsetGuard:
     """The next offset each partition's stream should deliver, per assignment."""
 
-    def __init__(self, committed: CommittedLookup, retry_seconds: float) -> None:
+    def __init__(self, committed: CommittedLookup, peek: PeekLookup, retry_seconds: float) -> None:
         self._committed = committed
+        self._peek = peek
         self._retry_seconds = retry_seconds
         self._next: dict[tuple[str, int], int] = {}
         self._seen: dict[tuple[str, int], float] = {}
@@ -60,6 +66,12 @@ class OffsetGuard:
                 self._next[key] = offset + 1
                 return None
         if offset > expected:
+            peek = await self._peek(topic, partition, expected, offset)
+            if peek.first is None:
+                # Nothing a reader sees lies between (markers, aborted records): no gap.
+                self._seeking.pop(key, None)
+                self._next[key] = offset + 1
+                return None
             self._next[key] = expected
             sought = self._seeking.get(key)
             if sought is not None and now - sought < self._retry_seconds:
@@ -83,6 +95,12 @@ class OffsetGuard:
         if expected is None:
             expected = (await self._committed([key])).get(key)
         if expected is None or highwater <= expected:
+            return None
+        peek = await self._peek(topic, partition, expected, highwater)
+        if peek.first is None:
+            # Only offsets no reader sees (a transaction's marker last): nothing was skipped.
+            self._next[key] = max(expected, peek.reached)
+            self._seen[key] = time.monotonic()
             return None
         self._seen[key] = self._seeking[key] = time.monotonic()
         return expected

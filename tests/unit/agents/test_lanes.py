@@ -6,19 +6,31 @@ import asyncio
 from collections.abc import Mapping
 
 from agents.lanes import LaneGate
+from agents.record_peek import Peek
 from topics.commands import Priority
 
 TOPICS = {lane: f"commands.{lane.value}" for lane in Priority}
 
 
-def gate(highwaters: dict[tuple[str, int], int], max_wait: float = 5.0) -> LaneGate:
+def gate(
+    highwaters: dict[tuple[str, int], int],
+    max_wait: float = 5.0,
+    unseen: frozenset[int] = frozenset(),
+) -> LaneGate:
+    """A gate over lanes holding a committed record at every offset but the `unseen` ones
+    (commit markers)."""
+
     async def committed(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
         return dict.fromkeys(keys)
 
     async def latest(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
         return {key: highwaters.get(key, 0) for key in keys}
 
-    return LaneGate(TOPICS, lambda t, p: highwaters.get((t, p)), committed, latest, max_wait)
+    async def peek(topic: str, partition: int, start: int, end: int) -> Peek:
+        first = next((o for o in range(start, end) if o not in unseen), None)
+        return Peek(first, end if first is None else first)
+
+    return LaneGate(TOPICS, lambda t, p: highwaters.get((t, p)), committed, latest, peek, max_wait)
 
 
 async def test_a_lower_lane_waits_until_the_higher_lane_is_served() -> None:
@@ -65,3 +77,16 @@ async def test_the_critical_lane_never_waits() -> None:
     lanes = gate({(topic, 0): 9 for topic in TOPICS.values()})
 
     assert await lanes.wait_turn(Priority.CRITICAL, 0) == 0.0
+
+
+async def test_a_lane_whose_last_offsets_are_commit_markers_holds_no_one_up() -> None:
+    """Given a critical lane that served its records 0 and 1, each followed by its
+    transaction's commit marker (offsets 2 and 3 up to the highwater 4), when the low lane asks
+    for its turn, then it goes at once: markers are not a backlog."""
+    lanes = gate({("commands.critical", 0): 4}, unseen=frozenset({1, 3}))
+    lanes.served(Priority.CRITICAL, 0, 0)
+    lanes.served(Priority.CRITICAL, 0, 2)
+
+    waited = await asyncio.wait_for(lanes.wait_turn(Priority.LOW, 0), timeout=2)
+
+    assert waited < 0.05

@@ -5,17 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agents.offset_guard import Gap, OffsetGuard
+from agents.record_peek import Peek
 
 T = "commands.medium"
 
 
 def guard_with(
-    committed: dict[tuple[str, int], int | None], retry_seconds: float = 60.0
+    committed: dict[tuple[str, int], int | None],
+    retry_seconds: float = 60.0,
+    unseen: frozenset[int] = frozenset(),
 ) -> OffsetGuard:
+    """A guard whose partitions hold a committed record at every offset but the `unseen` ones
+    (a transaction's commit markers, an aborted transaction's records)."""
+
     async def lookup(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
         return {key: committed.get(key) for key in keys}
 
-    return OffsetGuard(lookup, retry_seconds)
+    async def peek(topic: str, partition: int, start: int, end: int) -> Peek:
+        first = next((o for o in range(start, end) if o not in unseen), None)
+        return Peek(first, end if first is None else first)
+
+    return OffsetGuard(lookup, peek, retry_seconds)
 
 
 async def test_consecutive_records_and_copies_pass() -> None:
@@ -36,6 +46,26 @@ async def test_a_record_past_the_expected_offset_is_a_gap_until_the_missing_ones
     assert await guard.gap_before(T, 0, 13) == Gap(4)
     assert [await guard.gap_before(T, 0, offset) for offset in (14, 15, 16)] == [Gap(None)] * 3
     assert [await guard.gap_before(T, 0, offset) for offset in range(4, 17)] == [None] * 13
+
+
+async def test_offsets_holding_no_record_are_not_a_gap() -> None:
+    """Given a lane written in transactions (commit markers at 3 and 6, an aborted record at
+    7), when 2, 4, 5 and 8 arrive, then none is a gap; and when 10 arrives after 8 with a
+    committed record at 9 missing, that is one."""
+    guard = guard_with({(T, 0): 2}, unseen=frozenset({3, 6, 7}))
+
+    assert [await guard.gap_before(T, 0, offset) for offset in (2, 4, 5, 8)] == [None] * 4
+    assert await guard.gap_before(T, 0, 10) == Gap(9)
+
+
+async def test_a_partition_ending_in_a_commit_marker_is_not_stalled() -> None:
+    """Given a partition whose last record (4) is followed by its transaction's marker (5),
+    when it has been idle, then it is not stalled: nothing was skipped."""
+    guard = guard_with({(T, 0): 2}, unseen=frozenset({5}))
+    for offset in (2, 3, 4):
+        await guard.gap_before(T, 0, offset)
+
+    assert await guard.stalled(T, 0, highwater=6, idle_seconds=0.0) is None
 
 
 async def test_a_gap_that_stays_after_its_seek_is_sought_again_after_the_retry_time() -> None:
