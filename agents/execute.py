@@ -26,14 +26,15 @@ from agents.dead_letter_writer import DeadLetterWriter
 from agents.emit import record_sender
 from agents.executor import Executor
 from agents.faust_app import Autopilot
-from agents.gap_reader import committed_offsets
+from agents.group_offsets import committed_offsets
 from agents.lanes import LaneGate
 from agents.offset_guard import OffsetGuard
+from agents.record_peek import RecordPeek
 from agents.refetch import fetch_again
+from agents.signal_engine import SignalEngine
 from core.codec import Rejection, describe
 from core.rejections import dlq_headers
 from core.windows import SourcePosition
-from tables.write_behind import WriteBehindStates
 from topics.approvals import ApprovalGiven
 from topics.commands import Command, Priority
 
@@ -46,11 +47,11 @@ STALL_SECONDS = 5.0
 
 
 def attach(
-    autopilot: Autopilot, states: WriteBehindStates, bootstrap: str, max_defer_seconds: float
+    autopilot: Autopilot, signals: SignalEngine, bootstrap: str, max_defer_seconds: float
 ) -> tuple[LaneGate, Executor]:
     """Register the lane, retry and approval agents; returns the lane gate and the executor."""
     app = autopilot.app
-    executor = Executor(autopilot, states, bootstrap)
+    executor = Executor(autopilot, signals.state, bootstrap)
     topics = {lane: topic.get_topic_name() for lane, topic in autopilot.lanes.items()}
     command_topics = {
         *topics.values(),
@@ -74,8 +75,16 @@ def attach(
     dead_letters = DeadLetterWriter(
         record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
     )
-    gate = LaneGate(topics, highwater, committed, latest, autopilot.settings.lane_max_wait_seconds)
-    guard = OffsetGuard(committed, retry_seconds=STALL_SECONDS)
+    peek = RecordPeek(bootstrap)
+    gate = LaneGate(
+        topics,
+        highwater,
+        committed,
+        latest,
+        peek.first_record,
+        autopilot.settings.lane_max_wait_seconds,
+    )
+    guard = OffsetGuard(committed, peek.first_record, retry_seconds=STALL_SECONDS)
 
     async def skipped_before(event: Any) -> bool:
         """Whether the consumer skipped records before this one; if so they are fetched again,
@@ -155,6 +164,7 @@ def attach(
             if late:
                 await asyncio.wait(late)
         await executor.stop()
+        await peek.stop()
         await autopilot.chain.stop()
 
     async def park(message: Any, exc: ValidationError) -> None:

@@ -26,7 +26,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -68,14 +68,12 @@ from core.ledger_entries import (
     succeeded_entry,
     verdict_entry,
 )
-from core.windows import SourcePosition
-from tables.write_behind import WriteBehindStates
+from core.windows import SourcePosition, WorkspaceState
 from topics import headers
 from topics.approvals import ApprovalGiven, Verdict
 from topics.commands import Command
 from topics.headers import header_of
 from topics.ledger import LedgerEntry, LedgerKind
-from topics.shards import shard_of
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +86,12 @@ DEFER_SPREAD_SECONDS = 1.0
 class Executor:
     """Runs commands for the shards this worker owns; one per workspace at a time."""
 
-    def __init__(self, autopilot: Autopilot, states: WriteBehindStates, bootstrap: str) -> None:
+    def __init__(
+        self,
+        autopilot: Autopilot,
+        state_of: Callable[[str], WorkspaceState | None],
+        bootstrap: str,
+    ) -> None:
         settings = autopilot.settings
         self._autopilot = autopilot
         self._producer = autopilot.app.producer
@@ -96,7 +99,8 @@ class Executor:
             record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
         )
         self._table = autopilot.executions
-        self._states = states
+        # A workspace's state, when this worker runs its shard's signals (for content only).
+        self._state_of = state_of
         self._config = settings.executor_config()
         self._retry = settings.retry_policy()
         self._ttl = settings.lease_ttl_seconds
@@ -488,8 +492,7 @@ class Executor:
         self._table[workspace_id] = orjson.dumps(state)
 
     def _snapshot(self, workspace_id: str) -> WorkspaceSnapshot | None:
-        partition = shard_of(workspace_id, self._autopilot.settings.partitions)
-        state = self._states.peek(partition, workspace_id)
+        state = self._state_of(workspace_id)
         if state is None:
             return None
         health = health_of(state)

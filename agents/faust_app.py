@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ProducerT
+from faust.types import ProducerT, TransportT
 
+from agents.boundary import crash_on_unexpected
 from agents.ledger_chain import LedgerChain
 from agents.log_extras import show_extras
 from agents.rocksdb_store import ClosingStore
+from engine.batch_engine import BatchEngine
 from topics import catalog
-from topics.catalog import EXECUTIONS_TABLE, STATE_TABLE
+from topics.catalog import EXECUTIONS_TABLE
 from topics.commands import Priority
 
 if TYPE_CHECKING:
@@ -49,6 +52,35 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer, reading only committed records (Faust does so only inside its own
+    transactions).
+
+    The signal stage writes commands in transactions: reading uncommitted, an executor would
+    run the commands of a batch that is later aborted (a zombie's, or one whose commit failed),
+    whose decisions never reach the ledger.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read when the consumer starts (it builds its fetcher then); Faust passes no setting.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class ReadCommittedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer on the read-committed thread above."""
+
+    def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class AutopilotTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with the read-committed consumer."""
+
+    Consumer = ReadCommittedConsumer
+
+
 class ClosingTable(faust.Table[Any, Any]):
     """Faust's table, on a store that closes its databases (agents/rocksdb_store.py)."""
 
@@ -68,22 +100,49 @@ class ClosingTable(faust.Table[Any, Any]):
 
 
 class AutopilotApp(faust.App):
-    """The Faust app with the idempotent producer, stopping its tables last."""
+    """The Faust app with the idempotent producer, hosting engines, stopping its tables last."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._engines: list[tuple[BatchEngine, asyncio.Event]] = []
+
+    def host(self, engine: BatchEngine) -> None:
+        """Run an engine in the worker: started with the app's tasks, stopped (committing what
+        it processed) before anything else stops. An engine that fails ends the worker."""
+        stopped = asyncio.Event()
+
+        async def run() -> None:
+            try:
+                with crash_on_unexpected(f"engine {engine.stage.name}"):
+                    await engine.run()
+            finally:
+                stopped.set()
+
+        self.task(run)
+        self._engines.append((engine, stopped))
 
     def _new_producer(self) -> ProducerT:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
+    def _new_transport(self) -> TransportT:
+        return AutopilotTransport(self.conf.broker_consumer, self)
+
     async def on_stop(self) -> None:
-        """Stop what uses the tables, let the work in hand end, then close the tables' stores.
+        """Stop the engines, then what uses the tables; let the work in hand end, then close
+        the tables' stores.
 
         Faust's own order (faust/app/base.py, App.on_stop) closes the stores first, then sends
         on_before_shutdown (the executor finishes the actions it began), flushes the producer
         (each acknowledged changelog write stores its offset) and stops the agents and timers
         last, so all of them used a store already closed, which Faust's store then opened again.
         """
+        for engine, _ in self._engines:
+            engine.stop()
+        for _, stopped in self._engines:
+            await stopped.wait()
         await self.agents.stop()
-        # The timers (agents/aggregate.py and agents/execute.py read skipped records and write
-        # their states); they were cancelled only once the stop had ended.
+        # The timers (agents/execute.py reads skipped records and writes its table); they
+        # were cancelled only once the stop had ended.
         await self._stop_futures()
         await self.on_before_shutdown.send()
         await self._producer_flush(self.log)
@@ -96,19 +155,16 @@ class AutopilotApp(faust.App):
 class Autopilot:
     """A configured Faust app with Autopilot's topics and state table."""
 
-    app: faust.App
+    app: AutopilotApp
     settings: Settings
     signals: faust.TopicT
     signals_dlq: faust.TopicT
     control: faust.TopicT
-    # What the aggregate agent reads: signals and the operator's switches, shard by shard.
-    decide_input: faust.TopicT
     lanes: dict[Priority, faust.TopicT]
     commands_retry: faust.TopicT
     commands_dlq: faust.TopicT
     approvals: faust.TopicT
     ledger: faust.TopicT
-    states: faust.types.TableT[str, bytes]
     executions: faust.types.TableT[str, bytes]
     # Every ledger entry this worker writes goes through it (agents/emit.py).
     chain: LedgerChain
@@ -134,12 +190,10 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         producer_linger=0.005,
         producer_max_batch_size=1024 * 1024,
         producer_max_request_size=8 * 1024 * 1024,
-        # The aggregate agent holds its records unacked until their states are flushed, and it
-        # flushes on its next record: waiting for every held record to be acked before a
-        # rebalance (Faust's default) waits for a record that the paused fetcher never brings,
-        # so a worker that lost a peer hung (found by tests/integration/test_exactly_once.py).
-        # Not waiting is safe here: unacked records are not committed, and their next owner
-        # decides them again from the stored state.
+        # The execute agents hold records unacked until their commands ran: waiting for every
+        # held record to be acked before a rebalance (Faust's default) can wait for the whole
+        # backoff of a deferred command. Not waiting is safe: unacked records are not
+        # committed, and their next owner gets them again.
         stream_wait_empty=False,
         web_enabled=settings.web_enabled,
         web_host=settings.web_host,
@@ -152,9 +206,9 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         Table=ClosingTable,
     )
 
-    def raw_topic(*names: str) -> faust.TopicT:
+    def raw_topic(name: str) -> faust.TopicT:
         return app.topic(
-            *(settings.topic(name) for name in names),
+            settings.topic(name),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -163,19 +217,12 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
             internal=False,
         )
 
-    states = app.Table(
-        STATE_TABLE,
-        key_type=str,
-        value_type=bytes,
-        partitions=settings.partitions,
-        options={"block_cache_size": settings.rocksdb_block_cache_bytes},
-    )
     executions = app.Table(
         EXECUTIONS_TABLE,
         key_type=str,
         value_type=bytes,
         partitions=settings.partitions,
-        options={"block_cache_size": settings.rocksdb_block_cache_bytes // 8},
+        options={"block_cache_size": settings.rocksdb_block_cache_bytes},
     )
     chain = LedgerChain(
         lambda: app.producer,
@@ -200,13 +247,11 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         signals=raw_topic(catalog.SIGNALS),
         signals_dlq=raw_topic(catalog.SIGNALS_DLQ),
         control=raw_topic(catalog.CONTROL),
-        decide_input=raw_topic(catalog.SIGNALS, catalog.CONTROL),
         lanes={Priority(lane): raw_topic(catalog.lane_topic(lane)) for lane in catalog.LANES},
         commands_retry=raw_topic(catalog.COMMANDS_RETRY),
         commands_dlq=raw_topic(catalog.COMMANDS_DLQ),
         approvals=raw_topic(catalog.APPROVALS),
         ledger=raw_topic(catalog.LEDGER),
-        states=states,
         executions=executions,
         chain=chain,
     )

@@ -94,7 +94,7 @@ def cli() -> None:
 )
 @click.argument("faust_options", nargs=-1, type=click.UNPROCESSED)
 def worker_command(faust_options: tuple[str, ...]) -> None:
-    """Run a worker: aggregate, decide, execute, project, and the HTTP API.
+    """Run a worker: fold and decide (the signal stage), execute, project, and the HTTP API.
 
     Options after `worker` go to Faust's worker (e.g. --web-port 6067, --loglevel info).
     Needs KAFKA_BOOTSTRAP_SERVERS; creates the topics it needs, then runs until SIGTERM.

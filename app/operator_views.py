@@ -18,12 +18,11 @@ from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
-from agents.aggregate import initial_mode, mode_key
 from agents.executor import Executor
 from agents.faust_app import Autopilot
+from agents.signal_engine import SignalEngine
 from app.views import as_aiohttp, refuse_unauthorized
 from core.codec import describe
-from tables.write_behind import WriteBehindStates
 from topics.control import OperatorSwitch, Switch
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4096
 
 
-def attach(autopilot: Autopilot, states: WriteBehindStates, executor: Executor) -> None:
+def attach(autopilot: Autopilot, signals: SignalEngine, executor: Executor) -> None:
     """Register the operator endpoints on the app's web server."""
     app = autopilot.app
     settings = autopilot.settings
@@ -113,14 +112,9 @@ def attach(autopilot: Autopilot, states: WriteBehindStates, executor: Executor) 
             )
             if refused is not None:
                 return refused
-            owned = sorted(
-                tp.partition for tp in app.consumer.assignment() if tp.topic == control_topic
-            )
             return self.json(
                 {
-                    "shards": {
-                        str(p): states.get_value(p, mode_key(p), initial_mode) for p in owned
-                    },
+                    "shards": {str(p): mode for p, mode in sorted(signals.modes().items())},
                     # This worker's view of its providers (each worker judges those it calls).
                     "breakers": executor.breakers.states(),
                 }

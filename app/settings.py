@@ -112,11 +112,13 @@ class Settings(BaseSettings):
     # workspace's chain); without one it is a plain SHA-256 (detects edits, not forgeries).
     ledger_key: SecretStr | None = None
 
-    # Write-behind of workspace state (tables/write_behind.py); why: docs/operations.md.
-    state_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    state_flush_max_dirty: int = Field(default=5_000, ge=1)
-    state_cache_max_workspaces: int = Field(default=100_000, ge=1)
-    rocksdb_block_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    # The signal stage's engine (docs/engine.md): records read per batch, and when a shard
+    # under load commits (a shard that caught up commits as soon as its batch is decided).
+    engine_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    engine_commit_records: int = Field(default=20_000, ge=1)
+    engine_commit_interval_seconds: float = Field(default=0.1, gt=0, le=60)
+    # The executions table's RocksDB block cache.
+    rocksdb_block_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
 
     @field_validator("ingest_token", "control_token", mode="before")
     @classmethod

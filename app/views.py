@@ -24,12 +24,11 @@ from pydantic import SecretStr
 from yarl import URL
 
 from agents.faust_app import Autopilot
+from agents.signal_engine import SignalEngine
 from core.codec import decode_signals
 from core.health import health_of
 from core.windows import view
-from tables.write_behind import WriteBehindStates
 from topics.batches import encode_batches
-from topics.catalog import STATE_TABLE
 from topics.limits import MAX_RECORD_BYTES
 from topics.shards import Shards
 from topics.signals import Signal, is_workspace_id
@@ -45,7 +44,7 @@ _STATUS = {"undecodable": 400, "oversize": 413}
 FORWARD_TIMEOUT_SECONDS = 10
 
 
-def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
+def attach(autopilot: Autopilot, signals: SignalEngine) -> None:
     """Register the HTTP views on the app's web server."""
     app = autopilot.app
     settings = autopilot.settings
@@ -108,13 +107,8 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
             await delivery
 
     def _owner_of(workspace_id: str) -> URL | None:
-        # Faust's own router computes the partition with the producer's metadata, which does
-        # not know the changelog topic until something was written to it: compute it here.
-        partition = shards.owner(workspace_id)
-        for host, topics in app.router.table_metadata(STATE_TABLE).items():
-            if any(partition in partitions for partitions in topics.values()):
-                return _origin(URL(host))
-        return None
+        owner = signals.owner(workspace_id)
+        return None if owner is None else _origin(URL(owner))
 
     self_url = _origin(URL(str(app.conf.canonical_url)))
 
@@ -144,7 +138,14 @@ def attach(autopilot: Autopilot, states: WriteBehindStates) -> None:
                         headers={"Retry-After": "1"},
                     )
                 return await _forward(self, as_aiohttp(request), owner)
-            state = states.peek(shards.owner(workspace_id), workspace_id)
+            if signals.engine.store(shards.owner(workspace_id)) is None:
+                # Named the owner by the last rebalance, but not running the shard (yet).
+                return self.json(
+                    {"error": "the workspace's shard is being reassigned; retry"},
+                    status=503,
+                    headers={"Retry-After": "1"},
+                )
+            state = signals.state(workspace_id)
             if state is None:
                 return self.json(
                     {"error": "no signals seen for this workspace"},

@@ -1,8 +1,8 @@
 """The signal stage on the engine: signals folded and decided on, per shard, in one transaction.
 
-The same pure core as the Faust aggregate agent (decode, fold and decide), and the same
-outputs: decisions, operator switches and rejections on the ledger, sealed onto their chains;
-commands on their priority lanes; refused input on `signals.dlq`; records of another shard's
+The pure core (decode, fold and decide) runs once per batch. Its outputs: decisions,
+operator switches and rejections on the ledger, sealed onto their chains; commands on their
+priority lanes; refused input on `signals.dlq`; records of another shard's
 workspaces re-routed to their shard. Everything one batch of a shard produces, its state (the
 workspaces it changed, the shard's quota, mode and chain heads) and its input offsets commit
 together, so a `read_committed` reader sees each decision once, and a chain's head in the
@@ -10,21 +10,25 @@ state is always its last committed entry. No read marks: a record is read again 
 its batch was aborted, and then nothing of its first reading is visible. One `signals.folded`
 entry per batch (not per record) counts what the batch folded.
 
-Not yet what `autopilot worker` runs (docs/engine.md).
+The stage writes its shard's decision chains (one per workspace) and the shard's own chain; the
+executors write the actions' chains (core/chain.py). When a shard is first run by the stage on
+a ledger written before (by an earlier version), the heads of its chains are read from the
+ledger once into the state; from then on the state holds them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from core.chain import chain_of_entry, seal
+from core.chain import chain_of_entry, heads_of, seal
 from core.codec import DEFAULT_MAX_FUTURE_SECONDS, Rejection, decode_signals, describe
 from core.decide import (
     ShardQuota,
@@ -38,14 +42,23 @@ from core.policy import Mode, shard_share
 from core.rejections import dead_letter_value, dlq_headers
 from core.rules import Policy
 from core.windows import SourcePosition, WindowConfig, WorkspaceState, initialize, upcast
+from engine.broker_retry import retrying
 from engine.partition_store import PartitionStore
 from engine.transactions import Outgoing
 from topics.batches import encode_batches
-from topics.catalog import CONTROL, LANES, LEDGER, SIGNALS, SIGNALS_DLQ, lane_topic
+from topics.catalog import (
+    CONTROL,
+    LANES,
+    LEDGER,
+    SIGNAL_STAGE,
+    SIGNALS,
+    SIGNALS_DLQ,
+    lane_topic,
+)
 from topics.commands import Priority
 from topics.control import OperatorSwitch, switched
-from topics.headers import REROUTED_FROM
-from topics.ledger import LedgerEntry
+from topics.headers import REROUTED_FROM, REROUTED_PIECE
+from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import Shards
 from topics.signals import Signal
 
@@ -53,6 +66,16 @@ from topics.signals import Signal
 _QUOTA = b"\x00quota"
 _MODE = b"\x00mode"
 _HEAD = b"\x00chain:"
+# Set once the heads of a ledger written before the stage ran the shard were read into state.
+_HEADS_READ = b"\x00chain-heads-read"
+# Chains of the ledger the stage does not write (core/chain.py).
+_OTHER_WRITERS = ("actions:", "worker:")
+# Reading a ledger partition's existing chains longer than this fails the assignment, loudly.
+HEADS_TIMEOUT_SECONDS = 300.0
+
+
+# A shard no operator has switched: deciding, commands live.
+_INITIAL_MODE = {"paused": False, "dry_run": False}
 
 
 @dataclass(frozen=True)
@@ -82,7 +105,7 @@ class SignalTopics:
 class SignalStage:
     """Decode, fold, decide and record one shard's signals (an engine Stage)."""
 
-    name = "signals"
+    name = SIGNAL_STAGE
 
     def __init__(
         self,
@@ -93,6 +116,7 @@ class SignalStage:
         *,
         ledger_key: bytes | None = None,
         max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
+        bootstrap: str | None = None,
     ) -> None:
         self.topics = topics
         self.inputs: tuple[str, ...] = (topics.signals, topics.control)
@@ -102,6 +126,8 @@ class SignalStage:
         self.windows = windows
         self.ledger_key = ledger_key
         self.max_future_seconds = max_future_seconds
+        # Where to read a ledger written before the stage ran (None: the ledger starts here).
+        self.bootstrap = bootstrap
         self._shards = Shards(partitions)
 
     def process(
@@ -118,6 +144,31 @@ class SignalStage:
     def discard(self, partition: int) -> None:
         """Nothing is kept between batches outside the store."""
 
+    async def prepare(self, partition: int, store: PartitionStore) -> None:
+        """The first time the shard runs here, continue the chains already on its ledger."""
+        if self.bootstrap is None or store.get(_HEADS_READ) is not None:
+            return
+        heads = await retrying(
+            lambda: _ledger_heads(self.bootstrap or "", self.topics.ledger, partition),
+            "reading a ledger partition's chain heads",
+        )
+        for chain, head in heads.items():
+            if not chain.startswith(_OTHER_WRITERS):
+                store.put(_HEAD + chain.encode(), head.encode())
+        store.put(_HEADS_READ, b"1")
+
+    @staticmethod
+    def workspace_state(store: PartitionStore, workspace_id: str) -> WorkspaceState | None:
+        """A workspace's committed state in its shard's store (None: no signal seen)."""
+        raw = store.stored(workspace_id.encode())
+        return None if raw is None else upcast(orjson.loads(raw))
+
+    @staticmethod
+    def mode(store: PartitionStore) -> dict[str, Any]:
+        """The shard's committed operator mode."""
+        raw = store.stored(_MODE)
+        return _INITIAL_MODE if raw is None else dict(orjson.loads(raw))
+
 
 class _Batch:
     """What one batch of one shard reads and changes; written back to the store at its end."""
@@ -130,7 +181,7 @@ class _Batch:
         self.states: dict[str, WorkspaceState] = {}
         self.heads: dict[str, str | None] = {}
         self.quota: ShardQuota = self._load(_QUOTA) or initial_quota()
-        self.mode: dict[str, Any] = self._load(_MODE) or {"paused": False, "dry_run": False}
+        self.mode: dict[str, Any] = self._load(_MODE) or dict(_INITIAL_MODE)
         self.share = shard_share(
             stage.policy.limits.platform_cap_per_interval, stage.partitions, partition
         )
@@ -163,16 +214,11 @@ class _Batch:
                 foreign.setdefault(owner, []).append(signal)
         origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
         for owner, batch in foreign.items():
-            for value in encode_batches(batch):
-                self.out.append(
-                    Outgoing(
-                        self.stage.topics.signals,
-                        owner,
-                        None,
-                        value,
-                        ((REROUTED_FROM, origin),),
-                    )
-                )
+            # Re-encoding can outgrow the record it came from (derived ids are added), so
+            # encode_batches splits, as the client does, rather than let the owner refuse it.
+            for piece, value in enumerate(encode_batches(batch)):
+                headers = ((REROUTED_FROM, origin), (REROUTED_PIECE, str(piece).encode()))
+                self.out.append(Outgoing(self.stage.topics.signals, owner, None, value, headers))
 
     def decide(self) -> None:
         """Fold and decide the batch's signals in one call of the core, in their order."""
@@ -247,8 +293,12 @@ class _Batch:
     def _record(self, entry: LedgerEntry) -> None:
         """Seal the entry onto its chain's head and queue it on the ledger."""
         workspace_id = entry.workspace_id
+        # A workspace's entries go to its shard's partition, except rejected input: on this
+        # shard's, where its chain is (whichever shard the workspace it names is on).
         partition = (
-            self.partition if workspace_id is None else self.stage._shards.owner(workspace_id)
+            self.partition
+            if workspace_id is None or entry.kind is LedgerKind.SIGNAL_REJECTED
+            else self.stage._shards.owner(workspace_id)
         )
         chain = chain_of_entry(entry, partition)
         if chain not in self.heads:
@@ -262,3 +312,25 @@ class _Batch:
     def _load(self, key: bytes) -> Any:
         raw = self.store.get(key)
         return None if raw is None else orjson.loads(raw)
+
+
+async def _ledger_heads(bootstrap: str, ledger: str, partition: int) -> dict[str, str]:
+    """The head of every chain on one ledger partition, read to its committed end."""
+    tp = TopicPartition(ledger, partition)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, start)
+        values: list[bytes] = []
+        async with asyncio.timeout(HEADS_TIMEOUT_SECONDS):
+            while await consumer.position(tp) < end:
+                got = await consumer.getmany(tp, timeout_ms=500, max_records=50_000)
+                values.extend(r.value for r in got.get(tp, []) if r.value is not None)
+    finally:
+        await consumer.stop()
+    return heads_of(values, partition)

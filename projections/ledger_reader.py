@@ -1,8 +1,9 @@
 """Reading the ledger topic from the beginning with a plain aiokafka consumer.
 
-Every reader de-duplicates by entry id, keeping the first: the ledger is written at-least-once
-with deterministic ids (agents/aggregate.py), so an entry written again after a crash carries
-the id of its first copy, and every consumer sees exactly one entry per id.
+Readers read committed records only. The signal stage's entries (decisions, rejections, folds,
+switches) are then each on the ledger exactly once (engine/signal_stage.py). The executors'
+entries are written at-least-once with deterministic ids: an outcome written again after a
+crash carries the id of its first copy. So readers still keep the first entry of each id.
 """
 
 from __future__ import annotations

@@ -36,19 +36,27 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-# Faust's tables (agents/faust_app.py); Faust names a changelog "{app id}-{table}-changelog".
-STATE_TABLE = "workspace-state"
+# The engine stage that folds signals into state and decides (engine/signal_stage.py).
+SIGNAL_STAGE = "signals"
+# Faust's table (agents/faust_app.py); Faust names a changelog "{app id}-{table}-changelog".
 # The executor's memory per workspace: lease, finished commands, approvals (agents/executor.py).
 EXECUTIONS_TABLE = "executions"
 
 
+def stage_changelog(app_id: str, stage: str) -> str:
+    """The changelog topic of an engine stage's state (engine/partition_store.py)."""
+    return f"{app_id}.{stage}-changelog"
+
+
 def changelogs(app_id: str, partitions: int) -> list[TopicSpec]:
-    """The tables' changelog topics, compacted, one partition per shard. Created with the others
-    rather than by Faust at start: a worker whose first table write came before the topic Faust
-    had just created was in the cluster's metadata crashed ("has 0 partitions")."""
+    """The state's changelog topics, compacted, one partition per shard: the signal stage's
+    and the executions table's. Created with the others rather than by Faust at start: a worker
+    whose first table write came before the topic Faust had just created was in the cluster's
+    metadata crashed ("has 0 partitions")."""
+    compacted = {"cleanup.policy": "compact"}
     return [
-        TopicSpec(f"{app_id}-{table}-changelog", partitions, {"cleanup.policy": "compact"})
-        for table in (STATE_TABLE, EXECUTIONS_TABLE)
+        TopicSpec(stage_changelog(app_id, SIGNAL_STAGE), partitions, compacted),
+        TopicSpec(f"{app_id}-{EXECUTIONS_TABLE}-changelog", partitions, compacted),
     ]
 
 

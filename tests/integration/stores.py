@@ -1,5 +1,6 @@
-"""A stopped worker's table stores, read back: each must open and hold only what its changelog
-holds (a store ahead of its changelog was written after the producer stopped)."""
+"""A stopped worker's state stores, read back (Faust's table stores and the engine's partition
+stores): each must open and hold only what its changelog holds (a store ahead of its changelog
+was written after the producer stopped, or before its transaction committed)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from projections.ledger_reader import read_partitions_to_end
 from tests.integration.conftest import WAIT_SECONDS
 
 # Where Faust's RocksDB store keeps the last changelog offset it wrote (faust/stores/rocksdb.py).
-OFFSET_KEY = b"__faust\x00offset__"
+FAUST_OFFSET_KEY = b"__faust\x00offset__"
+# Where the engine's partition store does (engine/partition_store.py).
+ENGINE_OFFSET_KEY = b"\x00changelog-offset"
 
 History = dict[int, dict[bytes, set[bytes]]]
 
@@ -39,36 +42,56 @@ async def changelog_history(
     return history, {tp.partition: ends[tp] for tp in tps}
 
 
+def faust_stores(data_dirs: list[Path], table: str) -> list[tuple[int, Path]]:
+    """Each of a Faust table's partition stores in the data dirs, with its partition."""
+    return [
+        (int(path.name.removeprefix(f"{table}-").removesuffix(".db")), path)
+        for data_dir in data_dirs
+        for path in sorted((data_dir / "v1" / "tables").glob(f"{table}-*.db"))
+    ]
+
+
+def engine_stores(data_dirs: list[Path], stage: str) -> list[tuple[int, Path]]:
+    """Each of an engine stage's partition stores in the data dirs, with its partition."""
+    return [
+        (int(path.name), path)
+        for data_dir in data_dirs
+        for path in sorted((data_dir / stage).glob("[0-9]*"))
+    ]
+
+
 async def store_problems(
-    bootstrap: str, app_id: str, table: str, data_dirs: list[Path], partitions: int
+    bootstrap: str,
+    changelog: str,
+    stores: list[tuple[int, Path]],
+    offset_key: bytes,
+    partitions: int,
 ) -> tuple[list[str], int]:
-    """What is wrong with the table's partition stores in the data dirs, and how many values
-    were checked: a store that does not open (a RocksDB lock still held, a corrupt WAL), a
-    persisted offset past the changelog's end, a value its changelog never had."""
-    history, ends = await changelog_history(bootstrap, f"{app_id}-{table}-changelog", partitions)
+    """What is wrong with the partition stores, and how many values were checked: a store
+    that does not open (a RocksDB lock still held, a corrupt WAL), a persisted offset past the
+    changelog's end, a value its changelog never had."""
+    history, ends = await changelog_history(bootstrap, changelog, partitions)
     problems: list[str] = []
     checked = 0
-    for data_dir in data_dirs:
-        for path in sorted((data_dir / "v1" / "tables").glob(f"{table}-*.db")):
-            partition = int(path.name.removeprefix(f"{table}-").removesuffix(".db"))
-            try:
-                # Read-write, as a worker opens it: takes its lock and replays its WAL.
-                db = Rdict(
-                    str(path), options=Options(raw_mode=True), access_type=AccessType.read_write()
-                )
-            except Exception as exc:  # rocksdict raises Exception
-                problems.append(f"{path}: does not open: {exc}")
-                continue
-            try:
-                stored = db.get(OFFSET_KEY)
-                if stored is not None and int(stored) >= ends[partition]:
-                    problems.append(f"{path}: offset {int(stored)} past the end {ends[partition]}")
-                for key, value in db.items():  # raw mode: bytes
-                    if key == OFFSET_KEY:
-                        continue
-                    checked += 1
-                    if value not in history[partition].get(cast(bytes, key), ()):
-                        problems.append(f"{path}: {key!r} holds a value its changelog never had")
-            finally:
-                db.close()
+    for partition, path in stores:
+        try:
+            # Read-write, as a worker opens it: takes its lock and replays its WAL.
+            db = Rdict(
+                str(path), options=Options(raw_mode=True), access_type=AccessType.read_write()
+            )
+        except Exception as exc:  # rocksdict raises Exception
+            problems.append(f"{path}: does not open: {exc}")
+            continue
+        try:
+            stored = db.get(offset_key)
+            if stored is not None and int(stored) >= ends[partition]:
+                problems.append(f"{path}: offset {int(stored)} past the end {ends[partition]}")
+            for key, value in db.items():  # raw mode: bytes
+                if key == offset_key:
+                    continue
+                checked += 1
+                if value not in history[partition].get(cast(bytes, key), ()):
+                    problems.append(f"{path}: {key!r} holds a value its changelog never had")
+        finally:
+            db.close()
     return problems, checked

@@ -106,38 +106,62 @@ def test_bench_prints_both_rates_and_their_ratio(kafka_bootstrap: str) -> None:
             "100",
             "--rounds",
             "1",
+            "--latency-seconds",
+            "3",
+            "--memory-workspaces",
+            "2000",
         ],
         cwd=ROOT,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
         check=False,
     )
-    # Then it prints the raw rate, the end-to-end rate and their ratio
+    # Then it prints the raw rate, the batch end-to-end rate and their ratio
     assert result.returncode == 0, result.stdout + result.stderr
-    raw = re.search(r"raw aiokafka .*?([\d,]+) signals/s", result.stdout)
-    e2e = re.search(r"autopilot end-to-end .*?([\d,]+) signals/s", result.stdout)
-    ratio = re.search(r"ratio end-to-end / raw:\s+([\d.]+)", result.stdout)
-    assert raw and e2e and ratio, result.stdout
-    raw_rate, e2e_rate = (float(m.group(1).replace(",", "")) for m in (raw, e2e))
-    assert raw_rate > 0 and e2e_rate > 0
-    assert float(ratio.group(1)) == pytest.approx(e2e_rate / raw_rate, abs=0.002)
+    out = result.stdout
+
+    def figure(pattern: str) -> float:
+        match = re.search(pattern, out)
+        assert match, f"no {pattern!r} in:\n{out}"
+        value = float(match.group(1).replace(",", ""))
+        assert value > 0, out
+        return value
+
+    raw = figure(r"raw aiokafka \(getmany \+ orjson decode\):\s+([\d,]+) signals/s")
+    batch = figure(r"\nbatch end-to-end: ([\d,]+) signals/s\n")
+    assert figure(r"ratio batch / raw: ([\d.]+)") == pytest.approx(batch / raw, abs=0.002)
+    # And the core alone, in-process, against which the batch rate is set
+    core = figure(r"core in-process \(decode, fold, decide\):\s+([\d,]+) signals/s")
+    assert figure(r"ratio batch / core: ([\d.]+)") == pytest.approx(batch / core, abs=0.002)
     # And how fast the executors carried the commands out on the sandbox platform
-    acted = re.search(
-        r"actions on the sandbox platform \(HTTP\):\s+([\d,]+) actions/s", result.stdout
-    )
-    assert acted and float(acted.group(1).replace(",", "")) > 0, result.stdout
+    figure(r"actions on the sandbox platform \(HTTP\):\s+([\d,]+) actions/s")
     # And the ledger replayed into SQLite against raw consumption of that ledger, with the ratio
-    raw_ledger = re.search(r"raw aiokafka on the ledger:\s+([\d,]+) entries/s", result.stdout)
-    replayed = re.search(r"replay into SQLite, 1 process:\s+([\d,]+) entries/s", result.stdout)
-    replay_ratio = re.search(r"ratio replay / raw:\s+([\d.]+)", result.stdout)
-    assert raw_ledger and replayed and replay_ratio, result.stdout
-    raw_ledger_rate, replay_rate = (
-        float(m.group(1).replace(",", "")) for m in (raw_ledger, replayed)
+    raw_ledger = figure(r"raw aiokafka on the ledger:\s+([\d,]+) entries/s")
+    replayed = figure(r"replay into SQLite, 1 process:\s+([\d,]+) entries/s")
+    assert figure(r"ratio replay / raw:\s+([\d.]+)") == pytest.approx(
+        replayed / raw_ledger, abs=0.002
     )
-    assert raw_ledger_rate > 0 and replay_rate > 0
-    assert float(replay_ratio.group(1)) == pytest.approx(replay_rate / raw_ledger_rate, abs=0.002)
+    # And the worker process fed one signal per record, against raw on that topic
+    raw_one = figure(r"raw aiokafka on the one-per-record topic: ([\d,]+) signals/s")
+    one = figure(r"\none-per-record end-to-end: ([\d,]+) signals/s\n")
+    assert figure(r"ratio one-per-record / raw: ([\d.]+)") == pytest.approx(
+        one / raw_one, abs=0.002
+    )
+    two = figure(r"two workers end-to-end: ([\d,]+) signals/s")
+    assert figure(r"\ntwo workers / one: ([\d.]+)\n") == pytest.approx(two / one, abs=0.01)
+    # And the decision latency at the asked rate, the memory and the restore
+    latency = re.search(
+        r"\ndecision latency p50/p99 at 1000 signals/s: ([\d.]+) / ([\d.]+) ms\n", out
+    )
+    assert latency and 0 < float(latency.group(1)) <= float(latency.group(2)), out
+    figure(r"\nrss after 2000 workspaces: (\d+) MB\n")
+    entries = figure(r"\nready after (\d+) changelog entries: [\d.]+ s\n")
+    assert entries >= 2000, out
+    figure(r"\nready after \d+ changelog entries: ([\d.]+) s\n")
+    assert re.search(r"\nrestore rate .*: ([\d,]+ entries/s|n/a \(within noise\))\n", out), out
+    figure(r"\nempty worker ready: ([\d.]+) s\n")
 
 
 def readme_python_example() -> str:
@@ -182,7 +206,7 @@ async def test_autopilot_topics_creates_every_topic_with_the_shard_count(
 ) -> None:
     run = f"cli{uuid.uuid4().hex[:8]}"
     prefix = f"{run}."
-    changelogs = [f"{run}-workspace-state-changelog", f"{run}-executions-changelog"]
+    changelogs = [f"{run}.signals-changelog", f"{run}-executions-changelog"]
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -202,7 +226,7 @@ async def test_autopilot_topics_creates_every_topic_with_the_shard_count(
             check=False,
         )
         assert result.returncode == 0, result.stderr
-    # Then every topic, and each table's changelog (compacted), exists with three partitions
+    # Then every topic, and each state changelog (compacted), exists with three partitions
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:

@@ -2,7 +2,7 @@
 
 librdkafka (kcat, confluent-kafka) puts a keyed record on CRC32(key) mod partitions, while the
 shard that owns a workspace is murmur2's choice (topics/shards.py). So kcat puts some workspaces'
-signals on a partition that does not own them; the aggregate agent re-routes those to their
+signals on a partition that does not own them; the signal stage re-routes those to their
 owner. This test publishes with the real kcat, checks where its records landed, and asserts
 what an operator reads back: the workspace view, the dead-letter topic and the ledger.
 """
@@ -21,10 +21,9 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from app.settings import Settings
-from projections.ledger_reader import read_ledger, read_records_to_end
+from projections.ledger_reader import read_ledger
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
 from topics.headers import REROUTED_FROM, REROUTED_PIECE
@@ -207,8 +206,11 @@ def reached(expected: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
-async def kcat_produce(kcat: str, bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    """`kcat -P` with a key before a tab on each line, and librdkafka's default partitioner."""
+async def kcat_produce(
+    kcat: str, bootstrap: str, topic: str, lines: list[bytes], *, keyed: bool = True
+) -> None:
+    """`kcat -P` with librdkafka's default partitioner, and a key before a tab on each line
+    (unless not `keyed`: then the lines are values, and records have no key)."""
     process = await asyncio.create_subprocess_exec(
         kcat,
         "-P",
@@ -216,8 +218,7 @@ async def kcat_produce(kcat: str, bootstrap: str, topic: str, lines: list[bytes]
         bootstrap,
         "-t",
         topic,
-        "-K",
-        "\t",
+        *(("-K", "\t") if keyed else ()),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -232,8 +233,10 @@ async def kcat_produce(kcat: str, bootstrap: str, topic: str, lines: list[bytes]
 
 
 async def read_all(bootstrap: str, topic: str, partitions: int) -> list[ConsumerRecord[Any, Any]]:
-    """Every record on the topic now: each partition from offset 0 to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """Every committed record on the topic now: each partition from offset 0 to its end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     records: list[ConsumerRecord[Any, Any]] = []
     try:
@@ -298,21 +301,17 @@ async def test_kcat_default_partitioner_gives_exact_workspace_views(
         assert owns == (workspace == healthy), (workspace, record.partition)
 
     # ... and the misplaced workspaces' valid signals (the duplicate too, before de-duplication)
-    # were re-routed to their owner, each naming the kcat record it came from (once, or more
-    # if a rebalance came before the worker had stored what it read: then as the same record)
+    # were re-routed to their owner once each (committed with the batch that read them), each
+    # naming the kcat record it came from
     by_position = {(r.partition, r.offset): r for r in from_kcat}
-    copies: dict[tuple[bytes, bytes], bytes] = {}
+    pieces: list[tuple[bytes, bytes, int]] = []
     rerouted: dict[str, list[str]] = {}
     for record in records:
         headers = dict(record.headers)
         origin = headers.get(REROUTED_FROM)
         if origin is None:
             continue
-        piece = (origin, headers[REROUTED_PIECE])
-        if piece in copies:
-            assert record.value == copies[piece], origin
-            continue
-        copies[piece] = record.value
+        pieces.append((origin, headers[REROUTED_PIECE], record.partition))
         topic, partition, offset = origin.decode().rsplit("/", 2)
         assert topic == signals_topic
         source = by_position[int(partition), int(offset)]
@@ -320,6 +319,7 @@ async def test_kcat_default_partitioner_gives_exact_workspace_views(
             assert record.partition == shard_of(item["workspace_id"], partitions)
             assert item["id"] == orjson.loads(source.value)["id"]
             rerouted.setdefault(item["workspace_id"], []).append(item["id"])
+    assert len(pieces) == len(set(pieces)), "a record re-routed twice"
     assert rerouted == {
         degraded: [s["id"] for s in plan[degraded].signals] + [f"{degraded}-2"],
         critical: [s["id"] for s in plan[critical].signals],
@@ -366,89 +366,53 @@ async def test_kcat_default_partitioner_gives_exact_workspace_views(
     assert worker.alive, worker.log_tail()
 
 
-async def rewind_group(bootstrap: str, group: str, topic: str, partitions: int) -> None:
-    """Commit offset 0 on every partition of the topic for the (stopped, empty) group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.commit({tp: 0 for tp in tps})
-    finally:
-        await consumer.stop()
-
-
-async def wait_until_consumed(bootstrap: str, group: str, topic: str, partitions: int) -> None:
-    """Until the group has committed every partition of the topic up to its end, twice in a row
-    (what it re-routes while catching up moves the end on)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    caught_up = 0
-    try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while caught_up < 2:
-                await asyncio.sleep(0.5)
-                ends = await consumer.end_offsets(tps)
-                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-                done = all(committed[tp].offset == ends[tp] for tp in tps)
-                caught_up = caught_up + 1 if done else 0
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-async def test_records_read_again_after_their_state_was_stored_are_not_folded_twice(
+async def test_random_keys_and_no_keys_fold_each_signal_once_on_its_shard(
     kcat: str, settings: Settings, start_worker: StartWorker
 ) -> None:
+    """Given signals of many workspaces sent by kcat, half under random keys and half with no
+    key (librdkafka then picks a partition at random), when a worker has read them, then each
+    workspace's view counts exactly what was sent for it: every signal folded once, on the
+    shard that owns its workspace, whatever partition it landed on."""
     bootstrap = settings.kafka_bootstrap_servers
     assert bootstrap
-    partitions = settings.partitions
     signals_topic = settings.topic("signals")
-    healthy, misplaced = pick_workspaces(partitions, 3)
-    plan = scripts(healthy, *misplaced)
-
-    # Given a worker that has folded kcat's records, its own and misplaced ones, and stopped
+    workspaces = [f"ws-anykey-{n}" for n in range(24)]
+    sent = {
+        w: [signal(w, n, "error_reported", n) for n in range(1, 1 + n_of(w))] for w in workspaces
+    }
+    every = [s for signals in sent.values() for s in signals]
     worker = start_worker()
     await wait_until_answers(worker, WAIT_SECONDS)
-    lines = [
-        s["workspace_id"].encode() + b"\t" + orjson.dumps(s)
-        for script in plan.values()
-        for s in script.signals
-    ] + [misplaced[0].encode() + b"\t" + orjson.dumps(plan[misplaced[0]].signals[1])]
-    await kcat_produce(kcat, bootstrap, signals_topic, lines)
-    for workspace, script in plan.items():
-        await wait_for_workspace(worker, workspace, reached(script.expected), WAIT_SECONDS)
-    await wait_until_consumed(bootstrap, settings.app_id, signals_topic, partitions)
-    before = {workspace: (await get_workspace(worker, workspace))[1] for workspace in plan}
-    records_before = await read_all(bootstrap, signals_topic, partitions)
-    ledger_before = await read_records_to_end(
-        bootstrap, settings.topic("ledger"), timeout=WAIT_SECONDS
-    )
-    assert worker.stop() == 0, worker.log_tail()
 
-    # When the group's offsets go back to 0 (as after a crash or a rebalance before Faust
-    # committed) and a worker starts on the same state
-    await rewind_group(bootstrap, settings.app_id, signals_topic, partitions)
-    again = start_worker()
-    await wait_until_answers(again, WAIT_SECONDS)
-    await wait_until_consumed(bootstrap, settings.app_id, signals_topic, partitions)
-
-    # Then every view is exactly as before: nothing counted again, not even as a duplicate
-    for workspace in plan:
-        status, body = await get_workspace(again, workspace)
-        assert status == 200, (workspace, body)
-        assert outcome(body) == outcome(before[workspace]), (workspace, again.log_tail())
-        assert outcome(body) == plan[workspace].expected
-    # ... and nothing was re-routed again or written to the ledger again
-    records_after = await read_all(bootstrap, signals_topic, partitions)
-    assert len(records_after) == len(records_before)
-    ledger_after = await read_records_to_end(
-        bootstrap, settings.topic("ledger"), timeout=WAIT_SECONDS
+    # When half go under random keys and half with no key
+    half = len(every) // 2
+    await kcat_produce(
+        kcat,
+        bootstrap,
+        signals_topic,
+        [f"random-{n}".encode() + b"\t" + orjson.dumps(s) for n, s in enumerate(every[:half])],
     )
-    assert ledger_after == ledger_before
-    assert again.alive, again.log_tail()
+    await kcat_produce(
+        kcat, bootstrap, signals_topic, [orjson.dumps(s) for s in every[half:]], keyed=False
+    )
+
+    # Then every workspace's view holds each of its signals once
+    for workspace, signals in sent.items():
+        counted = {"error_reported": len(signals)}
+        await wait_for_workspace(
+            worker,
+            workspace,
+            lambda body, counted=counted: body["hour"]["counts"] == counted,
+            WAIT_SECONDS,
+        )
+        status, body = await get_workspace(worker, workspace)
+        assert status == 200, body
+        assert (body["hour"]["counts"], body["duplicates"]) == (counted, 0), workspace
+    landed = {r.partition for r in await read_all(bootstrap, signals_topic, settings.partitions)}
+    assert len(landed) == settings.partitions, "kcat's records did not spread over the shards"
+    assert worker.alive, worker.log_tail()
+
+
+def n_of(workspace: str) -> int:
+    """How many signals a workspace sends: 1 to 5, different across workspaces."""
+    return 1 + zlib.crc32(workspace.encode()) % 5

@@ -187,7 +187,8 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
     assert report["broken"] == [] and report["unsealed"] == 0
     assert report["chains"] >= WORKSPACES // 2
 
-    # When a forged entry is appended to a workspace (a copy of its last, with a new payload)
+    # When a forged entry is appended to a workspace (a copy of its last decision, with a new
+    # payload)
     forged_at = await forge_an_entry(settings)
 
     # Then verify names that workspace, where, and why, and exits 1
@@ -202,9 +203,10 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
 
 
 async def forge_an_entry(settings: Settings) -> tuple[str, int, int]:
-    """Append a tampered copy of a workspace's last entry: a new id and payload, its old seal."""
+    """Append a tampered copy of a workspace's last decision: a new id and payload, its old
+    seal (on the workspace's decision chain)."""
     records = await read_partition(settings, 0)
-    raw = next(r for r in reversed(records) if orjson.loads(r)["workspace_id"])
+    raw = next(r for r in reversed(records) if orjson.loads(r)["kind"].startswith("decision."))
     document = orjson.loads(raw)
     document["entry_id"] = "dec-forged"
     document["payload"] = {**document["payload"], "rule_id": "forged.rule"}
@@ -223,7 +225,9 @@ async def forge_an_entry(settings: Settings) -> tuple[str, int, int]:
 
 
 async def read_partition(settings: Settings, partition: int) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
+    )
     await consumer.start()
     tp = TopicPartition(settings.topic("ledger"), partition)
     try:

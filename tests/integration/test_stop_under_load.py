@@ -1,10 +1,11 @@
 """Workers of one group stopped with SIGTERM under a steady stream, again and again (issue #13).
 
-A stop closes the tables' RocksDB stores last, after the agents, the timers and the executor's
-actions have ended and every changelog write was acknowledged (agents/faust_app.py,
+A stop first lets the signal stage's engine commit what it processed and close its partition
+stores, then closes the tables' RocksDB stores last, after the agents, the timers and the
+executor's actions have ended and every changelog write was acknowledged (agents/faust_app.py,
 agents/rocksdb_store.py). Each stop must end the worker with exit code 0 and a closed event
-loop, never with a native crash; afterwards every store reopens and holds only what its
-changelog holds.
+loop, never with a native crash; afterwards every store, the engine's and the executions
+table's, reopens and holds only what its changelog holds.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ import pytest
 from app.settings import Settings
 from tests.integration.conftest import StartWorker
 from tests.integration.http import wait_until_answers
-from tests.integration.stores import store_problems
+from tests.integration.stores import (
+    ENGINE_OFFSET_KEY,
+    FAUST_OFFSET_KEY,
+    engine_stores,
+    faust_stores,
+    store_problems,
+)
 from tests.integration.streams import publish_one_per_record
 from tools.worker_process import WorkerProcess
 from tools.workload import realistic_stream
-from topics.catalog import EXECUTIONS_TABLE, STATE_TABLE
+from topics.catalog import EXECUTIONS_TABLE, SIGNAL_STAGE, stage_changelog
 
 pytestmark = pytest.mark.integration
 
@@ -83,9 +90,21 @@ async def test_workers_stopped_under_load_exit_cleanly_and_keep_their_state(
 
     # And every partition store reopens, holding only values its changelog holds
     data_dirs = [workers[0].log_path.parent / f"data-{n}" for n in range(WORKERS)]
-    for table in (STATE_TABLE, EXECUTIONS_TABLE):
+    checks = {
+        SIGNAL_STAGE: (
+            stage_changelog(settings.app_id, SIGNAL_STAGE),
+            engine_stores(data_dirs, SIGNAL_STAGE),
+            ENGINE_OFFSET_KEY,
+        ),
+        EXECUTIONS_TABLE: (
+            f"{settings.app_id}-{EXECUTIONS_TABLE}-changelog",
+            faust_stores(data_dirs, EXECUTIONS_TABLE),
+            FAUST_OFFSET_KEY,
+        ),
+    }
+    for name, (changelog, stores, offset_key) in checks.items():
         problems, checked = await store_problems(
-            settings.kafka_bootstrap_servers, settings.app_id, table, data_dirs, settings.partitions
+            settings.kafka_bootstrap_servers, changelog, stores, offset_key, settings.partitions
         )
         assert problems == [], "\n".join(problems[:20])
-        assert checked > 0, f"no {table} value stored by any worker"
+        assert checked > 0, f"no {name} value stored by any worker"

@@ -130,7 +130,7 @@ def test_a_bad_bootstrap_list_names_the_variable_to_fix(
         ("AUTOPILOT_SIGNAL_MAX_FUTURE_SECONDS", "86401"),
         ("AUTOPILOT_INGEST_TOKEN", "short"),
         ("AUTOPILOT_CONTROL_TOKEN", "fifteen-chars-x"),
-        ("AUTOPILOT_STATE_FLUSH_INTERVAL_SECONDS", "0"),
+        ("AUTOPILOT_ENGINE_COMMIT_INTERVAL_SECONDS", "0"),
         ("AUTOPILOT_ROCKSDB_BLOCK_CACHE_BYTES", "1024"),
     ],
 )

@@ -1,1 +1,0 @@
-"""Per-workspace state and what is derived from it."""
