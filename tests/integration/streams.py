@@ -89,7 +89,7 @@ async def publish_one_per_record(settings: Settings, signals: list[Signal]) -> N
 
 
 def folded(entries: list[LedgerEntry]) -> int:
-    """How many signals the ledger says were folded (signals.folded, one entry per record)."""
+    """How many signals the ledger says were folded (signals.folded, one entry per batch)."""
     return sum(int(e.payload.signals) for e in entries if e.kind is LedgerKind.SIGNALS_FOLDED)
 
 

@@ -16,13 +16,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.settings import Settings
-from core.chain import ChainCheck
+from core.chain import ChainCheck, chain_of_entry, seal
+from core.ledger_entries import folded_entry
 from core.replay import replay_decisions
+from core.windows import SourcePosition
 from engine.batch_engine import BatchEngine
 from engine.signal_stage import SignalStage, SignalTopics
 from tests.integration.streams import publish_one_per_record
+from tests.support.factories import command_payload, decision_payload, ledger_entry
 from tools.workload import realistic_stream
 from topics.ledger import DECISION_KINDS, LedgerKind, parse_entry
+from topics.shards import shard_of
+from topics.signals import signal_from
 
 pytestmark = pytest.mark.integration
 
@@ -131,4 +136,84 @@ async def test_one_signal_per_record_decided_exactly_once_as_the_replay_decides(
     for partition in range(settings.partitions):
         for offset, (_, value) in enumerate(r for r in ledger if r[0] == partition):
             check.add(partition, offset, value)
+    assert check.broken == {}
+
+
+async def test_a_shard_first_run_on_an_older_ledger_continues_its_chains(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Given a ledger written by an earlier version (schema 2: a workspace's decisions and
+    actions on one chain, a shard's folds on another), when the signal stage first runs the
+    shard, then its entries continue those chains from their last entries, and every chain
+    verifies across the change of version."""
+    assert settings.kafka_bootstrap_servers
+    workspace = "ws-upgrade"
+    shard = shard_of(workspace, settings.partitions)
+    topics = SignalTopics.named(settings.topic, settings.topic("signal-stage-changelog"))
+    await create_changelog(settings, topics.changelog)
+    old = [
+        ledger_entry(LedgerKind.DECISION_MADE, decision_payload("dec-old"), entry_id="dec-old"),
+        ledger_entry(
+            LedgerKind.ACTION_STARTED,
+            command_payload(worker="w-old", lease_until=START.isoformat()),
+            entry_id="act-old",
+        ),
+        folded_entry(3, SourcePosition(topics.signals, shard, 2), START),
+    ]
+    heads: dict[str, str] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for entry in old:
+            named = workspace if entry.workspace_id else None
+            v2 = entry.model_copy(update={"schema_version": 2, "workspace_id": named})
+            chain = chain_of_entry(v2, shard)
+            record, heads[chain] = seal(v2, heads.get(chain), None)
+            await producer.send_and_wait(topics.ledger, record, partition=shard)
+    finally:
+        await producer.stop()
+    signals = [
+        signal_from(
+            {
+                "id": f"up-{n}",
+                "workspace_id": workspace,
+                "type": "webhook_failed",
+                "occurred_at": START,
+                "attributes": {"status": 503},
+            }
+        )
+        for n in range(4)
+    ]
+    await publish_one_per_record(settings, signals)
+    expected = replay_decisions(
+        signals, settings.window_config(), settings.policy(), settings.partitions
+    )
+    assert expected, "the signals decide nothing: the test would show nothing"
+
+    # When the signal stage runs the shard for the first time
+    stage = SignalStage(
+        topics,
+        settings.partitions,
+        settings.policy(),
+        settings.window_config(),
+        bootstrap=settings.kafka_bootstrap_servers,
+    )
+    engine = BatchEngine(settings.kafka_bootstrap_servers, settings.app_id, stage, tmp_path)
+    running = asyncio.create_task(engine.run())
+    try:
+        ledger = await read_all(settings, topics.ledger, until=len(old) + len(expected) + 1)
+    finally:
+        engine.stop()
+        await running
+
+    # Then its first decision and its first fold follow the old heads of their chains
+    written = [parse_entry(value) for _, value in ledger][len(old) :]
+    first_decision = next(e for e in written if e.kind in DECISION_KINDS)
+    first_fold = next(e for e in written if e.kind is LedgerKind.SIGNALS_FOLDED)
+    assert (first_decision.schema_version, first_decision.prev_hash) == (3, heads[workspace])
+    assert first_fold.prev_hash == heads[f"shard:{shard}"]
+    # And every chain verifies, old entries by version 2's rule, new ones by version 3's
+    check = ChainCheck(key=None)
+    for offset, (_, value) in enumerate(r for r in ledger if r[0] == shard):
+        check.add(shard, offset, value)
     assert check.broken == {}
