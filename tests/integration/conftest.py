@@ -33,7 +33,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
 
 
-async def fresh_deployment(bootstrap: str) -> Settings:
+async def fresh_deployment(bootstrap: str, partitions: int = 4) -> Settings:
     """Settings of a deployment of its own on the broker: topic prefix and consumer group,
     topics created."""
     run = f"t{uuid.uuid4().hex[:10]}"
@@ -41,7 +41,7 @@ async def fresh_deployment(bootstrap: str) -> Settings:
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=f"{run}.",
         app_id=f"autopilot-{run}",
-        partitions=4,
+        partitions=partitions,
     )
     await ensure_topics(settings, bootstrap)
     return settings
