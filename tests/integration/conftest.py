@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
@@ -47,10 +48,30 @@ async def fresh_deployment(bootstrap: str, partitions: int = 4) -> Settings:
     return settings
 
 
+async def delete_deployment(settings: Settings) -> None:
+    """Delete a test's topics once it is done: the broker of a whole run holds every test's
+    partitions open otherwise, and a run's worth of them came near the open-files limit."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        mine = [
+            name
+            for name in await admin.list_topics()
+            if name.startswith((settings.topic_prefix, settings.app_id))
+        ]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
-async def settings(kafka_bootstrap: str) -> Settings:
-    """Settings for one test: its own topic prefix and consumer group, topics created."""
-    return await fresh_deployment(kafka_bootstrap)
+async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+    """Settings for one test: its own topic prefix and consumer group, topics created (and
+    deleted after the test)."""
+    deployment = await fresh_deployment(kafka_bootstrap)
+    yield deployment
+    await delete_deployment(deployment)
 
 
 StartWorker = Callable[..., WorkerProcess]

@@ -16,6 +16,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -26,7 +27,7 @@ from app.settings import Settings
 from core.replay import replay_decisions
 from projections.ledger_reader import read_ledger
 from tests.integration.commands import autopilot_cli
-from tests.integration.conftest import StartWorker, fresh_deployment
+from tests.integration.conftest import StartWorker, delete_deployment, fresh_deployment
 from tests.integration.http import wait_until_answers
 from tests.integration.streams import folded, publish_one_per_record
 from tools.sandbox import Sandbox
@@ -51,9 +52,11 @@ DONE_WITHIN_SECONDS = 240.0
 
 
 @pytest.fixture
-async def settings(kafka_bootstrap: str) -> Settings:
-    """A deployment of eight shards."""
-    return await fresh_deployment(kafka_bootstrap, partitions=PARTITIONS)
+async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+    """A deployment of eight shards (deleted after the test)."""
+    deployment = await fresh_deployment(kafka_bootstrap, partitions=PARTITIONS)
+    yield deployment
+    await delete_deployment(deployment)
 
 
 async def stream_steadily(settings: Settings, signals: list[Signal]) -> None:
