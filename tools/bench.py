@@ -14,8 +14,13 @@ projector is off here (the figures stay comparable with earlier runs); instead, 
 ledger is then replayed into a fresh SQLite projection exactly as `autopilot replay` does, and
 timed against a plain consumer reading (getmany + orjson) the same ledger.
 
-Last, the engine the signal path moves onto (docs/engine.md) runs a counting stage over a topic
-of one signal per record, against raw aiokafka on that topic (tools/engine_bench.py).
+Beside each round, the core alone: the same signals in the same batch records, decoded, folded
+and decided in-process, with no Kafka.
+
+Then the engine the signal path runs on (docs/engine.md): a counting stage and the signal stage
+in-process over topics of one signal per record, each against raw aiokafka on its topic
+(tools/engine_bench.py). Last, the worker process fed one signal per record: end-to-end, two
+workers against one, decision latency, memory and restore (tools/worker_bench.py).
 """
 
 from __future__ import annotations
@@ -34,26 +39,36 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from app.client import SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
+from core.codec import decode_signals
+from core.decide import decide_positioned, initial_quota
+from core.policy import Mode, shard_share
 from core.replay import replay_decisions
+from core.windows import SourcePosition, WorkspaceState, initialize
 from projections.database import Database
 from projections.ledger_reader import read_ledger
 from projections.replay_jobs import ReplayJob, replay
 from projections.store import Projection
-from tools import engine_bench
+from tools import engine_bench, worker_bench
 from tools.broker import provide_bootstrap
 from tools.worker_process import WorkerProcess
+from tools.worker_watch import BenchFailed
 from tools.workload import realistic_stream
+from topics.batches import encode_batches
 from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
+from topics.shards import Shards
 from topics.signals import FollowupDue, Signal, SignalType
 
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 CORES = os.cpu_count() or 1
 TIMEOUT_SECONDS = 600.0
+# Signals per record, as the client sends them (app/client.py).
+CLIENT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -88,11 +103,27 @@ def main() -> None:
         default=True,
         help="mix in monitoring signals (gauges, errors), so every rule of the policy is used",
     )
+    parser.add_argument(
+        "--latency-rate", type=int, default=1_000, help="signals/s of the latency stream"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=15.0, help="how long latency is measured"
+    )
+    parser.add_argument(
+        "--memory-workspaces",
+        type=int,
+        default=100_000,
+        help="workspaces folded before the worker's memory is read and its state restored",
+    )
     args = parser.parse_args()
-    asyncio.run(_bench(load_settings(), args))
+    try:
+        asyncio.run(_bench(load_settings(), args))
+    except BenchFailed as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 async def _bench(base: Settings, args: argparse.Namespace) -> None:
+    """Every measurement side by side on one broker, then the figures (medians)."""
     signals = realistic_stream(
         workspaces=args.workspaces,
         signals=args.signals,
@@ -112,37 +143,73 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
         f"{policy.version}: {len(expected_ids)} decisions expected "
         f"({', '.join(f'{n} {k}' for k, n in sorted(verdicts.items()))})"
     )
-    rounds = []
+    workload = worker_bench.Workload(signals, expected_ids, START)
+    options = worker_bench.Options(
+        args.rounds, args.latency_rate, args.latency_seconds, args.memory_workspaces
+    )
     with (
         provide_bootstrap(base.kafka_bootstrap_servers, base.cache_dir) as bootstrap,
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
         _sandbox() as platform,
     ):
-        for number in range(1, args.rounds + 1):
-            run = f"bench{int(time.time())}r{number}"
-            settings = base.model_copy(update={"topic_prefix": f"{run}.", "app_id": f"ap-{run}"})
-            result = await _round(
-                settings, bootstrap, signals, expected_ids, commands, Path(tmp) / run, platform
-            )
-            rounds.append(result)
-            print(
-                f"round {number}: raw {result.raw_rate:,.0f} signals/s, "
-                f"end-to-end {result.e2e_rate:,.0f} signals/s "
-                f"({result.records} records, {result.decisions} decisions on the ledger), "
-                f"ratio {result.e2e_rate / result.raw_rate:.3f}; "
-                f"{result.actions} actions carried out, {result.action_rate:,.0f} actions/s; "
-                f"ledger of {result.ledger_records} records: raw {result.raw_ledger_rate:,.0f}/s, "
-                f"replay into SQLite {result.replay_rate:,.0f} entries/s (1 process), "
-                f"{result.parallel_rate:,.0f} entries/s ({CORES} processes)"
-            )
-        # The engine the signal path moves onto (docs/engine.md), on its own topics.
+        rounds, cores = await _batch_rounds(
+            base, bootstrap, workload, commands, args.rounds, Path(tmp), platform
+        )
+        # The engine the signal path runs on (docs/engine.md), on its own topics.
         engine_raw, engine_rate = await engine_bench.measure(bootstrap, 200_000, args.rounds)
         stage_raw, stage_rate = await engine_bench.measure_signal_stage(bootstrap, args.rounds)
+        workers = worker_bench.WorkerBench(base, bootstrap, Path(tmp), platform)
+        worker_figures = await worker_bench.measure(workers, workload, options)
+    _print_batch(rounds, statistics.median(cores))
+    engine_bench.print_figures(engine_raw, engine_rate, stage_raw, stage_rate)
+    worker_bench.print_figures(worker_figures, options)
+
+
+async def _batch_rounds(
+    base: Settings,
+    bootstrap: str,
+    workload: worker_bench.Workload,
+    commands: int,
+    count: int,
+    tmp: Path,
+    platform: dict[str, str],
+) -> tuple[list[Round], list[float]]:
+    """The batch rounds, each on fresh topics and a fresh worker, each beside the core alone."""
+    signals = workload.signals
+    rounds, cores = [], []
+    for number in range(1, count + 1):
+        core = _core_rate(base, signals, len(workload.expected))
+        run = f"bench{int(time.time())}r{number}"
+        settings = base.model_copy(update={"topic_prefix": f"{run}.", "app_id": f"ap-{run}"})
+        result = await _round(
+            settings, bootstrap, signals, workload.expected, commands, tmp / run, platform
+        )
+        rounds.append(result)
+        cores.append(core)
+        print(
+            f"round {number}: raw {result.raw_rate:,.0f} signals/s, "
+            f"batch end-to-end {result.e2e_rate:,.0f} signals/s "
+            f"({result.records} records, {result.decisions} decisions on the ledger), "
+            f"ratio {result.e2e_rate / result.raw_rate:.3f}; core {core:,.0f} signals/s; "
+            f"{result.actions} actions carried out, {result.action_rate:,.0f} actions/s; "
+            f"ledger of {result.ledger_records} records: raw {result.raw_ledger_rate:,.0f}/s, "
+            f"replay into SQLite {result.replay_rate:,.0f} entries/s (1 process), "
+            f"{result.parallel_rate:,.0f} entries/s ({CORES} processes)"
+        )
+    return rounds, cores
+
+
+def _print_batch(rounds: list[Round], core: float) -> None:
+    """The batch rounds' lines: medians, and the ratios of the medians."""
     raw = statistics.median(r.raw_rate for r in rounds)
     e2e = statistics.median(r.e2e_rate for r in rounds)
-    print(f"\nraw aiokafka (getmany + orjson decode):   {raw:>12,.0f} signals/s (median)")
-    print(f"autopilot end-to-end (to the decisions): {e2e:>12,.0f} signals/s (median)")
-    print(f"ratio end-to-end / raw:                  {e2e / raw:>12.3f}")
+    said = f"medians of {len(rounds)} rounds" if len(rounds) > 1 else "1 round"
+    print(f"\nbatch records through the worker ({said})")
+    print(f"raw aiokafka (getmany + orjson decode):   {raw:>12,.0f} signals/s (median)")
+    print(f"batch end-to-end: {e2e:,.0f} signals/s")
+    print(f"ratio batch / raw: {e2e / raw:.3f}")
+    print(f"core in-process (decode, fold, decide):  {core:>12,.0f} signals/s (median)")
+    print(f"ratio batch / core: {e2e / core:.3f}")
     actions = statistics.median(r.action_rate for r in rounds)
     print(f"actions on the sandbox platform (HTTP):  {actions:>12,.0f} actions/s (median)")
     raw_ledger = statistics.median(r.raw_ledger_rate for r in rounds)
@@ -153,7 +220,47 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     print(f"ratio replay / raw:                      {replay / raw_ledger:>12.3f}")
     print(f"autopilot replay, {CORES} processes:          {parallel:>12,.0f} entries/s (median)")
     print(f"ratio replay ({CORES} processes) / raw:        {parallel / raw_ledger:>12.3f}")
-    engine_bench.print_figures(engine_raw, engine_rate, stage_raw, stage_rate)
+
+
+def _core_rate(settings: Settings, signals: list[Signal], expected: int) -> float:
+    """Signals/s of the core alone, in-process: each shard's signals in batch records as the
+    client sends them, every record decoded, then the shard's signals folded and decided in
+    one call, as the signal stage does with a batch. No Kafka, no ledger entries."""
+    policy, windows, partitions = settings.policy(), settings.window_config(), settings.partitions
+    shards = Shards(partitions)
+    per_shard: dict[int, list[Signal]] = {}
+    for signal in signals:
+        per_shard.setdefault(shards.owner(signal.workspace_id), []).append(signal)
+    records = {
+        shard: [
+            value
+            for at in range(0, len(own), CLIENT_BATCH)
+            for value in encode_batches(own[at : at + CLIENT_BATCH])
+        ]
+        for shard, own in per_shard.items()
+    }
+    decisions = 0
+    started = time.perf_counter()
+    for shard, values in records.items():
+        positioned = [
+            (signal, SourcePosition("signals", shard, offset))
+            for offset, value in enumerate(values)
+            for signal in decode_signals(value).signals
+        ]
+        decided = decide_positioned(
+            partial(_state_in, {}),
+            positioned,
+            windows,
+            policy,
+            initial_quota(),
+            shard_share(policy.limits.platform_cap_per_interval, partitions, shard),
+            Mode(),
+        )
+        decisions += len(decided.decisions)
+    rate = len(signals) / (time.perf_counter() - started)
+    if decisions != expected:
+        raise SystemExit(f"bench failed: the core decided {decisions}, the replay {expected}")
+    return rate
 
 
 async def _round(
@@ -220,6 +327,14 @@ async def _round(
         replay_rate,
         parallel_rate,
     )
+
+
+def _state_in(states: dict[str, WorkspaceState], workspace_id: str) -> WorkspaceState:
+    """A workspace's state in a shard that starts empty, as the replay keeps it."""
+    state = states.get(workspace_id)
+    if state is None:
+        state = states[workspace_id] = initialize()
+    return state
 
 
 def _replay_rate(

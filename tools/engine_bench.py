@@ -72,6 +72,9 @@ class CountStage:
     def discard(self, partition: int) -> None:
         """Nothing is kept outside the store."""
 
+    async def prepare(self, partition: int, store: PartitionStore) -> None:
+        """Nothing to stage before the first batch."""
+
 
 async def _topics(bootstrap: str, prefix: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
