@@ -167,7 +167,7 @@ class SignalStage:
     def mode(store: PartitionStore) -> dict[str, Any]:
         """The shard's committed operator mode."""
         raw = store.stored(_MODE)
-        return _INITIAL_MODE if raw is None else dict(orjson.loads(raw))
+        return dict(_INITIAL_MODE) if raw is None else dict(orjson.loads(raw))
 
 
 class _Batch:
