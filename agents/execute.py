@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -50,47 +50,80 @@ def attach(
     autopilot: Autopilot, signals: SignalEngine, bootstrap: str, max_defer_seconds: float
 ) -> tuple[LaneGate, Executor]:
     """Register the lane, retry and approval agents; returns the lane gate and the executor."""
-    app = autopilot.app
-    executor = Executor(autopilot, signals.state, bootstrap)
-    topics = {lane: topic.get_topic_name() for lane, topic in autopilot.lanes.items()}
-    command_topics = {
-        *topics.values(),
-        autopilot.commands_retry.get_topic_name(),
-        autopilot.approvals.get_topic_name(),
-    }
+    agents = ExecuteAgents(autopilot, signals, bootstrap, max_defer_seconds)
+    agents.register()
+    return agents.gate, agents.executor
 
-    def highwater(topic: str, partition: int) -> int | None:
+
+class ExecuteAgents:
+    """The execute agents of one worker and what they share: the executor, the lane gate, the
+    guard against records Faust skipped, and the commands in hand or set aside."""
+
+    def __init__(
+        self,
+        autopilot: Autopilot,
+        signals: SignalEngine,
+        bootstrap: str,
+        max_defer_seconds: float,
+    ) -> None:
+        self.autopilot = autopilot
+        self.app = autopilot.app
+        self.max_defer_seconds = max_defer_seconds
+        self.executor = Executor(autopilot, signals.state, bootstrap)
+        self.topics = {lane: topic.get_topic_name() for lane, topic in autopilot.lanes.items()}
+        self.command_topics = {
+            *self.topics.values(),
+            autopilot.commands_retry.get_topic_name(),
+            autopilot.approvals.get_topic_name(),
+        }
+        self.dead_letters = DeadLetterWriter(
+            record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
+        )
+        self.peek = RecordPeek(bootstrap)
+        self.gate = LaneGate(
+            self.topics,
+            self.highwater,
+            self.committed,
+            self.latest,
+            self.peek.first_record,
+            autopilot.settings.lane_max_wait_seconds,
+        )
+        self.guard = OffsetGuard(self.committed, self.peek.first_record, STALL_SECONDS)
+        self.in_hand = asyncio.Semaphore(MAX_IN_HAND)
+        # Commands set aside until their `not_before`, per partition; and those running.
+        self.waiting: dict[int, set[asyncio.Task[None]]] = {}
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    def register(self) -> None:
+        """Attach the agents, the stall timer and the rebalance and shutdown hooks to the app."""
+        app = self.app
+        for lane, topic in self.autopilot.lanes.items():
+            app.agent(topic, name=f"execute.{lane.value}")(self._lane_agent(lane))
+        app.agent(self.autopilot.commands_retry, name="execute.retry")(self._retry)
+        app.agent(self.autopilot.approvals, name="execute.approvals")(self._approvals)
+        app.timer(STALL_SECONDS)(self._refetch_skipped)
+        # Faust types signal receivers as sync callables without keyword arguments.
+        app.on_partitions_revoked.connect(self._forget)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(self._close)  # type: ignore[arg-type]
+
+    def highwater(self, topic: str, partition: int) -> int | None:
         try:
-            return app.consumer.highwater(TopicPartition(topic, partition))
+            return self.app.consumer.highwater(TopicPartition(topic, partition))
         except (KeyError, AssertionError):
             return None
 
-    async def committed(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
-        return await committed_offsets(_bootstrap(app), app.conf.id, keys)
+    async def committed(self, keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
+        return await committed_offsets(_bootstrap(self.app), self.app.conf.id, keys)
 
-    async def latest(keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
-        ends = await app.consumer.highwaters(*(TopicPartition(t, p) for t, p in keys))
+    async def latest(self, keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+        ends = await self.app.consumer.highwaters(*(TopicPartition(t, p) for t, p in keys))
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
-    dead_letters = DeadLetterWriter(
-        record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
-    )
-    peek = RecordPeek(bootstrap)
-    gate = LaneGate(
-        topics,
-        highwater,
-        committed,
-        latest,
-        peek.first_record,
-        autopilot.settings.lane_max_wait_seconds,
-    )
-    guard = OffsetGuard(committed, peek.first_record, retry_seconds=STALL_SECONDS)
-
-    async def skipped_before(event: Any) -> bool:
+    async def skipped_before(self, event: Any) -> bool:
         """Whether the consumer skipped records before this one; if so they are fetched again,
         and this one is passed over unacked (it comes again with them)."""
         message = event.message
-        gap = await guard.gap_before(message.topic, message.partition, message.offset)
+        gap = await self.guard.gap_before(message.topic, message.partition, message.offset)
         if gap is None:
             return False
         if gap.seek_to is not None:
@@ -103,59 +136,51 @@ def attach(
                     "to": message.offset,
                 },
             )
-            await fetch_again(app, message.topic, message.partition, gap.seek_to)
+            await fetch_again(self.app, message.topic, message.partition, gap.seek_to)
         return True
 
-    @app.timer(STALL_SECONDS)  # type: ignore[untyped-decorator]  # Faust is untyped
-    async def _refetch_skipped() -> None:
-        if in_hand.locked():
+    async def _refetch_skipped(self) -> None:
+        if self.in_hand.locked():
             return  # the streams wait for the executor, not for records
-        for tp in app.consumer.assignment():
-            if tp.topic not in command_topics:
+        for tp in self.app.consumer.assignment():
+            if tp.topic not in self.command_topics:
                 continue
-            seek_to = await guard.stalled(
-                tp.topic, tp.partition, highwater(tp.topic, tp.partition), STALL_SECONDS
+            seek_to = await self.guard.stalled(
+                tp.topic, tp.partition, self.highwater(tp.topic, tp.partition), STALL_SECONDS
             )
             if seek_to is not None:
                 logger.warning(
                     "records skipped by the consumer, fetching them again",
                     extra={"topic": tp.topic, "partition": tp.partition, "from": seek_to},
                 )
-                await fetch_again(app, tp.topic, tp.partition, seek_to)
+                await fetch_again(self.app, tp.topic, tp.partition, seek_to)
 
-    in_hand = asyncio.Semaphore(MAX_IN_HAND)
-    waiting: dict[int, set[asyncio.Task[None]]] = {}
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def _forget(app: faust.App, revoked: set[Any], **_: Any) -> None:
-        for partition in {tp.partition for tp in revoked if tp.topic in command_topics}:
-            gate.forget(partition)
-            guard.forget(partition)
-            executor.revoked(partition)
+    async def _forget(self, app: faust.App, revoked: set[Any], **_: Any) -> None:
+        for partition in {tp.partition for tp in revoked if tp.topic in self.command_topics}:
+            self.gate.forget(partition)
+            self.guard.forget(partition)
+            self.executor.revoked(partition)
             # Their records are unacked: the shard's next owner gets them again.
-            for task in waiting.pop(partition, set()):
+            for task in self.waiting.pop(partition, set()):
                 task.cancel()
 
-    in_flight: set[asyncio.Task[None]] = set()
-
-    def track(task: asyncio.Task[None]) -> None:
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-        task.add_done_callback(lambda _: in_hand.release())
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        task.add_done_callback(lambda _: self.in_hand.release())
         task.add_done_callback(_crash_on_failure)
 
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def _close(app: faust.App, **_: Any) -> None:
+    async def _close(self, app: faust.App, **_: Any) -> None:
         # Actions mid-call finish and record their outcome on the ledger (the producer is
         # still up), so whoever runs the shard next finds it instead of waiting out the lease.
-        executor.stopping()
+        self.executor.stopping()
         # Commands set aside for later stay unacked: the shard's next owner gets them again.
-        for tasks in waiting.values():
+        for tasks in self.waiting.values():
             for task in tasks:
                 task.cancel()
-        if in_flight:
+        if self.in_flight:
             _done, late = await asyncio.wait(
-                in_flight, timeout=autopilot.settings.http_timeout_seconds + 5
+                self.in_flight, timeout=self.autopilot.settings.http_timeout_seconds + 5
             )
             # Nothing may use the tables once they are closed, which comes next: an action
             # still running is cancelled; the next owner settles its lease from the ledger.
@@ -163,11 +188,11 @@ def attach(
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        await executor.stop()
-        await peek.stop()
-        await autopilot.chain.stop()
+        await self.executor.stop()
+        await self.peek.stop()
+        await self.autopilot.chain.stop()
 
-    async def park(message: Any, exc: ValidationError) -> None:
+    async def _park(self, message: Any, exc: ValidationError) -> None:
         # Only Autopilot writes these topics, so this is a bug or a foreign writer: park the
         # record with its reason rather than act on it or lose it.
         source = SourcePosition(message.topic, message.partition, message.offset)
@@ -180,88 +205,83 @@ def attach(
                 "offset": message.offset,
             },
         )
-        await dead_letters.send(
+        await self.dead_letters.send(
             message.key, message.value, dlq_headers(rejection, source), message.partition
         )
 
-    async def hand_over(event: Any, command: Command) -> None:
+    async def _hand_over(self, event: Any, command: Command) -> None:
         # Tasks keep the context they are created in: the executor's table writes go to the
         # changelog partition of this event, the workspace's shard.
-        await in_hand.acquire()
+        await self.in_hand.acquire()
         message = event.message
         source = SourcePosition(message.topic, message.partition, message.offset)
-        track(asyncio.create_task(executor.carry_out(event, command, source)))
+        self._track(asyncio.create_task(self.executor.carry_out(event, command, source)))
 
-    async def run_when_due(event: Any, command: Command, delay: float) -> None:
+    async def _run_when_due(self, event: Any, command: Command, delay: float) -> None:
         await asyncio.sleep(delay)
-        await hand_over(event, command)
+        await self._hand_over(event, command)
 
-    def set_aside(event: Any, command: Command, delay: float) -> None:
+    def _set_aside(self, event: Any, command: Command, delay: float) -> None:
         partition = event.message.partition
-        task = asyncio.create_task(run_when_due(event, command, min(delay, max_defer_seconds)))
-        tasks = waiting.setdefault(partition, set())
+        task = asyncio.create_task(
+            self._run_when_due(event, command, min(delay, self.max_defer_seconds))
+        )
+        tasks = self.waiting.setdefault(partition, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         task.add_done_callback(_crash_on_failure)
 
-    async def take(event: Any) -> None:
+    async def _take(self, event: Any) -> None:
         try:
             command = Command.model_validate_json(event.value)
         except ValidationError as exc:
-            await park(event.message, exc)
+            await self._park(event.message, exc)
             event.ack()
             return
         delay = _seconds_until(command.not_before)
         if delay > 0 and not command.dry_run:
-            set_aside(event, command, delay)
+            self._set_aside(event, command, delay)
         else:
-            await hand_over(event, command)
+            await self._hand_over(event, command)
 
-    def lane_agent(lane: Priority, topic: faust.TopicT) -> None:
+    def _lane_agent(
+        self, lane: Priority
+    ) -> Callable[[faust.StreamT[bytes]], Coroutine[Any, Any, None]]:
         async def execute(stream: faust.StreamT[bytes]) -> None:
             with crash_on_unexpected(f"execute.{lane.value}"):
                 # noack lives on Stream, not on the StreamT interface Faust types agents with.
                 async for event in cast(faust.Stream[bytes], stream).noack().events():
-                    if await skipped_before(event):
+                    if await self.skipped_before(event):
                         continue
                     message = event.message
-                    await gate.wait_turn(lane, message.partition)
-                    await take(event)
-                    gate.served(lane, message.partition, message.offset)
+                    await self.gate.wait_turn(lane, message.partition)
+                    await self._take(event)
+                    self.gate.served(lane, message.partition, message.offset)
 
-        app.agent(topic, name=f"execute.{lane.value}")(execute)
+        return execute
 
-    for lane, topic in autopilot.lanes.items():
-        lane_agent(lane, topic)
-
-    @app.agent(autopilot.commands_retry, name="execute.retry")
-    async def retry(stream: faust.StreamT[bytes]) -> None:
+    async def _retry(self, stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("execute.retry"):
             async for event in cast(faust.Stream[bytes], stream).noack().events():
-                if not await skipped_before(event):
-                    await take(event)
+                if not await self.skipped_before(event):
+                    await self._take(event)
 
-    @app.agent(autopilot.approvals, name="execute.approvals")
-    async def approvals(stream: faust.StreamT[bytes]) -> None:
+    async def _approvals(self, stream: faust.StreamT[bytes]) -> None:
         with crash_on_unexpected("execute.approvals"):
             async for event in cast(faust.Stream[bytes], stream).noack().events():
-                if await skipped_before(event):
+                if await self.skipped_before(event):
                     continue
                 try:
                     approval = ApprovalGiven.model_validate_json(event.value)
                 except ValidationError as exc:
-                    await park(event.message, exc)
+                    await self._park(event.message, exc)
                     event.ack()
                     continue
-                await in_hand.acquire()
-                track(
-                    asyncio.create_task(
-                        executor.give_verdict(event, approval, event.message.partition)
-                    )
+                await self.in_hand.acquire()
+                partition = event.message.partition
+                self._track(
+                    asyncio.create_task(self.executor.give_verdict(event, approval, partition))
                 )
-
-    del retry, approvals  # registered on the app by the decorators
-    return gate, executor
 
 
 def _seconds_until(moment: datetime | None) -> float:
