@@ -16,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.views import SERVED_BY_HEADER
+from projections.ledger_reader import seek_to_start
 from tools.worker_process import WorkerProcess
 from topics.shards import Shards
 from topics.signals import FollowupDue, Signal, SignalType
@@ -235,7 +236,7 @@ async def changelog_entries(bootstrap: str, topic: str, partitions: int) -> int:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_start(consumer, tps)
         count = 0
         for tp in tps:
             while await consumer.position(tp) < ends[tp]:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.settings import Settings
+from projections.ledger_reader import seek_to_start
 from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import WAIT_SECONDS
 from topics.catalog import COMMANDS_DLQ, LANES, LEDGER, lane_topic
@@ -161,7 +162,7 @@ async def read_topics(settings: Settings, names: list[str]) -> list[Record]:
     try:
         tps = [TopicPartition(settings.topic(n), p) for n in names for p in range(4)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_start(consumer, tps)
         ends = await consumer.end_offsets(tps)
         deadline = time.monotonic() + WAIT_SECONDS
         remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}

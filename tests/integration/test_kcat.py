@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from app.settings import Settings
-from projections.ledger_reader import read_ledger
+from projections.ledger_reader import read_ledger, seek_to_start
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
 from topics.headers import REROUTED_FROM, REROUTED_PIECE
@@ -242,7 +242,7 @@ async def read_all(bootstrap: str, topic: str, partitions: int) -> list[Consumer
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_start(consumer, tps)
         ends = await consumer.end_offsets(tps)
         async with asyncio.timeout(WAIT_SECONDS):
             for tp in tps:

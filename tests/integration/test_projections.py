@@ -22,6 +22,7 @@ from app.client import SignalPublisher
 from app.settings import Settings
 from core.replay import replay_decisions
 from projections.database import Database
+from projections.ledger_reader import seek_to_start
 from projections.schema import READ_MODELS, rows_of
 from tests.integration.commands import ROOT, autopilot_cli, ledger_until
 from tests.integration.conftest import StartWorker
@@ -232,7 +233,7 @@ async def read_partition(settings: Settings, partition: int) -> list[bytes]:
     tp = TopicPartition(settings.topic("ledger"), partition)
     try:
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        await seek_to_start(consumer, [tp])
         end = (await consumer.end_offsets([tp]))[tp]
         values: list[bytes] = []
         while await consumer.position(tp) < end:
