@@ -43,6 +43,7 @@ class PartitionTransactions:
         transactional_id: str,
         linger_ms: int = 5,
         request_timeout_ms: int = 40_000,
+        retry_backoff_ms: int = 10,
     ) -> None:
         self.transactional_id = transactional_id
         # A whole commit (every request of it) waits at most this long.
@@ -57,6 +58,12 @@ class PartitionTransactions:
             max_batch_size=1 << 20,
             compression_type=None,
             request_timeout_ms=request_timeout_ms,
+            # A batch's first send to a partition usually reaches the broker before the
+            # previous transaction's commit marker is written there. Since KIP-890 the broker
+            # then answers NOT_ENOUGH_REPLICAS (its CONCURRENT_TRANSACTIONS, translated for
+            # clients without transaction v2, as aiokafka is) and the send is retried after
+            # this backoff: at the default 100 ms, it was most of a decision's latency.
+            retry_backoff_ms=retry_backoff_ms,
         )
 
     async def start(self) -> None:
