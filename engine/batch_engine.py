@@ -11,6 +11,12 @@ commit: nothing of an aborted batch is ever visible to a `read_committed` reader
 When: a partition that has caught up with its input commits as soon as its records are
 processed (latency); one under load commits every `commit_records` records or
 `commit_interval` seconds (throughput).
+
+A commit runs beside the loop: while one partition's transaction is on its way, the loop goes
+on fetching and processing the others, and what arrives for that partition waits, in order,
+until its commit is done (a partition has one transaction at a time, and its store one batch
+of staged changes). Waiting on the broker in line, one commit after another, had records
+sitting fetched but unread for a whole round of commits.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from engine.partition_store import PartitionStore
 from engine.transactions import Outgoing, PartitionTransactions, transactional_id
 
 logger = logging.getLogger(__name__)
+
+# How often the loop looks whether a commit on its way is done, when records wait for it.
+_COMMIT_POLL_SECONDS = 0.005
 
 
 class Stage(Protocol):
@@ -74,6 +83,17 @@ class _Owned:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     records: int = 0
     since: float = field(default_factory=time.monotonic)
+    # The partition's commit on its way, if any; records fetched meanwhile wait in `held`.
+    committing: asyncio.Task[None] | None = None
+    held: dict[str, list[ConsumerRecord]] = field(default_factory=dict)
+
+    def hold(self, by_topic: Mapping[str, list[ConsumerRecord]]) -> None:
+        """Keep records fetched while the partition commits, after those kept before."""
+        for topic, records in by_topic.items():
+            self.held.setdefault(topic, []).extend(records)
+
+    def held_count(self) -> int:
+        return sum(len(records) for records in self.held.values())
 
 
 class BatchEngine:
@@ -109,6 +129,8 @@ class BatchEngine:
         # Held while a batch is processed and committed, and while partitions move.
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # A commit beside the loop that failed in a way it could not recover from.
+        self._failed: Exception | None = None
         self._assignor = assignor or RangePartitionAssignor
         self._session_timeout_ms = session_timeout_ms
         # Made by `run`, on the loop it runs in (aiokafka binds a client to the running loop).
@@ -143,12 +165,13 @@ class BatchEngine:
         await self._consumer.start()
         try:
             while not self._stopping.is_set():
-                batches = await self._consumer.getmany(timeout_ms=100, max_records=self.max_records)
+                batches = await self._fetch()
                 async with self._lock:
                     self._process(batches)
-                    await self._commit_due()
+                    self._commit_due()
         finally:
             async with self._lock:
+                await self._settle(list(self._owned))
                 await self._commit([p for p, o in self._owned.items() if o.offsets])
                 await self._release(list(self._owned))
             await self._consumer.stop()
@@ -157,19 +180,52 @@ class BatchEngine:
         """Ask the loop to commit what it processed and stop."""
         self._stopping.set()
 
+    async def _fetch(self) -> Mapping[TopicPartition, list[ConsumerRecord]]:
+        """The next records of the partitions not holding a full batch already; waits briefly
+        while a commit is on its way (its partition's held records are processed after it)."""
+        waiting = [o for o in self._owned.values() if o.held or o.committing]
+        full = {p for p, o in self._owned.items() if o.held_count() >= self.max_records}
+        if not full:
+            # All partitions (none assigned yet included): the consumer's whole assignment.
+            tps: list[TopicPartition] = []
+        else:
+            tps = [tp for tp in self._consumer.assignment() if tp.partition not in full]
+            if not tps:
+                await asyncio.sleep(_COMMIT_POLL_SECONDS)
+                return {}
+        ready = any(o.held and o.committing is None for o in waiting)
+        timeout_ms = 0 if ready else int(1000 * _COMMIT_POLL_SECONDS) if waiting else 100
+        batches: Mapping[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
+            *tps, timeout_ms=timeout_ms, max_records=self.max_records
+        )
+        return batches
+
     def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        per_partition: dict[int, dict[str, list[ConsumerRecord]]] = {}
+        fetched: dict[int, dict[str, list[ConsumerRecord]]] = {}
         for tp, records in batches.items():
-            owned = self._owned.get(tp.partition)
-            if owned is None or not records:
+            if records and tp.partition in self._owned:
+                fetched.setdefault(tp.partition, {})[tp.topic] = records
+        per_partition: dict[int, dict[str, list[ConsumerRecord]]] = {}
+        for partition, owned in self._owned.items():
+            new = fetched.get(partition)
+            if owned.committing is not None:
+                if new:
+                    owned.hold(new)
                 continue
-            # Records before where the partition stands were fetched before a seek (an
-            # assignment's, or an aborted batch's) and come again from there: never twice.
-            expected = owned.offsets.get(tp, owned.committed.get(tp, 0))
-            if records[0].offset < expected:
-                records = [record for record in records if record.offset >= expected]
-            if records:
-                per_partition.setdefault(tp.partition, {})[tp.topic] = records
+            if owned.held:
+                owned.hold(new or {})
+                new, owned.held = owned.held, {}
+            if not new:
+                continue
+            for topic, records in new.items():
+                tp = TopicPartition(topic, partition)
+                # Records before where the partition stands were fetched before a seek (an
+                # assignment's, or an aborted batch's) and come again from there: never twice.
+                expected = owned.offsets.get(tp, owned.committed.get(tp, 0))
+                if records[0].offset < expected:
+                    records = [record for record in records if record.offset >= expected]
+                if records:
+                    per_partition.setdefault(partition, {})[topic] = records
         for partition, by_topic in per_partition.items():
             owned = self._owned[partition]
             try:
@@ -184,19 +240,48 @@ class BatchEngine:
                 owned.offsets[TopicPartition(topic, partition)] = read[-1].offset + 1
                 owned.records += len(read)
 
-    async def _commit_due(self) -> None:
+    def _commit_due(self) -> None:
+        """Start the commits that are due, each beside the loop; a failed one is raised here,
+        on the loop, the next time round."""
+        if self._failed is not None:
+            raise self._failed
         now = time.monotonic()
         due = [
             partition
             for partition, owned in self._owned.items()
             if owned.offsets
+            and owned.committing is None
             and (
                 owned.records >= self.commit_records
                 or now - owned.since >= self.commit_interval
                 or (self.commit_when_caught_up and self._caught_up(owned))
             )
         ]
-        await self._commit(due)
+        for partition in due:
+            owned = self._owned[partition]
+            owned.committing = asyncio.create_task(self._commit_beside(partition, owned))
+
+    async def _commit_beside(self, partition: int, owned: _Owned) -> None:
+        try:
+            await self._commit_one(partition)
+        except Exception as exc:
+            # Not one the commit handles itself (those resume the partition): the loop stops
+            # with it, as it would have had the commit run on the loop.
+            self._failed = self._failed or exc
+        finally:
+            # Done (or released, or moved on from a failure): its held records go on.
+            if owned.committing is asyncio.current_task():
+                owned.committing = None
+
+    async def _settle(self, partitions: Sequence[int]) -> None:
+        """Wait for the partitions' commits on their way (before they move or the loop ends)."""
+        tasks = [
+            owned.committing
+            for p in partitions
+            if (owned := self._owned.get(p)) is not None and owned.committing is not None
+        ]
+        if tasks:
+            await asyncio.gather(*tasks)
 
     def _caught_up(self, owned: _Owned) -> bool:
         for tp, offset in owned.offsets.items():
@@ -251,6 +336,8 @@ class BatchEngine:
         owned.store.discard()
         self.stage.discard(partition)
         owned.outgoing.clear()
+        # Fetched after the batch: read again from where the partition resumes.
+        owned.held.clear()
         owned.offsets.clear()
         owned.records = 0
         owned.since = time.monotonic()
@@ -286,6 +373,8 @@ class BatchEngine:
         await self._prepare(partition, owned)
         for tp, offset in starts.items():
             self._consumer.seek(tp, offset)
+        # Fetched before the seek (while this ran beside the loop): they come again from here.
+        owned.held.clear()
         owned.committed.update(starts)
         logger.info(
             "partition resumed",
@@ -408,7 +497,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         async with engine._lock:
             partitions = sorted({tp.partition for tp in revoked} & set(engine._owned))
             # What was processed is committed before the partition goes.
-            await engine._commit([p for p in partitions if engine._owned[p].offsets])
+            await engine._settle(partitions)
+            await engine._commit(
+                [p for p in partitions if p in engine._owned and engine._owned[p].offsets]
+            )
             await engine._release(partitions)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

@@ -110,6 +110,12 @@ def main() -> None:
         "--latency-seconds", type=float, default=15.0, help="how long latency is measured"
     )
     parser.add_argument(
+        "--latency-light-rate",
+        type=int,
+        default=200,
+        help="signals/s of a second latency stream, light enough not to saturate the machine",
+    )
+    parser.add_argument(
         "--memory-workspaces",
         type=int,
         default=100_000,
@@ -145,7 +151,11 @@ async def _bench(base: Settings, args: argparse.Namespace) -> None:
     )
     workload = worker_bench.Workload(signals, expected_ids, START)
     options = worker_bench.Options(
-        args.rounds, args.latency_rate, args.latency_seconds, args.memory_workspaces
+        args.rounds,
+        args.latency_rate,
+        args.latency_seconds,
+        args.memory_workspaces,
+        args.latency_light_rate,
     )
     with (
         provide_bootstrap(base.kafka_bootstrap_servers, base.cache_dir) as bootstrap,
