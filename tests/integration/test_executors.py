@@ -443,3 +443,6 @@ async def test_a_rebalance_with_actions_in_flight_starts_none_of_them_twice(
         (e.payload.command_id, e.payload.attempt) for e in entries if e.kind is K.ACTION_STARTED
     )
     assert set(starts.values()) == {1}, starts
+    # And every chain holds: the new owner wrote after the old one's outcomes, not beside them
+    verified = autopilot_cli(settings, "ledger", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
