@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     # The signal stage's engine (docs/engine.md): records read per batch, and when a shard
     # under load commits (a shard that caught up commits as soon as its batch is decided).
     engine_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
-    engine_commit_records: int = Field(default=20_000, ge=1)
+    engine_commit_records: int = Field(default=10_000, ge=1)
     engine_commit_interval_seconds: float = Field(default=0.1, gt=0, le=60)
     # The executions table's RocksDB block cache.
     rocksdb_block_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)

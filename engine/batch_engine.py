@@ -107,7 +107,7 @@ class BatchEngine:
         data_dir: Path,
         *,
         max_records: int = 10_000,
-        commit_records: int = 20_000,
+        commit_records: int = 10_000,
         commit_interval: float = 0.1,
         commit_when_caught_up: bool = True,
         session_timeout_ms: int = 10_000,
@@ -131,6 +131,12 @@ class BatchEngine:
         self._stopping = asyncio.Event()
         # A commit beside the loop that failed in a way it could not recover from.
         self._failed: Exception | None = None
+        # Records processed and not committed yet (commits on their way included), in all:
+        # at most this many before processing waits and every partition's commit is due. At
+        # least a partition's commit_records, so the setting is never cut short by it.
+        self._budget = max(max_records, commit_records)
+        # Where `_process` starts among the owned partitions this time.
+        self._turn = 0
         self._assignor = assignor or RangePartitionAssignor
         self._session_timeout_ms = session_timeout_ms
         # Made by `run`, on the loop it runs in (aiokafka binds a client to the running loop).
@@ -184,7 +190,10 @@ class BatchEngine:
         """The next records of the partitions not holding a full batch already; waits briefly
         while a commit is on its way (its partition's held records are processed after it)."""
         waiting = [o for o in self._owned.values() if o.held or o.committing]
-        full = {p for p, o in self._owned.items() if o.held_count() >= self.max_records}
+        # Records wait (for their partition's commit, or for `_process`'s budget) up to a
+        # fetch's worth in all, shared by the partitions; the rest wait in the consumer.
+        bound = max(1, self.max_records // max(1, len(self._owned)))
+        full = {p for p, o in self._owned.items() if o.held_count() >= bound}
         if not full:
             # All partitions (none assigned yet included): the consumer's whole assignment.
             tps: list[TopicPartition] = []
@@ -193,7 +202,8 @@ class BatchEngine:
             if not tps:
                 await asyncio.sleep(_COMMIT_POLL_SECONDS)
                 return {}
-        ready = any(o.held and o.committing is None for o in waiting)
+        in_hand = sum(owned.records for owned in self._owned.values())
+        ready = in_hand < self._budget and any(o.held and o.committing is None for o in waiting)
         timeout_ms = 0 if ready else int(1000 * _COMMIT_POLL_SECONDS) if waiting else 100
         batches: Mapping[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
             *tps, timeout_ms=timeout_ms, max_records=self.max_records
@@ -201,44 +211,54 @@ class BatchEngine:
         return batches
 
     def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        fetched: dict[int, dict[str, list[ConsumerRecord]]] = {}
         for tp, records in batches.items():
-            if records and tp.partition in self._owned:
-                fetched.setdefault(tp.partition, {})[tp.topic] = records
-        per_partition: dict[int, dict[str, list[ConsumerRecord]]] = {}
-        for partition, owned in self._owned.items():
-            new = fetched.get(partition)
-            if owned.committing is not None:
-                if new:
-                    owned.hold(new)
-                continue
-            if owned.held:
-                owned.hold(new or {})
-                new, owned.held = owned.held, {}
-            if not new:
-                continue
-            for topic, records in new.items():
-                tp = TopicPartition(topic, partition)
-                # Records before where the partition stands were fetched before a seek (an
-                # assignment's, or an aborted batch's) and come again from there: never twice.
-                expected = owned.offsets.get(tp, owned.committed.get(tp, 0))
-                if records[0].offset < expected:
-                    records = [record for record in records if record.offset >= expected]
-                if records:
-                    per_partition.setdefault(partition, {})[topic] = records
-        for partition, by_topic in per_partition.items():
+            owned = self._owned.get(tp.partition)
+            if owned is not None and records:
+                owned.hold({tp.topic: records})
+        # What may still be processed before the uncommitted records reach the budget.
+        budget = self._budget - sum(owned.records for owned in self._owned.values())
+        partitions = list(self._owned)
+        # Each time from the next partition, so none waits for budget behind the others.
+        self._turn = (self._turn + 1) % max(1, len(partitions))
+        for partition in partitions[self._turn :] + partitions[: self._turn]:
             owned = self._owned[partition]
-            try:
-                produced = self.stage.process(partition, by_topic, owned.store)
-            except BaseException:
-                # Half a batch's changes must never be committed, not even by the final
-                # commit on the way out: the partition's uncommitted work goes with it.
-                self._forget_batch(partition, owned)
-                raise
-            owned.outgoing.extend(produced)
-            for topic, read in by_topic.items():
-                owned.offsets[TopicPartition(topic, partition)] = read[-1].offset + 1
-                owned.records += len(read)
+            if budget <= 0 or owned.committing is not None or not owned.held:
+                continue
+            by_topic = self._unseen(partition, owned)
+            if by_topic:
+                budget -= sum(len(records) for records in by_topic.values())
+                self._process_one(partition, owned, by_topic)
+
+    @staticmethod
+    def _unseen(partition: int, owned: _Owned) -> dict[str, list[ConsumerRecord]]:
+        """The partition's held records, less any from before where it stands: those were
+        fetched before a seek (an assignment's, or an aborted batch's) and come again from
+        there, never twice."""
+        unseen = {}
+        for topic, records in owned.held.items():
+            tp = TopicPartition(topic, partition)
+            expected = owned.offsets.get(tp, owned.committed.get(tp, 0))
+            if records[0].offset < expected:
+                records = [record for record in records if record.offset >= expected]
+            if records:
+                unseen[topic] = records
+        owned.held = {}
+        return unseen
+
+    def _process_one(
+        self, partition: int, owned: _Owned, by_topic: dict[str, list[ConsumerRecord]]
+    ) -> None:
+        try:
+            produced = self.stage.process(partition, by_topic, owned.store)
+        except BaseException:
+            # Half a batch's changes must never be committed, not even by the final commit on
+            # the way out: the partition's uncommitted work goes with it.
+            self._forget_batch(partition, owned)
+            raise
+        owned.outgoing.extend(produced)
+        for topic, read in by_topic.items():
+            owned.offsets[TopicPartition(topic, partition)] = read[-1].offset + 1
+            owned.records += len(read)
 
     def _commit_due(self) -> None:
         """Start the commits that are due, each beside the loop; a failed one is raised here,
@@ -246,13 +266,16 @@ class BatchEngine:
         if self._failed is not None:
             raise self._failed
         now = time.monotonic()
+        # Processing waits while the budget is used up (`_process`): then all of it is due.
+        full = sum(owned.records for owned in self._owned.values()) >= self._budget
         due = [
             partition
             for partition, owned in self._owned.items()
             if owned.offsets
             and owned.committing is None
             and (
-                owned.records >= self.commit_records
+                full
+                or owned.records >= self.commit_records
                 or now - owned.since >= self.commit_interval
                 or (self.commit_when_caught_up and self._caught_up(owned))
             )
