@@ -14,6 +14,7 @@ from faust.types import ProducerT, TransportT
 from agents.boundary import crash_on_unexpected
 from agents.ledger_chain import LedgerChain
 from agents.log_extras import show_extras
+from agents.log_repeats import hold_back_repeats
 from agents.rocksdb_store import ClosingStore
 from engine.batch_engine import BatchEngine
 from topics import catalog
@@ -34,8 +35,10 @@ class QuietWorker(faust.Worker):
     """
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        """Configure the root logger without the spinner handler, showing `extra` fields."""
+        """Configure the root logger without the spinner handler, showing `extra` fields and
+        holding back a Kafka client's repeated errors."""
         self.spinner = None
+        hold_back_repeats(logger)
         show_extras(logger)
 
 

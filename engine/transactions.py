@@ -86,25 +86,38 @@ class PartitionTransactions:
         the transaction (aborted unless it committed), rather than trying to abort it here,
         which can wait forever.
         """
-        async with asyncio.timeout(self.commit_timeout):
-            await self._producer.begin_transaction()
-            sent = [
-                await self._producer.send(
-                    record.topic,
-                    record.value,
-                    key=record.key,
-                    partition=record.partition,
-                    headers=list(record.headers) or None,
-                )
-                for record in records
-            ]
-            if offsets:
-                await self._producer.send_offsets_to_transaction(offsets, group_id)
-            await self._producer.commit_transaction()
-            return [await future for future in sent]
+        sent: list[asyncio.Future[RecordMetadata]] = []
+        try:
+            async with asyncio.timeout(self.commit_timeout):
+                await self._producer.begin_transaction()
+                for record in records:
+                    sent.append(
+                        await self._producer.send(
+                            record.topic,
+                            record.value,
+                            key=record.key,
+                            partition=record.partition,
+                            headers=list(record.headers) or None,
+                        )
+                    )
+                if offsets:
+                    await self._producer.send_offsets_to_transaction(offsets, group_id)
+                await self._producer.commit_transaction()
+                return [await future for future in sent]
+        except BaseException:
+            # The failure is what the caller acts on; the records' own failures say the same
+            # (and would each be logged as an exception never retrieved).
+            for future in sent:
+                future.add_done_callback(_retrieved)
+            raise
 
     async def stop(self) -> None:
         """Close the producer (an open transaction is aborted by the partition's next owner);
         given up after `commit_timeout`, as a broken producer's close can hang."""
         async with asyncio.timeout(self.commit_timeout):
             await self._producer.stop()
+
+
+def _retrieved(future: asyncio.Future[RecordMetadata]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -30,6 +30,9 @@ OUTAGE_SECONDS = 15.0
 WORKSPACES = 20
 SIGNALS = 1_200
 STREAM_SECONDS = 30.0
+# How often one error may appear in the log over the outage and the catch-up after it (a 10 s
+# interval per client; the worker has about a dozen clients).
+MAX_REPEATS = 200
 
 
 @pytest.fixture
@@ -119,5 +122,18 @@ async def test_a_worker_rides_out_a_broker_restart(
         assert worker.alive, worker.log_tail()
         verified = autopilot_cli(settings, "ledger", "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        # And the worker's log stays readable: each client error that repeats at every retry
+        # is there, but not tens of thousands of times
+        lines = worker.log_path.read_text(errors="replace").splitlines()
+        errors = Counter(_message_of(line) for line in lines if "[ERROR]" in line)
+        assert errors and max(errors.values()) <= MAX_REPEATS, errors.most_common(3)
+        # And no failure is left unhandled (a failed commit's records fail with it)
+        assert [line for line in lines if "never retrieved" in line] == []
     finally:
         worker.stop()
+
+
+def _message_of(line: str) -> str:
+    """A log line's message up to its first number (ids, hosts and counts differ)."""
+    message = line.split("[ERROR]", 1)[1]
+    return message[: next((i for i, c in enumerate(message) if c.isdigit()), len(message))]
