@@ -126,7 +126,8 @@ class BatchEngine:
         # How long a transaction's requests wait for the broker before the batch is aborted.
         self.request_timeout_ms = request_timeout_ms
         self._owned: dict[int, _Owned] = {}
-        # Held while a batch is processed and committed, and while partitions move.
+        # Held while batches are processed and their commits started, and while partitions
+        # move (which first waits for the commits on their way).
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         # A commit beside the loop that failed in a way it could not recover from.
@@ -290,6 +291,10 @@ class BatchEngine:
         except Exception as exc:
             # Not one the commit handles itself (those resume the partition): the loop stops
             # with it, as it would have had the commit run on the loop.
+            logger.exception(
+                "a commit failed unexpectedly; the engine stops",
+                extra={"stage": self.stage.name, "partition": partition},
+            )
             self._failed = self._failed or exc
         finally:
             # Done (or released, or moved on from a failure): its held records go on.

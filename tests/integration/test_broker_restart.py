@@ -30,8 +30,8 @@ OUTAGE_SECONDS = 15.0
 WORKSPACES = 20
 SIGNALS = 1_200
 STREAM_SECONDS = 30.0
-# How often one error may appear in the log over the outage and the catch-up after it (a 10 s
-# interval per client; the worker has about a dozen clients).
+# How often one error may appear in the worker's log over the outage and the catch-up after it
+# (about once per 10 s; without holding repeats back, over 30,000 times).
 MAX_REPEATS = 200
 
 
