@@ -21,6 +21,9 @@ from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.shards import Shards
 from topics.signals import Signal
 
+# Signals per record the client sends by default.
+DEFAULT_MAX_BATCH = 500
+
 
 class SignalPublisher:
     """Publish signals to the signals topic in per-shard batches; use as an async context."""
@@ -30,7 +33,7 @@ class SignalPublisher:
         bootstrap_servers: str,
         topic: str,
         *,
-        max_batch: int = 500,
+        max_batch: int = DEFAULT_MAX_BATCH,
         linger_seconds: float = 0.05,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH_SIGNALS:

@@ -38,7 +38,7 @@ def replay_decisions(
     decisions = []
     for shard in sorted(per_shard):
         states: dict[str, WorkspaceState] = {}
-        state_of = partial(_state_of, states)
+        state_of = partial(state_in, states)
         share = shard_share(policy.limits.platform_cap_per_interval, partitions, shard)
         decided = decide_signals(
             state_of,
@@ -54,7 +54,8 @@ def replay_decisions(
     return decisions
 
 
-def _state_of(states: dict[str, WorkspaceState], workspace_id: str) -> WorkspaceState:
+def state_in(states: dict[str, WorkspaceState], workspace_id: str) -> WorkspaceState:
+    """A workspace's state in a shard replayed from empty (`states`), made on first use."""
     state = states.get(workspace_id)
     if state is None:
         state = states[workspace_id] = windows.initialize()

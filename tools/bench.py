@@ -42,14 +42,14 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from app.client import SignalPublisher
+from app.client import DEFAULT_MAX_BATCH, SignalPublisher
 from app.kafka_admin import ensure_topics
 from app.settings import Settings, load_settings
 from core.codec import decode_signals
 from core.decide import decide_positioned, initial_quota
 from core.policy import Mode, shard_share
-from core.replay import replay_decisions
-from core.windows import SourcePosition, WorkspaceState, initialize
+from core.replay import replay_decisions, state_in
+from core.windows import SourcePosition
 from projections.database import Database
 from projections.ledger_reader import read_ledger
 from projections.replay_jobs import ReplayJob, replay
@@ -67,8 +67,6 @@ from topics.signals import FollowupDue, Signal, SignalType
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 CORES = os.cpu_count() or 1
 TIMEOUT_SECONDS = 600.0
-# Signals per record, as the client sends them (app/client.py).
-CLIENT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -244,8 +242,8 @@ def _core_rate(settings: Settings, signals: list[Signal], expected: int) -> floa
     records = {
         shard: [
             value
-            for at in range(0, len(own), CLIENT_BATCH)
-            for value in encode_batches(own[at : at + CLIENT_BATCH])
+            for at in range(0, len(own), DEFAULT_MAX_BATCH)
+            for value in encode_batches(own[at : at + DEFAULT_MAX_BATCH])
         ]
         for shard, own in per_shard.items()
     }
@@ -258,7 +256,7 @@ def _core_rate(settings: Settings, signals: list[Signal], expected: int) -> floa
             for signal in decode_signals(value).signals
         ]
         decided = decide_positioned(
-            partial(_state_in, {}),
+            partial(state_in, {}),
             positioned,
             windows,
             policy,
@@ -337,14 +335,6 @@ async def _round(
         replay_rate,
         parallel_rate,
     )
-
-
-def _state_in(states: dict[str, WorkspaceState], workspace_id: str) -> WorkspaceState:
-    """A workspace's state in a shard that starts empty, as the replay keeps it."""
-    state = states.get(workspace_id)
-    if state is None:
-        state = states[workspace_id] = initialize()
-    return state
 
 
 def _replay_rate(
