@@ -9,19 +9,19 @@ how signals were batched into records never changes a decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypedDict, cast
 
-from core.facts import facts_of
+from core.facts import FactReader
 from core.policy import (
     DAY_SECONDS,
     Decision,
     DecisionKind,
     Inputs,
     Mode,
-    any_due,
     evaluate,
+    may_fire,
     quota_window,
 )
 from core.rules import Policy
@@ -118,7 +118,8 @@ def decide_positioned(
         at = cast(int, state["watermark"])
         memory = state["policy"]
         issued = memory["issued"]
-        if not any_due(policy, signal_type, at, issued):
+        facts = FactReader(state, outcome)
+        if not may_fire(policy, signal_type, at, issued, facts):
             continue
         newest = quota["newest"]
         if newest is None or at > newest:
@@ -133,7 +134,7 @@ def decide_positioned(
             signal_at=outcome.occurred_at,
             source=source,
             at=at,
-            facts=facts_of(state, outcome),
+            facts=facts,
             issued={a: t for a, t in issued.items() if t > cooling_from},
             held={a: t for a, t in memory["held"].items() if t > cooling_from},
             day_used=memory["used"] if memory["day"] == day else 0,
@@ -143,6 +144,11 @@ def decide_positioned(
         )
         made = evaluate(policy, inputs, quota["slots"])
         if made:
+            # A decision keeps the facts it saw, as of this signal: the reader would see the
+            # next one. Taken only now, as most evaluations here decide nothing (a suppressed
+            # decision already recorded within its cooldown).
+            seen = replace(inputs, facts=facts.as_dict())
+            made = [replace(decision, inputs=seen) for decision in made]
             _remember(memory, quota, made, at, day, policy.limits.interval_seconds)
             decisions.extend(made)
     for state in touched.values():

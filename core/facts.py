@@ -1,50 +1,131 @@
 """The facts a policy rule may check, read off a workspace's state as of one signal. Pure.
 
-Facts are a flat dict, so that rules stay data and so that a decision can record exactly what
-it saw: the signal's type and number attributes (`signal.*`; text never becomes a fact), the
-counts per type in the watermark's minute and in the last hour (`minute.*`, `hour.*`, only
+Facts are a flat mapping, so that rules stay data and so that a decision can record exactly
+what it saw: the signal's type and number attributes (`signal.*`; text never becomes a fact),
+the counts per type in the watermark's minute and in the last hour (`minute.*`, `hour.*`, only
 non-zero ones), the fresh queue gauges (`queue.*`) and the derived health (`health.*`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
-from core.health import fresh_gauge, score_health
-from core.windows import Observation, WorkspaceState, hour_counts, hour_start, minute_counts
+from core.health import Health, fresh_gauge, score_health
+from core.windows import Observation, WorkspaceState, hour_counts, hour_start, minute_start
 from topics.signals import SignalType
 
 _PUBLISH_FAILED = SignalType.PUBLISH_FAILED.value
 _ERROR_REPORTED = SignalType.ERROR_REPORTED.value
+_GAUGES = {
+    "queue.pending": SignalType.QUEUE_DEPTH,
+    "queue.oldest_pending_age_seconds": SignalType.OLDEST_PENDING_AGE,
+}
 
 
 def facts_of(state: WorkspaceState, observation: Observation) -> dict[str, Any]:
     """The facts as of the observation just folded into the state."""
-    facts: dict[str, Any] = {"signal.type": observation.signal_type.value}
-    for name, value in observation.attributes.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            facts[f"signal.{name}"] = value
-    for type_name, count in minute_counts(state).items():
-        facts[f"minute.{type_name}"] = count
-    hour = hour_counts(state)
-    for type_name, count in hour.items():
-        facts[f"hour.{type_name}"] = count
-    # The observation just folded moved the watermark: it is set.
-    watermark = cast(int, state["watermark"])
-    fresh_from = hour_start(watermark)
-    pending = fresh_gauge(state, SignalType.QUEUE_DEPTH, fresh_from)
-    oldest_age = fresh_gauge(state, SignalType.OLDEST_PENDING_AGE, fresh_from)
-    if pending is not None:
-        facts["queue.pending"] = pending
-    if oldest_age is not None:
-        facts["queue.oldest_pending_age_seconds"] = oldest_age
-    health = score_health(
-        watermark,
-        pending,
-        oldest_age,
-        hour.get(_PUBLISH_FAILED, 0),
-        hour.get(_ERROR_REPORTED, 0),
-    )
-    facts["health.score"] = health.score
-    facts["health.status"] = health.status.value
-    return facts
+    return FactReader(state, observation).as_dict()
+
+
+class FactReader(Mapping[str, Any]):
+    """The facts as of the observation just folded into the state, each group computed when a
+    check first reads it. Most signals fire no rule, and building every fact for each of them
+    was a third of the time spent deciding; a decision records `as_dict()`.
+
+    Read it before the state changes again (the next signal folded).
+    """
+
+    __slots__ = ("_health", "_hour", "_observation", "_state", "_watermark")
+
+    def __init__(self, state: WorkspaceState, observation: Observation) -> None:
+        self._state = state
+        self._observation = observation
+        # The observation just folded moved the watermark: it is set.
+        self._watermark = cast(int, state["watermark"])
+        self._hour: dict[str, int] | None = None
+        self._health: Health | None = None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        group, _, key = name.partition(".")
+        value: Any = None
+        if group == "signal":
+            value = self._observation.signal_type.value if key == "type" else self._number(key)
+        elif group == "minute":
+            value = self._minute().get(key)
+        elif group == "hour":
+            value = self.hour().get(key)
+        elif group == "queue":
+            gauge = _GAUGES.get(name)
+            value = None if gauge is None else self._gauge(gauge)
+        elif group == "health":
+            health = self.health()
+            if key == "score":
+                value = health.score
+            elif key == "status":
+                value = health.status.value
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
+
+    def hour(self) -> dict[str, int]:
+        """Per-type counts in the last hour (computed once)."""
+        if self._hour is None:
+            self._hour = hour_counts(self._state)
+        return self._hour
+
+    def health(self) -> Health:
+        """The derived health (computed once)."""
+        if self._health is None:
+            hour = self.hour()
+            self._health = score_health(
+                self._watermark,
+                self._gauge(SignalType.QUEUE_DEPTH),
+                self._gauge(SignalType.OLDEST_PENDING_AGE),
+                hour.get(_PUBLISH_FAILED, 0),
+                hour.get(_ERROR_REPORTED, 0),
+            )
+        return self._health
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every fact, as a decision records them."""
+        facts: dict[str, Any] = {"signal.type": self._observation.signal_type.value}
+        for name, value in self._observation.attributes.items():
+            if _is_number(value):
+                facts[f"signal.{name}"] = value
+        for type_name, count in self._minute().items():
+            facts[f"minute.{type_name}"] = count
+        for type_name, count in self.hour().items():
+            facts[f"hour.{type_name}"] = count
+        for name, gauge in _GAUGES.items():
+            reading = self._gauge(gauge)
+            if reading is not None:
+                facts[name] = reading
+        health = self.health()
+        facts["health.score"] = health.score
+        facts["health.status"] = health.status.value
+        return facts
+
+    def _number(self, name: str) -> Any:
+        value = self._observation.attributes.get(name)
+        return value if _is_number(value) else None
+
+    def _minute(self) -> dict[str, int]:
+        return self._state["minutes"].get(str(minute_start(self._watermark)), {})
+
+    def _gauge(self, gauge: SignalType) -> Any:
+        return fresh_gauge(self._state, gauge, hour_start(self._watermark))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -159,12 +159,19 @@ def cooling_down(rule: Rule, at: int, issued: Mapping[str, int]) -> bool:
     return last is not None and at - last < rule.cooldown_seconds
 
 
-def any_due(policy: Policy, signal_type: Any, at: int, issued: Mapping[str, int]) -> bool:
-    """Whether any rule watching this type is out of its cooldown: if none is, the facts need
-    not be computed at all (the common case on a busy workspace)."""
-    for action, cooldown in policy.cooldowns_for[signal_type]:
+def may_fire(
+    policy: Policy, signal_type: Any, at: int, issued: Mapping[str, int], facts: Mapping[str, Any]
+) -> bool:
+    """Whether any rule watching this type is out of its cooldown and its checks hold. If none
+    is, `evaluate` would decide nothing, so its inputs need not be built at all: the common
+    case, a busy workspace cooling down or a healthy one. Reads only the facts it checks."""
+    for rule, (action, cooldown) in zip(
+        policy.rules_for[signal_type], policy.cooldowns_for[signal_type], strict=True
+    ):
         last = issued.get(action)
-        if last is None or at - last >= cooldown:
+        if last is not None and at - last < cooldown:
+            continue
+        if all(check.holds(facts) for check in rule.when):
             return True
     return False
 
@@ -197,7 +204,7 @@ def evaluate(
     for rule in policy.rules_for[inputs.signal_type]:  # type: ignore[index]
         if cooling_down(rule, at, issued):
             continue
-        if not all(check.holds(inputs.facts) for check in rule.when):  # type: ignore[arg-type]
+        if not all(check.holds(inputs.facts) for check in rule.when):
             continue
         decision_id = decision_id_of(
             rule.id, inputs.workspace_id, inputs.signal_id, inputs.signal_at

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Mapping
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -83,7 +84,7 @@ class Check(BaseModel):
             raise ValueError(f"{self.fact} is a number: compare it with a number")
         return self
 
-    def holds(self, facts: dict[str, Any]) -> bool:
+    def holds(self, facts: Mapping[str, Any]) -> bool:
         """Whether the fact compares true; counts default to 0, other facts to missing."""
         actual: Any = facts.get(self.fact)
         if actual is None:

@@ -212,8 +212,8 @@ class _Batch:
                 self.own.append((signal, source))
             else:
                 foreign.setdefault(owner, []).append(signal)
-        origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
         for owner, batch in foreign.items():
+            origin = f"{source.topic}/{source.partition}/{source.offset}".encode()
             # Re-encoding can outgrow the record it came from (derived ids are added), so
             # encode_batches splits, as the client does, rather than let the owner refuse it.
             for piece, value in enumerate(encode_batches(batch)):

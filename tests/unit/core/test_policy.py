@@ -21,10 +21,10 @@ from core.policy import (
     DecisionKind,
     Inputs,
     Mode,
-    any_due,
     command_id_of,
     decision_id_of,
     evaluate,
+    may_fire,
     quota_window,
     shard_share,
 )
@@ -198,12 +198,21 @@ def test_a_rule_whose_action_is_cooling_down_is_skipped_but_the_next_rule_still_
     ]
 
 
-def test_any_due_says_whether_some_rule_watching_the_type_is_out_of_its_cooldown() -> None:
-    """Given retry_webhook issued 299 or 300 s ago, then a webhook rule is due only at 300;
-    a heartbeat (no rule watches it) is never due."""
-    assert any_due(SEED_POLICY, WEBHOOK, E0, {"retry_webhook": E0 - 299}) is False
-    assert any_due(SEED_POLICY, WEBHOOK, E0, {"retry_webhook": E0 - 300}) is True
-    assert any_due(SEED_POLICY, SignalType.HEARTBEAT, E0, {}) is False
+def test_may_fire_says_whether_some_rule_is_out_of_its_cooldown_and_its_checks_hold() -> None:
+    """Given retry_webhook issued 299 or 300 s ago, then a webhook rule may fire only at 300;
+    a heartbeat (no rule watches it) never; a queue depth of 50 fires no rule, of 51 the
+    saturation rule (when its own cooldown is over, whatever another action's is)."""
+    webhook = {"signal.type": "webhook_failed"}
+    assert may_fire(SEED_POLICY, WEBHOOK, E0, {"retry_webhook": E0 - 299}, webhook) is False
+    assert may_fire(SEED_POLICY, WEBHOOK, E0, {"retry_webhook": E0 - 300}, webhook) is True
+    assert may_fire(SEED_POLICY, SignalType.HEARTBEAT, E0, {}, {}) is False
+    depth = SignalType.QUEUE_DEPTH
+    healthy = {"signal.type": "queue_depth", "health.score": 80}
+    assert may_fire(SEED_POLICY, depth, E0, {}, {**healthy, "queue.pending": 50}) is False
+    saturated = {**healthy, "queue.pending": 51}
+    assert may_fire(SEED_POLICY, depth, E0, {}, saturated) is True
+    assert may_fire(SEED_POLICY, depth, E0, {"rebalance_queue": E0 - 10}, saturated) is False
+    assert may_fire(SEED_POLICY, depth, E0, {"run_provisioning": E0 - 10}, saturated) is True
 
 
 # --- the workspace's daily budget -------------------------------------------------------------
