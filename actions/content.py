@@ -13,13 +13,14 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import openai
+from typing import TYPE_CHECKING, Any, Literal
 
 from actions.breakers import Breakers
 from actions.reconciler import ExecutorConfig, WorkspaceSnapshot
 from topics.errors import AutopilotError
+
+if TYPE_CHECKING:
+    import openai
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ class ContentWriter:
             return fallback
         if await self._breakers.admit(LLM) is not None:
             return fallback
+        # Imported here: the SDK takes about a second to import, which every worker's start
+        # paid (a third of an empty worker's time to ready), with or without an API key.
+        import openai
+
         try:
             text = await self._complete(prompt(workspace_id, rule_id, status))
         except (openai.APIError, TimeoutError, _EmptyContentError) as exc:
@@ -163,6 +168,8 @@ class ContentWriter:
         return text
 
     def _llm(self) -> openai.AsyncOpenAI:
+        import openai
+
         if self._client is None:
             # Our breaker and the executor's backoff do the retrying, not the SDK.
             self._client = openai.AsyncOpenAI(
