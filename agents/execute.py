@@ -21,6 +21,7 @@ import faust
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
+from actions.content import load_llm_sdk
 from agents.boundary import crash_on_unexpected
 from agents.dead_letter_writer import DeadLetterWriter
 from agents.emit import record_sender
@@ -102,6 +103,8 @@ class ExecuteAgents:
         app.agent(self.autopilot.commands_retry, name="execute.retry")(self._retry)
         app.agent(self.autopilot.approvals, name="execute.approvals")(self._approvals)
         app.timer(STALL_SECONDS)(self._refetch_skipped)
+        if self.autopilot.settings.llm_api_key is not None:
+            app.task(load_llm_sdk)
         # Faust types signal receivers as sync callables without keyword arguments.
         app.on_partitions_revoked.connect(self._forget)  # type: ignore[arg-type]
         app.on_before_shutdown.connect(self._close)  # type: ignore[arg-type]
