@@ -380,6 +380,11 @@ class Executor:
             if self.generation(partition) != began:
                 return None
             ended = await self._watch.ended(partition, lease)
+            if ended is not None:
+                # Likely written by the worker that took the lease, maybe after this one read
+                # the partition's chain heads: read them again before writing there, or this
+                # workspace's next entry forks its chain from the entry before that outcome.
+                self._autopilot.chain.forget([partition])
             state = self._load(workspace_id)
             if ended is LedgerKind.ACTION_FAILED:
                 state = memory.record_attempt(state, lease.command_id, lease.attempt, time.time())

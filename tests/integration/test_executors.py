@@ -12,13 +12,17 @@ import hashlib
 import os
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.settings import Settings
+from core.chain import chain_of_entry, heads_of, seal
+from core.ledger_entries import succeeded_entry
+from projections.ledger_reader import read_partitions_to_end
 from tests.integration.commands import autopilot_cli, command, ended, ledger_until, send
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import CONTROL_TOKEN, request, wait_until_answers
@@ -26,6 +30,7 @@ from tests.integration.streams import read_topic, workspaces_of_shard
 from tools.sandbox import Sandbox
 from topics.commands import Action, Command, Priority
 from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
+from topics.shards import Shards
 
 pytestmark = pytest.mark.integration
 
@@ -444,5 +449,67 @@ async def test_a_rebalance_with_actions_in_flight_starts_none_of_them_twice(
     )
     assert set(starts.values()) == {1}, starts
     # And every chain holds: the new owner wrote after the old one's outcomes, not beside them
+    verified = autopilot_cli(settings, "ledger", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def append_as_another_worker(settings: Settings, entry: LedgerEntry) -> None:
+    """Seal the entry onto its chain's head as read now, and append it, as a worker would."""
+    bootstrap_servers, ledger = bootstrap(settings), settings.topic("ledger")
+    assert entry.workspace_id is not None
+    partition = Shards(settings.partitions).owner(entry.workspace_id)
+    tp = TopicPartition(ledger, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        read = await read_partitions_to_end(consumer, [tp], timeout=WAIT_SECONDS)
+    finally:
+        await consumer.stop()
+    heads = heads_of([r.value for r in read[tp] if r.value is not None], partition)
+    record, _ = seal(
+        entry, heads.get(chain_of_entry(entry, partition)), settings.ledger_chain_key()
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            ledger, record, key=entry.workspace_id.encode(), partition=partition
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_an_outcome_the_old_owner_writes_late_keeps_the_workspaces_chain_whole(
+    settings: Settings, start_worker: StartWorker, sandbox: Sandbox
+) -> None:
+    """The new owner of a shard, having written there already, waits out a lease whose outcome
+    the old owner writes only then; its next entry for that workspace follows that outcome."""
+    # Given a worker killed while its attempt of a command on workspace W waits on the platform
+    sandbox.delay_seconds = 30.0
+    env = {"AUTOPILOT_LEASE_TTL_SECONDS": "300"}
+    w, x = workspaces_of_shard(0, 2, settings.partitions)
+    first = start_worker(env)
+    late = command("late-1", w, Action.FORCE_PUBLISH)
+    await send(settings, [late])
+    await ledger_until(
+        settings, lambda entries: bool(of(entries, late.command_id, K.ACTION_STARTED))
+    )
+    first.kill()
+    sandbox.delay_seconds = 0.0
+    # And a new worker on the same data, which has since written on W's ledger partition
+    start_worker(env)
+    other = command("late-0", x, Action.FORCE_PUBLISH)
+    await send(settings, [other])
+    await ledger_until(settings, ended(other.command_id))
+    # When the killed attempt's outcome reaches the ledger only now, as the old owner's would
+    await append_as_another_worker(settings, succeeded_entry(late, datetime.now(UTC), {}))
+    # And W's next command runs
+    following = command("late-2", w, Action.FORCE_PUBLISH)
+    await send(settings, [following])
+    entries = await ledger_until(settings, ended(late.command_id, following.command_id))
+    # Then the late command was not attempted again, the next one ran once
+    assert story(entries, late.command_id) == [K.ACTION_STARTED, K.ACTION_SUCCEEDED]
+    assert story(entries, following.command_id) == [K.ACTION_STARTED, K.ACTION_SUCCEEDED]
+    # And every chain holds: W's next entry follows the late outcome, not the entry before it
     verified = autopilot_cli(settings, "ledger", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
