@@ -23,11 +23,6 @@ _GAUGES = {
 }
 
 
-def facts_of(state: WorkspaceState, observation: Observation) -> dict[str, Any]:
-    """The facts as of the observation just folded into the state."""
-    return FactReader(state, observation).as_dict()
-
-
 class FactReader(Mapping[str, Any]):
     """The facts as of the observation just folded into the state, each group computed when a
     check first reads it. Most signals fire no rule, and building every fact for each of them

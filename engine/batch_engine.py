@@ -203,8 +203,9 @@ class BatchEngine:
             if not tps:
                 await asyncio.sleep(_COMMIT_POLL_SECONDS)
                 return {}
-        in_hand = sum(owned.records for owned in self._owned.values())
-        ready = in_hand < self._budget and any(o.held and o.committing is None for o in waiting)
+        ready = self._uncommitted() < self._budget and any(
+            o.held and o.committing is None for o in waiting
+        )
         timeout_ms = 0 if ready else int(1000 * _COMMIT_POLL_SECONDS) if waiting else 100
         batches: Mapping[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
             *tps, timeout_ms=timeout_ms, max_records=self.max_records
@@ -217,7 +218,7 @@ class BatchEngine:
             if owned is not None and records:
                 owned.hold({tp.topic: records})
         # What may still be processed before the uncommitted records reach the budget.
-        budget = self._budget - sum(owned.records for owned in self._owned.values())
+        budget = self._budget - self._uncommitted()
         partitions = list(self._owned)
         # Each time from the next partition, so none waits for budget behind the others.
         self._turn = (self._turn + 1) % max(1, len(partitions))
@@ -229,6 +230,10 @@ class BatchEngine:
             if by_topic:
                 budget -= sum(len(records) for records in by_topic.values())
                 self._process_one(partition, owned, by_topic)
+
+    def _uncommitted(self) -> int:
+        """Records processed and not committed yet, in all (commits on their way included)."""
+        return sum(owned.records for owned in self._owned.values())
 
     @staticmethod
     def _unseen(partition: int, owned: _Owned) -> dict[str, list[ConsumerRecord]]:
@@ -268,7 +273,7 @@ class BatchEngine:
             raise self._failed
         now = time.monotonic()
         # Processing waits while the budget is used up (`_process`): then all of it is due.
-        full = sum(owned.records for owned in self._owned.values()) >= self._budget
+        full = self._uncommitted() >= self._budget
         due = [
             partition
             for partition, owned in self._owned.items()

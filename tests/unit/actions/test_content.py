@@ -24,6 +24,7 @@ from actions.reconciler import (
     WorkspaceSnapshot,
 )
 from core.breaker import BreakerConfig, BreakerState
+from tests.support.clock import Clock
 from tests.support.factories import CONTROL_TOKEN, LLM_KEY
 from tools.sandbox import LLM_MODEL, Sandbox
 from topics.commands import Action, Command, Priority
@@ -52,16 +53,6 @@ def command(command_id: str = "cmd-f1", **overrides: object) -> Command:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

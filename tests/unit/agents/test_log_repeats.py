@@ -10,14 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from agents.log_repeats import RepeatFilter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 @pytest.fixture

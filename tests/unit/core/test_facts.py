@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from core import windows
-from core.facts import FactReader, facts_of
+from core.facts import FactReader
 from core.windows import Observation, SourcePosition, WorkspaceState, fold_signal, late_horizon
 from tests.support.factories import signal_at
 from tools.workload import realistic_stream
@@ -50,7 +50,7 @@ def test_each_fact_read_alone_equals_the_fact_a_decision_records() -> None:
         outcome = fold_signal(state, signal, SOURCE, HORIZON)
         if not isinstance(outcome, Observation):
             continue
-        recorded = facts_of(state, outcome)
+        recorded = FactReader(state, outcome).as_dict()
         reader = FactReader(state, outcome)
         assert {name: reader.get(name) for name in NAMES} == {
             name: recorded.get(name) for name in NAMES
