@@ -80,7 +80,8 @@ class ExecuteAgents:
         self.dead_letters = DeadLetterWriter(
             record_sender(autopilot), autopilot.commands_dlq.get_topic_name()
         )
-        self.peek = RecordPeek(bootstrap)
+        self.security = autopilot.settings.kafka_security()
+        self.peek = RecordPeek(bootstrap, self.security)
         self.gate = LaneGate(
             self.topics,
             self.highwater,
@@ -116,7 +117,7 @@ class ExecuteAgents:
             return None
 
     async def committed(self, keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int | None]:
-        return await committed_offsets(_bootstrap(self.app), self.app.conf.id, keys)
+        return await committed_offsets(_bootstrap(self.app), self.app.conf.id, keys, self.security)
 
     async def latest(self, keys: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
         ends = await self.app.consumer.highwaters(*(TopicPartition(t, p) for t, p in keys))

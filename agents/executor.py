@@ -108,7 +108,9 @@ class Executor:
         self._approval_tags = settings.approval_tags
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.breakers = Breakers(settings.breaker_config(), self._breaker_changed)
-        self._watch = LedgerWatch(bootstrap, autopilot.ledger.get_topic_name())
+        self._watch = LedgerWatch(
+            bootstrap, autopilot.ledger.get_topic_name(), settings.kafka_security()
+        )
         self._running = asyncio.Semaphore(settings.executor_concurrency)
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._generation: dict[int, int] = {}

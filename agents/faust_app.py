@@ -20,6 +20,7 @@ from engine.batch_engine import BatchEngine
 from topics import catalog
 from topics.catalog import EXECUTIONS_TABLE
 from topics.commands import Priority
+from topics.kafka_security import KafkaSecurity
 
 if TYPE_CHECKING:
     # Built at the edge (app/settings.py); the agents only read it.
@@ -173,11 +174,32 @@ class Autopilot:
     chain: LedgerChain
 
 
+def broker_credentials(security: KafkaSecurity) -> dict[str, Any]:
+    """Faust's settings for the same security as every other client (its aiokafka transport
+    hands them to each consumer and producer it makes); none for PLAINTEXT."""
+    context = security.ssl_context()
+    if security.sasl:
+        assert security.password is not None  # KafkaSecurity checks it
+        return {
+            "broker_credentials": faust.SASLCredentials(
+                username=security.username,
+                password=security.password.get_secret_value(),
+                mechanism=security.mechanism,
+                # With a context the protocol is SASL_SSL, without one SASL_PLAINTEXT.
+                ssl_context=context,
+            )
+        }
+    if context is not None:
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    return {}
+
+
 def create_app(settings: Settings, bootstrap: str) -> Autopilot:
     """Build the app for one broker; agents are attached by app.worker."""
     app = AutopilotApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+        **broker_credentials(settings.kafka_security()),
         store="rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -233,6 +255,7 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         settings.topic(catalog.LEDGER),
         settings.partitions,
         settings.ledger_chain_key(),
+        settings.kafka_security(),
     )
 
     # Faust types signal receivers as sync callables without keyword arguments; async works.

@@ -8,16 +8,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from engine.broker_retry import retrying
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 
 
 async def committed_offsets(
-    bootstrap: str, group: str, keys: list[tuple[str, int]]
+    bootstrap: str,
+    group: str,
+    keys: list[tuple[str, int]],
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[tuple[str, int], int | None]:
     """The group's committed offset (the next to consume) per (topic, partition); None for a
     partition it committed nothing on."""
 
     async def ask() -> dict[TopicPartition, OffsetAndMetadata]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
         try:
             await admin.start()
             return await admin.list_consumer_group_offsets(  # type: ignore[no-any-return]

@@ -23,6 +23,7 @@ from core.chain import chain_of_entry, heads_of, seal
 from engine.broker_retry import retrying
 from projections.ledger_reader import read_partitions_to_end
 from topics.errors import AutopilotError
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 from topics.ledger import LedgerEntry
 from topics.shards import Shards
 
@@ -42,6 +43,7 @@ class LedgerChain:
         topic: str,
         partitions: int,
         key: bytes | None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._producer = producer
         self._topic = topic
@@ -52,7 +54,7 @@ class LedgerChain:
         # Partitions this worker queued entries for: only those need a flush before a read.
         self._written: set[int] = set()
         self._forgotten: dict[int, int] = {}
-        self._consumer = OwnConsumer(bootstrap)
+        self._consumer = OwnConsumer(bootstrap, security=security)
         self._reading = asyncio.Lock()
 
     def partition_of(self, entry: LedgerEntry, shard: int | None) -> int:

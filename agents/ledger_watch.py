@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 
 from agents.own_consumer import OwnConsumer
 from core.execution_state import Lease
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 from topics.ledger import (
     TERMINAL_KINDS,
     ActionFailed,
@@ -32,9 +33,9 @@ READ_TIMEOUT_SECONDS = 30.0
 class LedgerWatch:
     """Answers: has the attempt under this lease ended on the ledger, and how?"""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self._topic = topic
-        self._consumer = OwnConsumer(bootstrap, isolation_level="read_committed")
+        self._consumer = OwnConsumer(bootstrap, security=security, isolation_level="read_committed")
         self._lock = asyncio.Lock()
 
     async def ended(self, partition: int, lease: Lease) -> LedgerKind | None:

@@ -7,12 +7,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
+
 
 class OwnConsumer:
     """One lazily started AIOKafkaConsumer without a group or auto-commit."""
 
-    def __init__(self, bootstrap: str, **options: Any) -> None:
+    def __init__(
+        self, bootstrap: str, *, security: KafkaSecurity = PLAINTEXT, **options: Any
+    ) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._options = options
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -20,7 +25,10 @@ class OwnConsumer:
         """The consumer, started if it was not yet."""
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, enable_auto_commit=False, **self._options
+                bootstrap_servers=self._bootstrap,
+                enable_auto_commit=False,
+                **self._options,
+                **self._security.client_options(),
             )
             await consumer.start()
             self._consumer = consumer

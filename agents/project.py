@@ -48,7 +48,10 @@ def attach(autopilot: Autopilot, bootstrap: str) -> None:
                 projection = await asyncio.to_thread(open_projection)
                 logger.info("projecting the ledger", extra={"database": projection.database.where})
                 await Projector(
-                    projection, bootstrap, batch_records=settings.projector_batch_records
+                    projection,
+                    bootstrap,
+                    batch_records=settings.projector_batch_records,
+                    security=settings.kafka_security(),
                 ).run(follow=True)
             except (AutopilotError, KafkaError) as exc:
                 logger.error(

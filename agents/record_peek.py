@@ -18,6 +18,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from agents.own_consumer import OwnConsumer
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class Peek:
 class RecordPeek:
     """Peeks at ranges of partitions with one `read_committed` consumer, one range at a time."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._consumer = OwnConsumer(bootstrap, isolation_level="read_committed")
+    def __init__(self, bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> None:
+        self._consumer = OwnConsumer(bootstrap, security=security, isolation_level="read_committed")
         self._lock = asyncio.Lock()
 
     async def first_record(self, topic: str, partition: int, start: int, end: int) -> Peek:

@@ -36,6 +36,7 @@ class SignalEngine:
             ledger_key=settings.ledger_chain_key(),
             max_future_seconds=settings.signal_max_future_seconds,
             bootstrap=bootstrap,
+            security=settings.kafka_security(),
         )
         self.address = address
         self._owners = AdvertisedRangeAssignor(address)
@@ -48,6 +49,7 @@ class SignalEngine:
             commit_records=settings.engine_commit_records,
             commit_interval=settings.engine_commit_interval_seconds,
             assignor=self._owners,
+            security=settings.kafka_security(),
         )
         self._shards = Shards(settings.partitions)
 

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from topics.batches import encode_batches
 from topics.errors import BrokerUnavailableError
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.shards import Shards
 from topics.signals import Signal
@@ -35,6 +36,7 @@ class SignalPublisher:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_seconds: float = 0.05,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH_SIGNALS:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_SIGNALS}")
@@ -49,6 +51,7 @@ class SignalPublisher:
             max_batch_size=1024 * 1024,
             max_request_size=2 * MAX_RECORD_BYTES,
             compression_type=None,
+            **security.client_options(),
         )
         self._shards = Shards(1)
         self._buffers: dict[int, list[Signal]] = {}

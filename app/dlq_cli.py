@@ -39,6 +39,7 @@ from topics.catalog import COMMANDS_DLQ, lane_topic
 from topics.commands import Action
 from topics.errors import AutopilotError, ConfigurationError
 from topics.headers import REISSUE
+from topics.kafka_security import KafkaSecurity
 from topics.signals import is_workspace_id
 
 READ_TIMEOUT_SECONDS = 600.0
@@ -191,8 +192,11 @@ async def _replay(
     settings: Settings, bootstrap: str, selection: Selection, *, by: str, publish: bool
 ) -> tuple[DlqContent, list[Reissue]]:
     dlq = settings.topic(COMMANDS_DLQ)
-    partitions, existing = await _partitions_of(bootstrap, dlq)
-    content = await _read_to_end(bootstrap, dlq, partitions, timeout=READ_TIMEOUT_SECONDS)
+    security = settings.kafka_security()
+    partitions, existing = await _partitions_of(bootstrap, dlq, security)
+    content = await _read_to_end(
+        bootstrap, dlq, partitions, timeout=READ_TIMEOUT_SECONDS, security=security
+    )
     now = datetime.now(UTC)
     selected = sorted(
         select(selection, content.dead_letters),
@@ -211,9 +215,11 @@ async def _replay(
     return content, reissues
 
 
-async def _partitions_of(bootstrap: str, topic: str) -> tuple[list[int], set[str]]:
+async def _partitions_of(
+    bootstrap: str, topic: str, security: KafkaSecurity
+) -> tuple[list[int], set[str]]:
     """The dlq topic's partitions and every topic on the broker; a clear error when missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -234,10 +240,13 @@ async def _partitions_of(bootstrap: str, topic: str) -> tuple[list[int], set[str
 
 
 async def _read_to_end(
-    bootstrap: str, topic: str, partitions: list[int], *, timeout: float
+    bootstrap: str, topic: str, partitions: list[int], *, timeout: float, security: KafkaSecurity
 ) -> DlqContent:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **security.client_options(),
     )
     try:
         await consumer.start()
@@ -270,7 +279,12 @@ async def _read_to_end(
 
 
 async def _publish(settings: Settings, bootstrap: str, reissues: list[Reissue]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        **settings.kafka_security().client_options(),
+    )
     try:
         await producer.start()
         # Each command carries its action.reissued entry: the executor owning the workspace

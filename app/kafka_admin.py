@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 
 from app.settings import Settings
 from topics.catalog import catalog, changelogs
-from topics.errors import BrokerUnavailableError, ConfigurationError
+from topics.errors import AutopilotError, BrokerUnavailableError, ConfigurationError
+from topics.kafka_security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +32,15 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
     specs = catalog(settings.topic_prefix, settings.partitions) + changelogs(
         settings.app_id, settings.partitions
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    security = settings.kafka_security()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=15_000, **security.client_options()
+    )
     try:
         await admin.start()
     except KafkaError as exc:
-        raise BrokerUnavailableError(
-            f"cannot reach Kafka at {bootstrap}: check KAFKA_BOOTSTRAP_SERVERS"
-        ) from exc
+        await admin.close()
+        raise await why_unreachable(bootstrap, security) from exc
     try:
         # Describe only topics that exist: a metadata request for a missing topic can
         # auto-create it with the broker's default partition count.
@@ -70,6 +80,48 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
             await _wait_for_leaders(admin, [spec.name for spec in missing])
     finally:
         await admin.close()
+
+
+async def why_unreachable(bootstrap: str, security: KafkaSecurity) -> AutopilotError:
+    """Why no client could start, naming the setting to fix: a client only says it could not
+    bootstrap, so each server is connected to once more on its own to learn the reason."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            connection = await create_conn(
+                host, int(port), request_timeout_ms=10_000, **security.client_options()
+            )
+        except SaslAuthenticationFailed:
+            # The broker's reason names the mechanism, never the password.
+            return ConfigurationError(
+                f"Kafka at {server} refused the SASL credentials of user "
+                f"{security.username!r} ({security.mechanism}): check "
+                "AUTOPILOT_KAFKA_SASL_USERNAME and AUTOPILOT_KAFKA_SASL_PASSWORD"
+            )
+        except UnsupportedSaslMechanismError as exc:
+            return ConfigurationError(
+                f"Kafka at {server} does not accept {security.mechanism}: "
+                f"check AUTOPILOT_KAFKA_SASL_MECHANISM ({exc})"
+            )
+        except ssl.SSLCertVerificationError as exc:
+            return ConfigurationError(
+                f"the certificate of Kafka at {server} is not trusted ({exc.verify_message}): "
+                "check AUTOPILOT_KAFKA_SSL_CA_FILE"
+            )
+        except ssl.SSLError as exc:
+            return ConfigurationError(
+                f"no TLS connection to Kafka at {server} ({exc.reason}): check that "
+                f"AUTOPILOT_KAFKA_SECURITY_PROTOCOL={security.protocol} is what its listener "
+                "speaks, and AUTOPILOT_KAFKA_SSL_CERT_FILE if it asks for a client certificate"
+            )
+        except (OSError, KafkaError, TimeoutError, ValueError):
+            continue
+        connection.close()
+    return BrokerUnavailableError(
+        f"cannot reach Kafka at {bootstrap} with AUTOPILOT_KAFKA_SECURITY_PROTOCOL="
+        f"{security.protocol}: check KAFKA_BOOTSTRAP_SERVERS, and that its listeners speak "
+        "that protocol"
+    )
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:

@@ -35,7 +35,12 @@ def run_ledger_verify(*, as_json: bool = False) -> int:
         raise ConfigurationError("set KAFKA_BOOTSTRAP_SERVERS to the broker that holds the ledger")
     topic = settings.topic(LEDGER)
     records = asyncio.run(
-        read_records_to_end(settings.kafka_bootstrap_servers, topic, timeout=READ_TIMEOUT_SECONDS)
+        read_records_to_end(
+            settings.kafka_bootstrap_servers,
+            topic,
+            timeout=READ_TIMEOUT_SECONDS,
+            security=settings.kafka_security(),
+        )
     )
     check = ChainCheck(settings.ledger_chain_key())
     for partition in sorted(records):

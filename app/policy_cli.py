@@ -69,6 +69,7 @@ def run_policy_replay(
                 settings.kafka_bootstrap_servers,
                 settings.topic(LEDGER),
                 timeout=READ_TIMEOUT_SECONDS,
+                security=settings.kafka_security(),
             )
         )
     report = replay_policy(entries, policy)

@@ -105,6 +105,7 @@ def run_replay(db: str | None, until: Until | None, *, replace: bool, jobs: int)
                 settings.metrics_interval_seconds,
                 settings.projector_batch_records,
                 until,
+                settings.kafka_security(),
             )
             done = replay_jobs.replay(job, jobs, advanced)
         as_of = f" as of {_describe(until)}" if until is not None else ""
@@ -143,7 +144,10 @@ def run_projector(db: str | None) -> int:
                 loop.add_signal_handler(signum, stop.set)
             print(f"projecting {projection.topic} into {database.where}", flush=True)
             return await Projector(
-                projection, bootstrap, batch_records=settings.projector_batch_records
+                projection,
+                bootstrap,
+                batch_records=settings.projector_batch_records,
+                security=settings.kafka_security(),
             ).run(follow=True, stop=stop)
 
         done = asyncio.run(follow())

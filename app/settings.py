@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from actions.reconciler import ExecutorConfig
@@ -14,6 +22,12 @@ from core.breaker import BreakerConfig
 from core.rules import Policy, load_policy
 from core.windows import MAX_GRACE_SECONDS, WindowConfig
 from topics.errors import ConfigurationError
+from topics.kafka_security import (
+    SASL_MECHANISMS,
+    KafkaSecurity,
+    SaslMechanism,
+    SecurityProtocol,
+)
 
 MIN_TOKEN_CHARS = 16
 
@@ -22,7 +36,12 @@ class Settings(BaseSettings):
     """Worker, demo and test configuration; every field can be set as AUTOPILOT_<NAME>."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUTOPILOT_", frozen=True, extra="ignore", populate_by_name=True
+        env_prefix="AUTOPILOT_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        # A ValidationError's text would quote the input, secrets included.
+        hide_input_in_errors=True,
     )
 
     # The brokers; the product starts none of its own (the demo, tests and bench do: tools/).
@@ -31,6 +50,15 @@ class Settings(BaseSettings):
         # The name every Kafka tool uses, without the prefix: one name, so errors name it too.
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
+    # Managed Kafka (docs/operations.md): every client the worker and the CLI make uses these.
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # PEM files; without a CA file the system's certificate authorities are trusted.
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
     app_id: str = Field(default="autopilot", pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
     topic_prefix: str = Field(default="", pattern=r"^[a-z0-9_.-]{0,64}$")
     partitions: int = Field(default=8, ge=1, le=1024)
@@ -160,6 +188,85 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return value.strip()
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip() == "":
+            return "PLAINTEXT" if info.field_name == "kafka_security_protocol" else None
+        return value.strip().upper()
+
+    @field_validator(
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_file",
+        "kafka_ssl_cert_file",
+        "kafka_ssl_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _kafka_unset_when_blank(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no file at {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Settings:
+        """SASL has its three settings, TLS files come with a TLS protocol, and they load."""
+        protocol = self.kafka_security_protocol
+        sasl = {
+            "AUTOPILOT_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "AUTOPILOT_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "AUTOPILOT_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        files = {
+            "AUTOPILOT_KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
+            "AUTOPILOT_KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+            "AUTOPILOT_KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file,
+        }
+        security = f"AUTOPILOT_KAFKA_SECURITY_PROTOCOL is {protocol}"
+        if protocol.startswith("SASL_"):
+            if missing := [name for name, value in sasl.items() if value is None]:
+                raise ValueError(
+                    f"{security}, which needs {', '.join(missing)} "
+                    f"(mechanisms: {', '.join(SASL_MECHANISMS)})"
+                )
+        elif given := [name for name, value in sasl.items() if value is not None]:
+            raise ValueError(
+                f"{', '.join(given)} set but {security}: set it to SASL_SSL or SASL_PLAINTEXT"
+            )
+        if protocol not in ("SSL", "SASL_SSL"):
+            if given := [name for name, value in files.items() if value is not None]:
+                raise ValueError(
+                    f"{', '.join(given)} set but {security}: set it to SSL or SASL_SSL"
+                )
+            return self
+        if self.kafka_ssl_key_file is not None and self.kafka_ssl_cert_file is None:
+            raise ValueError("AUTOPILOT_KAFKA_SSL_KEY_FILE needs AUTOPILOT_KAFKA_SSL_CERT_FILE")
+        # Loaded once here, so a file that is not PEM stops the worker at start, named.
+        try:
+            KafkaSecurity("SSL", ca_file=self.kafka_ssl_ca_file).ssl_context()
+        except OSError as exc:
+            raise ValueError(
+                f"AUTOPILOT_KAFKA_SSL_CA_FILE {self.kafka_ssl_ca_file} does not load as PEM "
+                f"certificates ({exc})"
+            ) from None
+        try:
+            self.kafka_security().ssl_context()
+        except OSError as exc:
+            raise ValueError(
+                f"AUTOPILOT_KAFKA_SSL_CERT_FILE {self.kafka_ssl_cert_file} and "
+                f"AUTOPILOT_KAFKA_SSL_KEY_FILE {self.kafka_ssl_key_file} do not load as a PEM "
+                f"certificate and its unencrypted key ({exc})"
+            ) from None
+        return self
+
     def executor_config(self) -> ExecutorConfig:
         """What action handlers need to reach the outside (secrets unwrapped only here)."""
         return ExecutorConfig(
@@ -208,14 +315,27 @@ class Settings(BaseSettings):
         """The full name of one of Autopilot's topics, with this deployment's prefix."""
         return f"{self.topic_prefix}{name}"
 
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client authenticates and encrypts (topics/kafka_security.py)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+        )
+
 
 def load_settings() -> Settings:
     """Build the Settings from the environment, failing loudly with what to fix."""
     try:
         return Settings()
     except ValidationError as exc:
+        # A check across settings has no location: its message names the settings itself.
         problems = "; ".join(
-            f"{_variable(str(err['loc'][0]) if err['loc'] else '')}: {err['msg']}"
+            f"{_variable(str(err['loc'][0]))}: {err['msg']}" if err["loc"] else err["msg"]
             for err in exc.errors(include_url=False)
         )
         raise ConfigurationError(f"invalid configuration, fix the environment: {problems}") from exc

@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from engine.broker_retry import retrying
 from engine.partition_store import PartitionStore
 from engine.transactions import Outgoing, PartitionTransactions, transactional_id
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class BatchEngine:
         session_timeout_ms: int = 10_000,
         request_timeout_ms: int = 40_000,
         assignor: AbstractPartitionAssignor | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = f"{app_id}.{stage.name}"
@@ -140,6 +142,7 @@ class BatchEngine:
         self._turn = 0
         self._assignor = assignor or RangePartitionAssignor
         self._session_timeout_ms = session_timeout_ms
+        self.security = security
         # Made by `run`, on the loop it runs in (aiokafka binds a client to the running loop).
         self._consumer: AIOKafkaConsumer
 
@@ -167,6 +170,7 @@ class BatchEngine:
             fetch_max_bytes=32 << 20,
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=max(1000, self._session_timeout_ms // 4),
+            **self.security.client_options(),
         )
         self._consumer.subscribe(list(self.stage.inputs), listener=_Listener(self))
         await self._consumer.start()
@@ -472,7 +476,10 @@ class BatchEngine:
 
         async def started() -> PartitionTransactions:
             transactions = PartitionTransactions(
-                self.bootstrap, tid, request_timeout_ms=self.request_timeout_ms
+                self.bootstrap,
+                tid,
+                request_timeout_ms=self.request_timeout_ms,
+                security=self.security,
             )
             try:
                 await transactions.start()
@@ -503,6 +510,7 @@ class BatchEngine:
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 << 20,
+            **self.security.client_options(),
         )
         await reader.start()
         try:

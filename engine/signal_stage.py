@@ -58,6 +58,7 @@ from topics.catalog import (
 from topics.commands import Priority
 from topics.control import OperatorSwitch, switched
 from topics.headers import REROUTED_FROM, REROUTED_PIECE
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import Shards
 from topics.signals import Signal
@@ -117,6 +118,7 @@ class SignalStage:
         ledger_key: bytes | None = None,
         max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
         bootstrap: str | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.topics = topics
         self.inputs: tuple[str, ...] = (topics.signals, topics.control)
@@ -128,6 +130,7 @@ class SignalStage:
         self.max_future_seconds = max_future_seconds
         # Where to read a ledger written before the stage ran (None: the ledger starts here).
         self.bootstrap = bootstrap
+        self.security = security
         self._shards = Shards(partitions)
 
     def process(
@@ -149,7 +152,9 @@ class SignalStage:
         if self.bootstrap is None or store.get(_HEADS_READ) is not None:
             return
         heads = await retrying(
-            lambda: _ledger_heads(self.bootstrap or "", self.topics.ledger, partition),
+            lambda: _ledger_heads(
+                self.bootstrap or "", self.topics.ledger, partition, self.security
+            ),
             "reading a ledger partition's chain heads",
         )
         for chain, head in heads.items():
@@ -314,11 +319,16 @@ class _Batch:
         return None if raw is None else orjson.loads(raw)
 
 
-async def _ledger_heads(bootstrap: str, ledger: str, partition: int) -> dict[str, str]:
+async def _ledger_heads(
+    bootstrap: str, ledger: str, partition: int, security: KafkaSecurity
+) -> dict[str, str]:
     """The head of every chain on one ledger partition, read to its committed end."""
     tp = TopicPartition(ledger, partition)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **security.client_options(),
     )
     await consumer.start()
     try:

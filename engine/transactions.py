@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -44,6 +46,7 @@ class PartitionTransactions:
         linger_ms: int = 5,
         request_timeout_ms: int = 40_000,
         retry_backoff_ms: int = 10,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.transactional_id = transactional_id
         # A whole commit (every request of it) waits at most this long.
@@ -64,6 +67,7 @@ class PartitionTransactions:
             # clients without transaction v2, as aiokafka is) and the send is retried after
             # this backoff: at the default 100 ms, it was most of a decision's latency.
             retry_backoff_ms=retry_backoff_ms,
+            **security.client_options(),
         )
 
     async def start(self) -> None:

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from topics.errors import AutopilotError
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 from topics.ledger import LedgerEntry, parse_entry
 
 
@@ -46,6 +47,7 @@ async def read_ledger(
     until: Callable[[list[LedgerEntry]], bool],
     timeout: float,
     dedupe: bool = True,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[LedgerEntry]:
     """Entries from offset 0 until `until(entries)` holds; TimeoutError after `timeout` seconds.
 
@@ -57,6 +59,7 @@ async def read_ledger(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level="read_committed",
+        **security.client_options(),
     )
     await consumer.start()
     entries: list[LedgerEntry] = []
@@ -79,10 +82,12 @@ async def read_ledger(
     return entries
 
 
-async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> list[LedgerEntry]:
+async def read_ledger_to_end(
+    bootstrap: str, topic: str, *, timeout: float, security: KafkaSecurity = PLAINTEXT
+) -> list[LedgerEntry]:
     """Every entry up to the end offsets as of the start of the read, de-duplicated by id
     (partition by partition, each in offset order)."""
-    records = await read_records_to_end(bootstrap, topic, timeout=timeout)
+    records = await read_records_to_end(bootstrap, topic, timeout=timeout, security=security)
     first = FirstById()
     return [
         entry
@@ -91,8 +96,10 @@ async def read_ledger_to_end(bootstrap: str, topic: str, *, timeout: float) -> l
     ]
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def partitions_of(
+    bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT
+) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
     try:
         await admin.start()
         # Only a listed topic is described: describing a missing one can auto-create it.
@@ -118,13 +125,16 @@ def load_ledger_file(lines: Iterable[str | bytes]) -> list[LedgerEntry]:
 
 
 async def read_records_to_end(
-    bootstrap: str, topic: str, *, timeout: float
+    bootstrap: str, topic: str, *, timeout: float, security: KafkaSecurity = PLAINTEXT
 ) -> dict[int, list[tuple[int, bytes]]]:
     """Every record's (offset, value) per partition, as written (copies kept), up to the end
     offsets as of the start of the read."""
-    partitions = await partitions_of(bootstrap, topic)
+    partitions = await partitions_of(bootstrap, topic, security)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **security.client_options(),
     )
     try:
         await consumer.start()

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from projections.ledger_reader import partitions_of
 from projections.store import Applied, PositionMovedError, Projection, Record
 from topics.errors import AutopilotError
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,11 @@ class Projector:
         on_batch: Callable[[Progress], None] | None = None,
         batch_records: int = BATCH_RECORDS,
         partitions: frozenset[int] | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._projection = projection
         self._bootstrap = bootstrap
+        self._security = security
         self._topic = projection.topic
         self._until = until
         self._on_batch = on_batch
@@ -92,7 +95,7 @@ class Projector:
         """Fold to the ledger's end as of now (follow=False) or until `stop` is set."""
         partitions = [
             p
-            for p in await partitions_of(self._bootstrap, self._topic)
+            for p in await partitions_of(self._bootstrap, self._topic, self._security)
             if self._only is None or p in self._only
         ]
         consumer = AIOKafkaConsumer(
@@ -103,6 +106,7 @@ class Projector:
             # A stored position the log no longer holds (an operator set a retention): go on
             # from the oldest entry still there, never jump to the end.
             auto_offset_reset="earliest",
+            **self._security.client_options(),
         )
         try:
             await consumer.start()

@@ -21,6 +21,7 @@ from projections.ledger_reader import partitions_of
 from projections.projector import Progress, Projector, Until
 from projections.store import Projection
 from topics.errors import AutopilotError
+from topics.kafka_security import PLAINTEXT, KafkaSecurity
 
 # How often the parent looks at its children when none reports.
 POLL_SECONDS = 0.2
@@ -38,13 +39,15 @@ class ReplayJob:
     interval_seconds: int
     batch_records: int
     until: Until | None
+    # Pickled into each process: file paths, no SSL context (topics/kafka_security.py).
+    security: KafkaSecurity = PLAINTEXT
 
 
 def replay(
     job: ReplayJob, processes: int, on_progress: Callable[[Progress], None] | None = None
 ) -> Progress:
     """Replay the ledger into the job's database with up to `processes` processes."""
-    partitions = asyncio.run(partitions_of(job.bootstrap, job.topic))
+    partitions = asyncio.run(partitions_of(job.bootstrap, job.topic, job.security))
     shares = [frozenset(partitions[i :: max(1, processes)]) for i in range(max(1, processes))]
     shares = [share for share in shares if share]
     context = multiprocessing.get_context("spawn")
@@ -118,6 +121,7 @@ def _run_share(
                 on_batch=lambda progress: reports.put(("progress", number, progress)),
                 batch_records=job.batch_records,
                 partitions=share,
+                security=job.security,
             )
             progress = asyncio.run(projector.run(follow=False))
             reports.put(("done", number, progress))

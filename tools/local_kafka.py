@@ -14,6 +14,8 @@ import base64
 import fcntl
 import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +28,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Self
@@ -98,6 +101,39 @@ def server_properties(port: int, controller_port: int, log_dir: Path) -> dict[st
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(log_dir),
+    }
+
+
+_SCRAM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A second client listener, as managed Kafka offers: TLS with a certificate made when
+    the broker is first started, and SCRAM-SHA-512 users created with its storage."""
+
+    # name -> password; letters, digits, `_.-` only (the storage tool's argument syntax).
+    users: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        for name, password in self.users.items():
+            if not (_SCRAM_NAME.match(name) and _SCRAM_NAME.match(password)):
+                raise ValueError("SCRAM user names and passwords: letters, digits and _.- only")
+
+
+def sasl_ssl_properties(keystore: Path, keystore_password: str) -> dict[str, str]:
+    """What a SASL_SSL listener on 127.0.0.1 adds to server.properties (brokers and
+    controller keep talking PLAINTEXT to each other)."""
+    prefix = "listener.name.sasl_ssl."
+    return {
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        f"{prefix}scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        f"{prefix}ssl.keystore.type": "PKCS12",
+        f"{prefix}ssl.keystore.location": str(keystore),
+        f"{prefix}ssl.keystore.password": keystore_password,
+        f"{prefix}ssl.key.password": keystore_password,
     }
 
 
@@ -180,12 +216,20 @@ def broker_answers(bootstrap_servers: str, timeout: float = 5.0) -> bool:
 class LocalKafka:
     """A single-node KRaft Kafka (broker and controller in one JVM) on free 127.0.0.1 ports."""
 
-    def __init__(self, libs: Path, *, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        libs: Path,
+        *,
+        startup_timeout: float = 60.0,
+        sasl_ssl: SaslSslListener | None = None,
+    ) -> None:
         self._libs = libs
         self._startup_timeout = startup_timeout
+        self._sasl_ssl = sasl_ssl
         self._process: subprocess.Popen[bytes] | None = None
         self._data_dir: Path | None = None
         self._port: int | None = None
+        self._sasl_ssl_port: int | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -193,6 +237,20 @@ class LocalKafka:
         if self._port is None:
             raise BrokerUnavailableError("LocalKafka is not running; call start() first")
         return f"127.0.0.1:{self._port}"
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener's address, `127.0.0.1:PORT`, when started with one."""
+        if self._sasl_ssl_port is None:
+            raise BrokerUnavailableError("LocalKafka runs no SASL_SSL listener")
+        return f"127.0.0.1:{self._sasl_ssl_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM certificate the SASL_SSL listener presents, for clients to trust."""
+        if self._data_dir is None or self._sasl_ssl is None:
+            raise BrokerUnavailableError("LocalKafka runs no SASL_SSL listener")
+        return self._data_dir / "broker.pem"
 
     @property
     def pid(self) -> int | None:
@@ -227,8 +285,16 @@ class LocalKafka:
         jvm = [java, f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{self._libs}/*"]
         try:
             if fresh:
-                self._port, controller_port = _free_ports(2)
+                self._port, controller_port, sasl_ssl_port = _free_ports(3)
                 properties = server_properties(self._port, controller_port, data_dir / "kraft")
+                scram: list[str] = []
+                if self._sasl_ssl is not None:
+                    self._sasl_ssl_port = sasl_ssl_port
+                    properties.update(self._add_sasl_ssl(properties, data_dir))
+                    scram = [
+                        f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
+                        for name, password in self._sasl_ssl.users.items()
+                    ]
                 config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
                 log_config.write_text(_LOG4J2_PROPERTIES)
                 # No --standalone: with controller.quorum.voters set, StorageTool refuses it.
@@ -236,7 +302,7 @@ class LocalKafka:
                 # option.
                 cluster_id, config_arg = f"--cluster-id={new_cluster_id()}", f"--config={config}"
                 _run_tool(
-                    [*jvm, "kafka.tools.StorageTool", "format", cluster_id, config_arg],
+                    [*jvm, "kafka.tools.StorageTool", "format", cluster_id, config_arg, *scram],
                     cwd=data_dir,
                     timeout=_FORMAT_TIMEOUT_S,
                     doing="formatting Kafka storage",
@@ -269,6 +335,38 @@ class LocalKafka:
         )
         return self
 
+    def _add_sasl_ssl(self, properties: Mapping[str, str], data_dir: Path) -> dict[str, str]:
+        """The SASL_SSL listener's settings, with a self-signed certificate for 127.0.0.1
+        made by the JDK's keytool (its PEM is `ca_file`)."""
+        keytool = _require_tool("keytool")
+        keystore, password = data_dir / "broker.p12", secrets.token_hex(16)
+        store = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password]
+        generate = ["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048"]
+        generate += ["-validity", "7", "-dname", "CN=localhost", "-keypass", password]
+        generate += ["-ext", "SAN=ip:127.0.0.1,dns:localhost", "-noprompt"]
+        for command in (
+            generate,
+            ["-exportcert", "-rfc", "-alias", "broker", "-file", str(data_dir / "broker.pem")],
+        ):
+            _run_tool(
+                [keytool, *command, *store],
+                cwd=data_dir,
+                timeout=_FORMAT_TIMEOUT_S,
+                doing="making the SASL_SSL listener's certificate",
+                advice=_WHAT_TO_DO,
+            )
+        port = self._sasl_ssl_port
+        return {
+            "listeners": f"{properties['listeners']},SASL_SSL://127.0.0.1:{port}",
+            "advertised.listeners": (
+                f"{properties['advertised.listeners']},SASL_SSL://127.0.0.1:{port}"
+            ),
+            "listener.security.protocol.map": (
+                f"{properties['listener.security.protocol.map']},SASL_SSL:SASL_SSL"
+            ),
+            **sasl_ssl_properties(keystore, password),
+        }
+
     def halt(self) -> None:
         """Stop the JVM (SIGTERM, SIGKILL after 20 s) but keep its data and ports, as a rolling
         restart does: start() brings the same broker back at the same address."""
@@ -279,7 +377,7 @@ class LocalKafka:
     def stop(self) -> None:
         """Stop the JVM and delete its data; safe to repeat."""
         self.halt()
-        self._port = None
+        self._port = self._sasl_ssl_port = None
         data_dir, self._data_dir = self._data_dir, None
         if data_dir is not None:
             shutil.rmtree(data_dir, ignore_errors=True)
