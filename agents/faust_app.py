@@ -13,7 +13,7 @@ from faust.types import ProducerT, TransportT
 
 from agents.boundary import crash_on_unexpected
 from agents.ledger_chain import LedgerChain
-from agents.log_extras import show_extras
+from agents.log_format import format_logs
 from agents.log_repeats import hold_back_repeats
 from agents.rocksdb_store import ClosingStore
 from engine.batch_engine import BatchEngine
@@ -36,11 +36,12 @@ class QuietWorker(faust.Worker):
     """
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        """Configure the root logger without the spinner handler, showing `extra` fields and
-        holding back a Kafka client's repeated errors."""
+        """Configure the root logger without the spinner handler, in the configured format
+        (plain with `extra` fields, or JSON lines), holding back a Kafka client's repeated
+        errors."""
         self.spinner = None
         hold_back_repeats(logger)
-        show_extras(logger)
+        format_logs(logger, self.app.log_format if isinstance(self.app, AutopilotApp) else "plain")
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
@@ -106,8 +107,10 @@ class ClosingTable(faust.Table[Any, Any]):
 class AutopilotApp(faust.App):
     """The Faust app with the idempotent producer, hosting engines, stopping its tables last."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, log_format: str = "plain", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Faust's settings have no log format: the worker reads it here (QuietWorker).
+        self.log_format = log_format
         self._engines: list[tuple[BatchEngine, asyncio.Event]] = []
 
     def host(self, engine: BatchEngine) -> None:
@@ -229,6 +232,7 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         web_in_thread=False,
         Worker=QuietWorker,
         Table=ClosingTable,
+        log_format=settings.log_format,
     )
 
     def raw_topic(name: str) -> faust.TopicT:

@@ -8,6 +8,7 @@ secret or a payload.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 # What every LogRecord has: anything else on a record came in through `extra`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -16,6 +17,15 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "color_message",
 }
 _DONE = "_autopilot_extras"
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a call passed in `extra` (Autopilot's own markers start with `_`)."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
 
 
 class ExtrasFilter(logging.Filter):
@@ -27,8 +37,7 @@ class ExtrasFilter(logging.Filter):
             return True
         extras = [
             f"{key}={value!r}" if isinstance(value, str) and " " in value else f"{key}={value}"
-            for key, value in vars(record).items()
-            if key not in _STANDARD and not key.startswith("_")
+            for key, value in extra_fields(record).items()
         ]
         setattr(record, _DONE, True)
         if extras:

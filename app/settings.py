@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     cache_dir: Path = Path.home() / ".cache" / "autopilot"
     log_level: str = Field(default="info", pattern=r"^(debug|info|warn|error|crit)$")
+    # JSON lines (one object per line, `extra` fields included) for a log collector.
+    log_format: Literal["plain", "json"] = "plain"
 
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
