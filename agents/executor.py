@@ -26,6 +26,7 @@ import random
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -73,7 +74,7 @@ from topics import headers
 from topics.approvals import ApprovalGiven, Verdict
 from topics.commands import Command
 from topics.headers import header_of
-from topics.ledger import LedgerEntry, LedgerKind
+from topics.ledger import CommandPayload, LedgerEntry, LedgerKind
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ class Executor:
         self._random = random.Random()
         self._http: aiohttp.ClientSession | None = None
         self._content: ContentWriter | None = None
+        # (action, outcome) → entries this worker recorded: started, succeeded, failed, ...
+        self.outcomes: Counter[tuple[str, str]] = Counter()
 
     def revoked(self, partition: int) -> None:
         """The shard moved away: work begun for it must not write its table or ack any more."""
@@ -285,9 +288,9 @@ class Executor:
             until = now + self._ttl
             lease = Lease(command.command_id, command.attempt, self.holder, now, until)
             self._save(command.workspace_id, memory.take_lease(state, lease))
-            await send_entry(
-                self._autopilot, started_entry(command, _now(), _at(until), self.holder)
-            )
+            started = started_entry(command, _now(), _at(until), self.holder)
+            await send_entry(self._autopilot, started)
+            self._count(started)
             # The lease (and action.started) are on the broker before anything outside is
             # touched: a new owner of the shard finds it even if this worker dies mid-call.
             await self._producer.flush()
@@ -473,6 +476,11 @@ class Executor:
         # Awaited to the broker's ack: nothing after it (table, ack) may get ahead of it.
         delivery = await send_entry(self._autopilot, entry, shard)
         await delivery
+        self._count(entry)
+
+    def _count(self, entry: LedgerEntry) -> None:
+        if isinstance(entry.payload, CommandPayload):
+            self.outcomes[entry.payload.action, entry.kind.value.removeprefix("action.")] += 1
 
     async def _breaker_changed(self, provider: str, state: BreakerState, failures: int) -> None:
         await self._record(breaker_entry(provider, state.value, failures, self.holder, _now()), 0)

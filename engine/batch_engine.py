@@ -70,6 +70,28 @@ class Stage(Protocol):
         """The partition was assigned and its state restored: stage anything the state must
         hold before the first batch (committed at once, on its own)."""
 
+    def committed(self, partition: int) -> None:
+        """The partition's batches since its last commit are committed (what `discard` would
+        have forgotten is now final: counted, for instance)."""
+
+
+class EngineObserver(Protocol):
+    """What the engine reports as it goes (metrics); called on the loop, so it must be quick."""
+
+    def committed(self, partition: int, records: int, seconds: float) -> None:
+        """A partition committed `records` input records in one transaction."""
+
+    def restored(self, partition: int, entries: int) -> None:
+        """A partition's store was given `entries` changelog entries (more may follow)."""
+
+
+class _Unobserved:
+    def committed(self, partition: int, records: int, seconds: float) -> None:
+        pass
+
+    def restored(self, partition: int, entries: int) -> None:
+        pass
+
 
 @dataclass
 class _Owned:
@@ -145,6 +167,47 @@ class BatchEngine:
         self.security = security
         # Made by `run`, on the loop it runs in (aiokafka binds a client to the running loop).
         self._consumer: AIOKafkaConsumer
+        self.observer: EngineObserver = _Unobserved()
+        # From the start and from each revocation until the assignment that follows is taken.
+        self._joining = True
+        self._restoring: set[int] = set()
+        self._running = False
+
+    def not_ready(self) -> str | None:
+        """Why the engine cannot serve its partitions now, or None when it can: it has joined
+        its group, restored every partition assigned to it, and is reading them."""
+        if self._failed is not None:
+            return "the signal stage stopped on an error"
+        if not self._running:
+            return "the signal stage is not running"
+        if self._restoring:
+            return f"restoring the state of {len(self._restoring)} partition(s)"
+        if self._joining:
+            return "joining the signal stage's consumer group"
+        # The group coordinator is forgotten when a heartbeat or commit finds the broker gone,
+        # and found again when it is back: the one sign of an outage that needs no traffic.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
+            return "the broker is unreachable (no group coordinator)"
+        return None
+
+    @property
+    def restoring(self) -> int:
+        """How many partitions are having their state restored now."""
+        return len(self._restoring)
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records behind the committed end of each owned input partition (transactions
+        still open not counted), as far as this engine has heard of that end."""
+        behind = {}
+        for partition, owned in self._owned.items():
+            for topic in self.stage.inputs:
+                tp = TopicPartition(topic, partition)
+                end = self._consumer.last_stable_offset(tp)
+                done = owned.offsets.get(tp, owned.committed.get(tp))
+                if end is not None and done is not None:
+                    behind[tp] = max(0, end - done)
+        return behind
 
     @property
     def owned(self) -> list[int]:
@@ -174,6 +237,7 @@ class BatchEngine:
         )
         self._consumer.subscribe(list(self.stage.inputs), listener=_Listener(self))
         await self._consumer.start()
+        self._running = True
         try:
             while not self._stopping.is_set():
                 batches = await self._fetch()
@@ -185,6 +249,7 @@ class BatchEngine:
                 await self._settle(list(self._owned))
                 await self._commit([p for p, o in self._owned.items() if o.offsets])
                 await self._release(list(self._owned))
+            self._running = False
             await self._consumer.stop()
 
     def stop(self) -> None:
@@ -335,6 +400,7 @@ class BatchEngine:
         owned = self._owned[partition]
         changelog = owned.store.changelog_records()
         offsets = {tp: offset for tp, offset in owned.offsets.items()}
+        began = time.monotonic()
         try:
             sent = await owned.transactions.commit(
                 [*owned.outgoing, *changelog], offsets, self.group_id
@@ -364,6 +430,8 @@ class BatchEngine:
         logged = [m.offset for m in sent[len(owned.outgoing) :]]
         owned.store.apply(max(logged) if logged else None)
         owned.committed.update(offsets)
+        self.stage.committed(partition)
+        self.observer.committed(partition, owned.records, time.monotonic() - began)
         owned.outgoing.clear()
         owned.offsets.clear()
         owned.records = 0
@@ -383,6 +451,13 @@ class BatchEngine:
         partitions = sorted({tp.partition for tp in tps} - set(self._owned))
         if not partitions:
             return
+        self._restoring.update(partitions)
+        try:
+            await self._take_all(partitions)
+        finally:
+            self._restoring.difference_update(partitions)
+
+    async def _take_all(self, partitions: list[int]) -> None:
         # Side by side: each partition waits on the broker (fencing) on its own, and one
         # after another a worker took about a second per partition to be ready.
         taken = dict(
@@ -418,10 +493,14 @@ class BatchEngine:
         """Bring the store up to the committed changelog and read on from the committed
         offsets. Retried while the broker is away: a partition must not be left half assigned
         (its records would be fetched and passed over)."""
-        restored = await retrying(
-            partial(self._restore, {partition: owned.store}), "restoring a partition's state"
-        )
-        await self._read_on(partition, owned, restored[partition])
+        self._restoring.add(partition)
+        try:
+            restored = await retrying(
+                partial(self._restore, {partition: owned.store}), "restoring a partition's state"
+            )
+            await self._read_on(partition, owned, restored[partition])
+        finally:
+            self._restoring.discard(partition)
 
     async def _read_on(self, partition: int, owned: _Owned, restored: int) -> None:
         """Its store restored: read the partition on from its committed offsets."""
@@ -530,9 +609,9 @@ class BatchEngine:
             while reading:
                 got = await reader.getmany(*reading, timeout_ms=500, max_records=50_000)
                 for tp, records in got.items():
-                    restored[tp.partition] += store_of[tp].restore(
-                        (r.offset, r.key, r.value) for r in records
-                    )
+                    entries = store_of[tp].restore((r.offset, r.key, r.value) for r in records)
+                    restored[tp.partition] += entries
+                    self.observer.restored(tp.partition, entries)
                 for tp in list(reading):
                     if await reader.position(tp) >= ends[tp]:
                         reading.discard(tp)
@@ -567,6 +646,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         engine = self._engine
+        engine._joining = True
         async with engine._lock:
             partitions = sorted({tp.partition for tp in revoked} & set(engine._owned))
             # What was processed is committed before the partition goes.
@@ -580,3 +660,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         engine = self._engine
         async with engine._lock:
             await engine._assign(assigned)
+        engine._joining = False

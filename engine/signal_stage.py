@@ -19,6 +19,7 @@ ledger once into the state; from then on the state holds them.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,6 +133,11 @@ class SignalStage:
         self.bootstrap = bootstrap
         self.security = security
         self._shards = Shards(partitions)
+        # What committed batches did, for metrics: ("folded",), ("rejected", kind) and
+        # ("decision", rule id, verdict) → count. A batch counts once it is committed, so an
+        # aborted one read again is not counted twice.
+        self.totals: Counter[tuple[str, ...]] = Counter()
+        self._pending: dict[int, Counter[tuple[str, ...]]] = {}
 
     def process(
         self, partition: int, records: Mapping[str, list[ConsumerRecord]], store: PartitionStore
@@ -145,7 +151,14 @@ class SignalStage:
         return batch.finish()
 
     def discard(self, partition: int) -> None:
-        """Nothing is kept between batches outside the store."""
+        """The partition's uncounted batches are gone (their state changes are the store's)."""
+        self._pending.pop(partition, None)
+
+    def committed(self, partition: int) -> None:
+        """Count what the partition's committed batches did."""
+        pending = self._pending.pop(partition, None)
+        if pending:
+            self.totals.update(pending)
 
     async def prepare(self, partition: int, store: PartitionStore) -> None:
         """The first time the shard runs here, continue the chains already on its ledger."""
@@ -193,6 +206,7 @@ class _Batch:
         self.now = datetime.now(UTC)
         # This shard's signals of the batch, each with the record it came from.
         self.own: list[tuple[Signal, SourcePosition]] = []
+        self.tally = stage._pending.setdefault(partition, Counter())
 
     def switch(self, record: ConsumerRecord) -> None:
         try:
@@ -241,6 +255,7 @@ class _Batch:
         )
         self.states.update(decided.states)
         for decision in decided.decisions:
+            self.tally["decision", decision.rule_id, decision.kind.value] += 1
             # The decision is on the ledger in the same transaction as its command.
             self._record(decision_entry(decision, self.now))
             command = command_of(decision)
@@ -258,6 +273,7 @@ class _Batch:
         """The batch's records; its state changes are staged in the store."""
         self.decide()
         if self.own:
+            self.tally[("folded",)] += len(self.own)
             # One per batch, named by its last record: batches never overlap (one that is
             # read again was aborted, and its entry with it).
             last = self.own[-1][1]
@@ -280,6 +296,7 @@ class _Batch:
         return state
 
     def _reject(self, rejection: Rejection, record: ConsumerRecord) -> None:
+        self.tally["rejected", rejection.kind] += 1
         source = SourcePosition(record.topic, self.partition, record.offset)
         # A whole record is dead-lettered as it was read (a NULL stays marked as one).
         raw = record.value if rejection.index is None else rejection.raw

@@ -72,6 +72,9 @@ class CountStage:
     def discard(self, partition: int) -> None:
         """Nothing is kept outside the store."""
 
+    def committed(self, partition: int) -> None:
+        """Nothing is counted."""
+
     async def prepare(self, partition: int, store: PartitionStore) -> None:
         """Nothing to stage before the first batch."""
 

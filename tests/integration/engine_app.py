@@ -51,6 +51,9 @@ class CountingStage:
     def discard(self, partition: int) -> None:
         """Nothing is kept outside the store."""
 
+    def committed(self, partition: int) -> None:
+        """Nothing is counted."""
+
     async def prepare(self, partition: int, store: PartitionStore) -> None:
         """Nothing to stage before the first batch."""
 
