@@ -230,6 +230,10 @@ def create_app(settings: Settings, bootstrap: str) -> Autopilot:
         canonical_url=settings.web_canonical_url
         or f"http://{settings.web_host}:{settings.web_port}",
         web_in_thread=False,
+        # Faust's /router and /table routes would show raw table values; nothing of ours uses
+        # them (reads are forwarded by engine/owners.py), so they are not served at all.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         Worker=QuietWorker,
         Table=ClosingTable,
         log_format=settings.log_format,

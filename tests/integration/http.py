@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -115,3 +116,18 @@ async def wait_for_workspace(
     raise AssertionError(
         f"workspace {workspace_id}: last answer {last} after {timeout} s\n{worker.log_tail()}"
     )
+
+
+async def ready_answers(worker: WorkerProcess, timeout: float = 90.0) -> list[tuple[int, Any]]:
+    """Every answer of GET /ready from the first the server gives until the first 200."""
+    answers: list[tuple[int, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not worker.alive:
+            raise AssertionError(f"worker exited\n{worker.log_tail()}")
+        with contextlib.suppress(aiohttp.ClientError):  # not listening yet
+            answers.append(await request("GET", f"{worker.web_url}/ready"))
+        if answers and answers[-1][0] == 200:
+            return answers
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout} s: {answers[-3:]}\n{worker.log_tail()}")
