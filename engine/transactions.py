@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
@@ -113,6 +114,7 @@ class PartitionTransactions:
             # (and would each be logged as an exception never retrieved).
             for future in sent:
                 future.add_done_callback(_retrieved)
+            _transaction_error_retrieved(self._producer)
             raise
 
     async def stop(self) -> None:
@@ -122,6 +124,25 @@ class PartitionTransactions:
             await self._producer.stop()
 
 
-def _retrieved(future: asyncio.Future[RecordMetadata]) -> None:
+def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _transaction_error_retrieved(producer: AIOKafkaProducer) -> None:
+    """When aiokafka's sender dies (the broker went away mid-commit), it fails the futures it
+    holds with its error: the records' (retrieved above), but also each pending batch's drain
+    waiter and the transaction's waiter, which nothing awaits once the commit has given up.
+    Each would be logged as an exception never retrieved, a false alarm; these are aiokafka's
+    own attributes, read defensively."""
+    accumulator = getattr(producer, "_message_accumulator", None)
+    batches = [
+        *(batch for queue in getattr(accumulator, "_batches", {}).values() for batch in queue),
+        *getattr(accumulator, "_pending_batches", ()),
+    ]
+    manager = getattr(producer, "_txn_manager", None)
+    waiters = [getattr(batch, "_drain_waiter", None) for batch in batches]
+    waiters.append(getattr(manager, "_transaction_waiter", None))
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(_retrieved)

@@ -17,7 +17,13 @@ from aiokafka import AIOKafkaProducer
 from app.settings import load_settings
 from tests.integration.commands import autopilot_cli
 from tests.integration.conftest import fresh_deployment, sandbox_env
-from tests.integration.http import TOKENS, get_workspace, wait_until_answers
+from tests.integration.http import (
+    TOKENS,
+    get_workspace,
+    ready_answers,
+    request,
+    wait_until_answers,
+)
 from tools.local_kafka import LocalKafka, assemble
 from tools.sandbox import Sandbox
 from tools.worker_process import WorkerProcess
@@ -94,10 +100,13 @@ async def test_a_worker_rides_out_a_broker_restart(
         await asyncio.sleep(5)
         # When the broker stops for 15 s and starts again on the same data and address
         await asyncio.to_thread(own_broker.halt)
-        await asyncio.sleep(OUTAGE_SECONDS)
+        away = await ready_while(worker, OUTAGE_SECONDS)
         assert worker.alive, f"the worker exited while the broker was away\n{worker.log_tail()}"
         await asyncio.to_thread(own_broker.start)
         await asyncio.wait_for(publishing, timeout=180)
+        # Meanwhile it said it was not ready, and why; and it is ready again
+        assert (503, "the broker is unreachable (no group coordinator)") in away, away
+        assert (await ready_answers(worker, timeout=120))[-1][0] == 200
 
         # Then every workspace holds exactly what was sent to it, each signal once
         deadline = time.monotonic() + 180
@@ -131,6 +140,17 @@ async def test_a_worker_rides_out_a_broker_restart(
         assert [line for line in lines if "never retrieved" in line] == []
     finally:
         worker.stop()
+
+
+async def ready_while(worker: WorkerProcess, seconds: float) -> set[tuple[int, str | None]]:
+    """What GET /ready answered (status, reason), polled for `seconds`."""
+    seen: set[tuple[int, str | None]] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, body = await request("GET", f"{worker.web_url}/ready")
+        seen.add((status, body.get("reason") if isinstance(body, dict) else None))
+        await asyncio.sleep(0.5)
+    return seen
 
 
 def _message_of(line: str) -> str:
