@@ -21,6 +21,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from importlib.resources import files
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs
@@ -82,33 +83,12 @@ def attach(
     app = autopilot.app
     settings = autopilot.settings
     reads = ProjectionReads(settings.projections_database())
+    status = partial(worker_status, signals, executor, not_ready, str(app.conf.canonical_url))
 
     async def close_reads(_app: Any, **_: Any) -> None:
         reads.close()
 
     app.on_before_shutdown.connect(close_reads)  # type: ignore[arg-type]
-
-    def worker_status() -> dict[str, Any]:
-        reason = not_ready()
-        return {
-            "worker": str(app.conf.canonical_url),
-            "ready": reason is None,
-            "reason": reason,
-            "partitions": signals.engine.owned,
-            "modes": {str(p): mode for p, mode in sorted(signals.modes().items())},
-            "breakers": executor.breakers.states(),
-            "counted": {
-                "signals_folded": signals.stage.totals.get(("folded",), 0),
-                "signals_rejected": sum(
-                    n for key, n in signals.stage.totals.items() if key[0] == "rejected"
-                ),
-                "decisions": sum(
-                    n for key, n in signals.stage.totals.items() if key[0] == "decision"
-                ),
-                "actions": dict(sorted(_outcomes(executor).items())),
-            },
-            "lag": sum(signals.engine.lag().values()),
-        }
 
     async def platform(view: View, query: Callable[[Database], Any]) -> Any:
         try:
@@ -152,10 +132,10 @@ def attach(
     @app.page("/console/data")
     class ConsoleDataView(View):
         async def get(self, request: Request) -> Response:
-            view = await platform(self, lambda db: _platform_json(db))
+            view = await platform(self, _platform_json)
             if isinstance(view, Response):
                 return view
-            return self.json({"platform": view, "worker": worker_status()})
+            return self.json({"platform": view, "worker": status()})
 
     @app.page("/approvals")
     class ApprovalsView(View):
@@ -176,7 +156,7 @@ def attach(
     @app.page("/status")
     class StatusView(View):
         async def get(self, request: Request) -> Response:
-            return self.json(worker_status())
+            return self.json(status())
 
     del ConsoleView, SessionView, ConsoleDataView, ApprovalsView, SnapshotView, StatusView
 
@@ -186,6 +166,29 @@ _CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline';"
     " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def worker_status(
+    signals: SignalEngine, executor: Executor, not_ready: Callable[[], str | None], address: str
+) -> dict[str, Any]:
+    """This worker as `GET /status` and the console show it."""
+    reason = not_ready()
+    totals = signals.stage.totals
+    return {
+        "worker": address,
+        "ready": reason is None,
+        "reason": reason,
+        "partitions": signals.engine.owned,
+        "modes": {str(p): mode for p, mode in sorted(signals.modes().items())},
+        "breakers": executor.breakers.states(),
+        "counted": {
+            "signals_folded": totals.get(("folded",), 0),
+            "signals_rejected": sum(n for key, n in totals.items() if key[0] == "rejected"),
+            "decisions": sum(n for key, n in totals.items() if key[0] == "decision"),
+            "actions": dict(sorted(_outcomes(executor).items())),
+        },
+        "lag": sum(signals.engine.lag().values()),
+    }
 
 
 def _platform_json(database: Database) -> dict[str, Any]:

@@ -113,11 +113,10 @@ class _Polled(Collector):
             "Decisions recorded, by rule and verdict (made, deferred, suppressed).",
             labels=["rule", "verdict"],
         )
-        folded.add_metric([], 0)
-        for key, count in sorted(self._signals.stage.totals.items()):
-            if key[0] == "folded":
-                folded.add_metric([], count)
-            elif key[0] == "rejected":
+        totals = self._signals.stage.totals
+        folded.add_metric([], totals.get(("folded",), 0))
+        for key, count in sorted(totals.items()):
+            if key[0] == "rejected":
                 rejected.add_metric([key[1]], count)
             elif key[0] == "decision":
                 decisions.add_metric([key[1], key[2].removeprefix("decision.")], count)

@@ -113,6 +113,7 @@ OPERATIONS = [
             202: "all published; their ids",
             400: "the body is not JSON",
             413: "the body is too large",
+            415: "not sent as application/json",
             422: "invalid signals; a reason per item, nothing published",
         },
         body={"required": True, "content": _ANY_JSON},
@@ -121,7 +122,7 @@ OPERATIONS = [
         "get",
         "/workspaces/{workspace_id}",
         "A workspace's windows, gauges and health, from its shard's owner.",
-        {200: "the state", 404: "never seen", 422: "not a workspace id", 503: "being reassigned"},
+        {200: "the state", 400: "not a workspace id", 404: "never seen", 503: "being reassigned"},
         parameters=[_WORKSPACE],
     ),
     _operation(

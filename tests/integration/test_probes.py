@@ -67,11 +67,14 @@ async def records_on(settings: Settings) -> float:
 async def scrape(worker: WorkerProcess) -> Samples:
     status, text = await request("GET", f"{worker.web_url}/metrics")
     assert status == 200, text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
+    samples = [
+        ((sample.name, frozenset(sample.labels.items())), sample.value)
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-    }
+    ]
+    series = [key for key, _ in samples]
+    assert len(series) == len(set(series)), "a series appears twice in one scrape"
+    return dict(samples)
 
 
 def named(samples: Samples, name: str, *label_names: str) -> dict[tuple[str, ...], float]:
