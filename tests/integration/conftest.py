@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
@@ -75,6 +76,18 @@ async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
 
 
 StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium (installed by `make tools`) for the browser tests; a test skips,
+    saying so, without it."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip(
+            "chromium is not installed: run `make tools` (Debian: apt-get install chromium)"
+        )
+    return binary
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ outcome appear; nothing is fetched from anywhere but the worker."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,17 +25,6 @@ pytestmark = pytest.mark.integration
 
 # Waits for what the page shows: its poll is every 2 s, the projector folds within seconds.
 PAGE_WAIT_MS = 60_000
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's chromium (installed by `make tools`); the test skips, saying so, without it."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip(
-            "chromium is not installed: run `make tools` (Debian: apt-get install chromium)"
-        )
-    return binary
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ known run (tests/unit/fixtures/report/small_run.sql) from the file alone, offlin
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -24,17 +23,6 @@ CRITICAL_RED = bytes.fromhex("c0392b")
 HEALTHY_GREEN = bytes.fromhex("27ae60")
 HIGH_ORANGE = bytes.fromhex("e67e22")
 MEDIUM_BLUE = bytes.fromhex("2e86c1")
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's chromium (installed by `make tools`); the test skips, saying so, without it."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip(
-            "chromium is not installed: run `make tools` (Debian: apt-get install chromium)"
-        )
-    return binary
 
 
 @pytest.fixture
