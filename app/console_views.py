@@ -17,13 +17,11 @@ projector folds the whole ledger); with no read models there they answer 503 say
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from importlib.resources import files
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -33,12 +31,11 @@ from agents.executor import Executor
 from agents.faust_app import Autopilot
 from agents.signal_engine import SignalEngine
 from app.http_access import SESSION_COOKIE, session_value, token_matches
+from app.projection_reads import ProjectionReads
 from app.views import as_aiohttp
 from projections.database import Database, DatabaseError
 from projections.platform_view import awaiting_approval, platform_view, recent_outcomes
-from projections.report import ProjectionsMissingError, require_projections
-
-T = TypeVar("T")
+from projections.report import ProjectionsMissingError
 
 PAGE = files("app").joinpath("console.html").read_bytes()
 SIGN_IN = files("app").joinpath("console_sign_in.html").read_bytes()
@@ -47,48 +44,17 @@ MAX_SIGN_IN_BYTES = 4096
 SESSION_SECONDS = 12 * 3600
 
 
-class ProjectionReads:
-    """One read connection to the projections database, used from a thread at a time (the
-    queries block; the event loop must not)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._database: Database | None = None
-        self._lock = threading.Lock()
-
-    async def read(self, query: Callable[[Database], T]) -> T:
-        return await asyncio.to_thread(self._read, query)
-
-    def _read(self, query: Callable[[Database], T]) -> T:
-        with self._lock:
-            if self._database is None:
-                self._database = Database.open(self._url)
-            require_projections(self._database)
-            return query(self._database)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._database is not None:
-                self._database.close()
-                self._database = None
-
-
 def attach(
     autopilot: Autopilot,
     signals: SignalEngine,
     executor: Executor,
     not_ready: Callable[[], str | None],
+    reads: ProjectionReads,
 ) -> None:
     """Register the console and the platform reads on the app's web server."""
     app = autopilot.app
     settings = autopilot.settings
-    reads = ProjectionReads(settings.projections_database())
     status = partial(worker_status, signals, executor, not_ready, str(app.conf.canonical_url))
-
-    async def close_reads(_app: Any, **_: Any) -> None:
-        reads.close()
-
-    app.on_before_shutdown.connect(close_reads)  # type: ignore[arg-type]
 
     async def platform(view: View, query: Callable[[Database], Any]) -> Any:
         try:

@@ -20,7 +20,11 @@ from prometheus_client.registry import Collector
 
 from agents.executor import Executor
 from agents.signal_engine import SignalEngine
+from app.projection_reads import ProjectionReads
 from core.breaker import BreakerState
+from projections.database import DatabaseError
+from projections.platform_view import command_counts
+from projections.report import ProjectionsMissingError
 
 # Methods a client may send are unbounded; anything else is counted as OTHER.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -60,8 +64,18 @@ class WorkerMetrics:
             "State changelog entries restored into this worker's partition stores.",
             registry=self.registry,
         )
-        self.registry.register(_Polled(signals, executor, not_ready))
+        # Commands per status, platform-wide, as the projections last said (None: no read
+        # models there); refreshed beside the loop by `refresh_commands`.
+        self.commands: dict[str, int] | None = None
+        self.registry.register(_Polled(signals, executor, not_ready, self))
         signals.engine.observer = self
+
+    async def refresh_commands(self, reads: ProjectionReads) -> None:
+        """Read the command counts again (a query in a thread, never at scrape time)."""
+        try:
+            self.commands = await reads.read(command_counts)
+        except (ProjectionsMissingError, DatabaseError):
+            self.commands = None
 
     def count_request(self, route: str, method: str, status: int) -> None:
         """One HTTP answer (the access middleware calls this)."""
@@ -83,11 +97,16 @@ class _Polled(Collector):
     """The families read from the worker's parts at each scrape."""
 
     def __init__(
-        self, signals: SignalEngine, executor: Executor, not_ready: Callable[[], str | None]
+        self,
+        signals: SignalEngine,
+        executor: Executor,
+        not_ready: Callable[[], str | None],
+        metrics: WorkerMetrics,
     ) -> None:
         self._signals = signals
         self._executor = executor
         self._not_ready = not_ready
+        self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
         yield from self._stage()
@@ -98,6 +117,16 @@ class _Polled(Collector):
         )
         ready.add_metric([], 0.0 if self._not_ready() else 1.0)
         yield ready
+        if self._metrics.commands is not None:
+            commands = GaugeMetricFamily(
+                "autopilot_commands",
+                "Commands per status across the platform, as the projections hold them "
+                "(awaiting_approval: parked for an operator); every worker reports the same.",
+                labels=["status"],
+            )
+            for status, count in sorted(self._metrics.commands.items()):
+                commands.add_metric([status], count)
+            yield commands
 
     def _stage(self) -> Iterator[Metric]:
         folded = CounterMetricFamily(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
@@ -23,9 +23,13 @@ from app import (
 from app.http_access import Tokens, access_middleware
 from app.metrics import WorkerMetrics
 from app.probe_views import not_ready
+from app.projection_reads import ProjectionReads
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# How often /metrics' command counts are read from the projections.
+COMMAND_COUNTS_SECONDS = 5.0
 
 
 def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
@@ -49,7 +53,9 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     views.attach(autopilot, signals)
     operator_views.attach(autopilot, signals, executor)
     approval_views.attach(autopilot)
-    console_views.attach(autopilot, signals, executor, readiness)
+    console_views.attach(
+        autopilot, signals, executor, readiness, projection_reads(autopilot, metrics)
+    )
     openapi_views.attach(autopilot)
     if settings.web_enabled:
         tokens = Tokens(settings.ingest_token, settings.control_token, settings.metrics_token)
@@ -61,3 +67,20 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     if settings.projector_enabled:
         project.attach(autopilot, bootstrap)
     return autopilot
+
+
+def projection_reads(autopilot: Autopilot, metrics: WorkerMetrics) -> ProjectionReads:
+    """The worker's one reader of the projections (the console's platform reads and /metrics'
+    command counts, refreshed on a timer), closed as the app shuts down."""
+    reads = ProjectionReads(autopilot.settings.projections_database())
+
+    async def count_commands() -> None:
+        await metrics.refresh_commands(reads)
+
+    async def close_reads(_app: Any, **_: Any) -> None:
+        reads.close()
+
+    autopilot.app.timer(COMMAND_COUNTS_SECONDS)(count_commands)
+    # Faust types signal receivers as sync callables without keyword arguments.
+    autopilot.app.on_before_shutdown.connect(close_reads)  # type: ignore[arg-type]
+    return reads

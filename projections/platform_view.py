@@ -101,6 +101,16 @@ def recent_outcomes(database: Database, limit: int = 10) -> list[FinishedCommand
     return [FinishedCommand(*(str(value) for value in row)) for row in rows]
 
 
+def command_counts(database: Database) -> dict[str, int]:
+    """How many commands stand in each status (awaiting_approval, running, dead_lettered, ...)."""
+    return {
+        str(status): int(count)
+        for status, count in database.query(
+            "SELECT status, COUNT(*) FROM action_history WHERE status <> '' GROUP BY status"
+        )
+    }
+
+
 def platform_view(database: Database, worst: int = 10) -> PlatformView:
     """The whole view, in a handful of queries."""
     meta = dict(database.query("SELECT key, value FROM projection_meta"))

@@ -4,17 +4,21 @@ outcome appear; nothing is fetched from anywhere but the worker."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import Settings
 from tests.integration.commands import command, send
 from tests.integration.conftest import StartWorker
-from tests.integration.http import CONTROL_TOKEN, ready_answers
+from tests.integration.http import CONTROL_TOKEN, ready_answers, request
 from tests.integration.streams import publish, signal
+from tools.worker_process import WorkerProcess
 from topics.commands import Action, Priority
 from topics.signals import SignalType
 
@@ -33,6 +37,25 @@ async def browser(chromium: str) -> AsyncIterator[object]:
         launched = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield launched
         await launched.close()
+
+
+async def commands_reach(
+    worker: WorkerProcess, until: Callable[[dict[str, float]], bool], timeout: float = 60.0
+) -> None:
+    """Scrape /metrics until its command counts per status satisfy `until`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, text = await request("GET", f"{worker.web_url}/metrics")
+        counts = {
+            sample.labels["status"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "autopilot_commands"
+        }
+        if until(counts):
+            return
+        assert time.monotonic() < deadline, f"autopilot_commands: {counts}"
+        await asyncio.sleep(0.5)
 
 
 async def test_an_operator_watches_the_platform_and_approves_a_command_from_the_console(
@@ -71,10 +94,16 @@ async def test_an_operator_watches_the_platform_and_approves_a_command_from_the_
     await send(settings, [credit])
     waiting = page.locator(f"#approvals tr[data-command='{credit.command_id}']")
     await waiting.wait_for(timeout=PAGE_WAIT_MS)
+    # /metrics counts it too, from the same projections.
+    await commands_reach(worker, lambda counts: counts.get("awaiting_approval") == 1)
     await waiting.locator("button.approve").click()
     outcome = page.locator(f"#outcomes tr[data-command='{credit.command_id}'] td.status")
     await expect(outcome).to_have_text("succeeded", timeout=PAGE_WAIT_MS)
     await expect(waiting).to_have_count(0, timeout=PAGE_WAIT_MS)
+    await commands_reach(
+        worker,
+        lambda counts: counts == {"succeeded": 4},  # three restarts and the credit
+    )
     assert "202" in (await page.text_content("#message") or "")
     # The platform's health, from the projections: three workspaces seen by the policy.
     await expect(page.locator("#health-healthy")).to_have_text("3", timeout=PAGE_WAIT_MS)

@@ -192,6 +192,13 @@ async def test_a_worker_answers_its_probes_and_counts_exactly_what_it_was_sent(
     assert want["autopilot_signals_rejected_total"] == {("undecodable",): 1}
 
     after = await counters_reach(worker, want)
+    # The command counts come from the projections, read every few seconds.
+    for _ in range(60):
+        if named(after, "autopilot_commands", "status") == {("succeeded",): 6.0}:
+            break
+        await asyncio.sleep(0.5)
+        after = await scrape(worker)
+    assert named(after, "autopilot_commands", "status") == {("succeeded",): 6.0}
 
     commits = named(after, "autopilot_engine_commit_records_count")
     assert commits[()] >= 1
