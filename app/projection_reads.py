@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-from projections.database import Database
-from projections.report import require_projections
+from projections.database import Database, sqlite_path
+from projections.report import ProjectionsMissingError, require_projections
 
 T = TypeVar("T")
 
@@ -29,9 +30,20 @@ class ProjectionReads:
     def _read(self, query: Callable[[Database], T]) -> T:
         with self._lock:
             if self._database is None:
-                self._database = Database.open(self._url)
+                self._database = self._open()
             require_projections(self._database)
             return query(self._database)
+
+    def _open(self) -> Database:
+        # Reading must not create the SQLite file: a worker without a projector leaves none.
+        if not self._url.startswith(("postgresql://", "postgres://")):
+            path = Path(sqlite_path(self._url))
+            if not path.exists():
+                raise ProjectionsMissingError(
+                    f"the projections database {path} does not exist: no projector has "
+                    "written it yet"
+                )
+        return Database.open(self._url)
 
     def close(self) -> None:
         with self._lock:
