@@ -7,13 +7,13 @@ compares it with the routes the running worker serves, both ways
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from faust.web import Request, Response, View
 
 from agents.faust_app import Autopilot
 from app.http_access import ROUTE_ACCESS, SESSION_COOKIE, Access
+from app.probe_views import package_version
 
 _ERROR = {
     "description": "",
@@ -200,17 +200,13 @@ OPERATIONS = [
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
-    try:
-        package = version("autopilot")
-    except PackageNotFoundError:
-        package = "unknown"
     paths: dict[str, dict[str, Any]] = {}
     for path, method, operation in OPERATIONS:
         paths.setdefault(path, {})[method] = operation
     bearer = {"type": "http", "scheme": "bearer"}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Autopilot worker", "version": package},
+        "info": {"title": "Autopilot worker", "version": package_version() or "unknown"},
         "paths": paths,
         "components": {
             "securitySchemes": {

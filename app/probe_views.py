@@ -83,12 +83,8 @@ def attach(
 
 def versions(policy_version: str, revision: str | None) -> dict[str, Any]:
     """What `GET /version` answers (computed once: none of it changes while the worker runs)."""
-    try:
-        package = version("autopilot")
-    except PackageNotFoundError:
-        package = None
     return {
-        "autopilot": package,
+        "autopilot": package_version(),
         "policy_version": policy_version,
         "schema_versions": {
             "signals": {kind.value: _schema(model) for kind, model in SIGNAL_MODELS.items()},
@@ -99,6 +95,14 @@ def versions(policy_version: str, revision: str | None) -> dict[str, Any]:
         },
         "git_revision": revision or git_revision(_SOURCE_ROOT),
     }
+
+
+def package_version() -> str | None:
+    """The installed autopilot package's version (None when run from an uninstalled tree)."""
+    try:
+        return version("autopilot")
+    except PackageNotFoundError:
+        return None
 
 
 def _schema(model: type[BaseModel]) -> int:
