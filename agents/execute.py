@@ -1,5 +1,5 @@
-"""The execute agents: commands in from the priority lanes and the retry topic, verdicts in from
-the approvals topic; the executor (agents/executor.py) carries them out.
+"""The execute agents: commands in from the priority lanes and the retry topic, verdicts and
+parking releases in from the approvals topic; the executor (agents/executor.py) carries them out.
 
 Lanes are served critical first (agents/lanes.py). Each command runs in its own task, under its
 workspace's lock, so a workspace that is busy or waiting (for a lease, an approval, a slow
@@ -35,8 +35,9 @@ from agents.refetch import fetch_again
 from agents.signal_engine import SignalEngine
 from core.codec import Rejection, describe
 from core.rejections import dlq_headers
+from core.rules import Parking
 from core.windows import SourcePosition
-from topics.approvals import ApprovalGiven
+from topics.approvals import ApprovalGiven, parse_approvals_record
 from topics.commands import Command, Priority
 
 logger = logging.getLogger(__name__)
@@ -48,10 +49,15 @@ STALL_SECONDS = 5.0
 
 
 def attach(
-    autopilot: Autopilot, signals: SignalEngine, bootstrap: str, max_defer_seconds: float
+    autopilot: Autopilot,
+    signals: SignalEngine,
+    bootstrap: str,
+    max_defer_seconds: float,
+    parking: Parking,
 ) -> tuple[LaneGate, Executor]:
-    """Register the lane, retry and approval agents; returns the lane gate and the executor."""
-    agents = ExecuteAgents(autopilot, signals, bootstrap, max_defer_seconds)
+    """Register the lane, retry and approval agents; returns the lane gate and the executor.
+    `parking`: the policy's `[parking]` table (which dead letters park a workspace, how long)."""
+    agents = ExecuteAgents(autopilot, signals, bootstrap, max_defer_seconds, parking)
     agents.register()
     return agents.gate, agents.executor
 
@@ -66,11 +72,12 @@ class ExecuteAgents:
         signals: SignalEngine,
         bootstrap: str,
         max_defer_seconds: float,
+        parking: Parking,
     ) -> None:
         self.autopilot = autopilot
         self.app = autopilot.app
         self.max_defer_seconds = max_defer_seconds
-        self.executor = Executor(autopilot, signals.state, bootstrap)
+        self.executor = Executor(autopilot, signals.state, bootstrap, parking)
         self.topics = {lane: topic.get_topic_name() for lane, topic in autopilot.lanes.items()}
         self.command_topics = {
             *self.topics.values(),
@@ -276,16 +283,18 @@ class ExecuteAgents:
                 if await self.skipped_before(event):
                     continue
                 try:
-                    approval = ApprovalGiven.model_validate_json(event.value)
+                    answer = parse_approvals_record(event.value)
                 except ValidationError as exc:
                     await self._park(event.message, exc)
                     event.ack()
                     continue
                 await self.in_hand.acquire()
                 partition = event.message.partition
-                self._track(
-                    asyncio.create_task(self.executor.give_verdict(event, approval, partition))
-                )
+                if isinstance(answer, ApprovalGiven):
+                    work = self.executor.give_verdict(event, answer, partition)
+                else:
+                    work = self.executor.end_parking(event, answer, partition)
+                self._track(asyncio.create_task(work))
 
 
 def _seconds_until(moment: datetime | None) -> float:

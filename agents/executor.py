@@ -4,14 +4,22 @@ For each command, under its workspace's lock (other workspaces of the shard go o
 1. A command already finished, or an attempt already superseded, does nothing (idempotency by
    command_id, remembered in the `executions` table).
 2. Dry-run: `action.skipped` with what it would have done; nothing outside is touched.
-3. A compliance-tagged action waits, parked in the table, for an operator's approval.
-4. A live lease of another worker (the shard moved while it acted) is waited out, until it
+3. A workspace parked by a dead letter holds the command: `action.parked`, and it waits in the
+   table, in the order it came, until an operator releases the workspace (the held commands
+   then run in that order) or drops them (each `action.skipped`), or until the parking is
+   older than the policy's `[parking] ttl_seconds` when the workspace's next command comes.
+   Commands begun before the parking go on: the next attempt of a failed one, one an
+   operator approved (it asked before the parking: a held command asks once released), and
+   a re-issued one (`autopilot dlq replay`, an operator's own act).
+4. A compliance-tagged action waits, parked in the table, for an operator's approval.
+5. A live lease of another worker (the shard moved while it acted) is waited out, until it
    expires or the ledger shows how that attempt ended.
-5. Its provider's circuit breaker open: `action.deferred` and back on `commands.retry` for when
+6. Its provider's circuit breaker open: `action.deferred` and back on `commands.retry` for when
    the breaker half-opens; no attempt is used.
-6. The lease is written and flushed, `action.started`, then the handler runs. Done ->
+7. The lease is written and flushed, `action.started`, then the handler runs. Done ->
    `action.succeeded`; retryable -> `action.failed` and the next attempt on `commands.retry`
-   after a backoff; terminal or out of attempts -> `commands.dlq` and `action.dead_lettered`.
+   after a backoff; terminal or out of attempts -> `commands.dlq` and `action.dead_lettered`,
+   then, for an action the policy's `[parking] actions` name, `workspace.parked`.
 Every ledger entry and record is on the broker before the table is written and the command's
 record acked, so a crash at any point repeats at most an attempt whose outside effect the
 Idempotency-Key de-duplicates.
@@ -63,18 +71,22 @@ from core.ledger_entries import (
     deferred_entry,
     error_of,
     failed_entry,
+    held_entry,
+    parked_entry,
     reissued_entry_of,
+    released_entry,
     skipped_entry,
     started_entry,
     succeeded_entry,
     verdict_entry,
 )
+from core.rules import Parking
 from core.windows import SourcePosition, WorkspaceState
 from topics import headers
-from topics.approvals import ApprovalGiven, Verdict
+from topics.approvals import ApprovalGiven, ParkingRelease, Verdict
 from topics.commands import Command
 from topics.headers import header_of
-from topics.ledger import CommandPayload, LedgerEntry, LedgerKind
+from topics.ledger import ActionDeadLettered, CommandPayload, LedgerEntry, LedgerKind
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +94,8 @@ logger = logging.getLogger(__name__)
 LEASE_POLL_SECONDS = 2.0
 # Commands deferred by an open breaker come back spread over this much more than its cool-down.
 DEFER_SPREAD_SECONDS = 1.0
+# Why a command held behind a parking ended when an operator dropped the parking.
+DROPPED = "dropped by operator"
 
 
 class Executor:
@@ -92,6 +106,7 @@ class Executor:
         autopilot: Autopilot,
         state_of: Callable[[str], WorkspaceState | None],
         bootstrap: str,
+        parking: Parking,
     ) -> None:
         settings = autopilot.settings
         self._autopilot = autopilot
@@ -107,6 +122,8 @@ class Executor:
         self._ttl = settings.lease_ttl_seconds
         self._horizon = settings.idempotency_horizon_hours * 3600
         self._approval_tags = settings.approval_tags
+        self._parks = frozenset(action.value for action in parking.actions)
+        self._parking_ttl = parking.ttl_seconds
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.breakers = Breakers(settings.breaker_config(), self._breaker_changed)
         self._watch = LedgerWatch(
@@ -142,27 +159,29 @@ class Executor:
         async with self._workspace(command.workspace_id):
             if self.generation(source.partition) != began:
                 return  # unacked: the shard's next owner gets the record again
-            await self._note_reissue(event, command)
-            settled = await self._step(command, source, began)
+            reissued = await self._note_reissue(event, command)
+            settled = await self._step(command, source, began, hold=not reissued)
         if settled and self.generation(source.partition) == began:
             event.ack()
 
-    async def _note_reissue(self, event: Any, command: Command) -> None:
+    async def _note_reissue(self, event: Any, command: Command) -> bool:
         """Append the action.reissued entry a re-issued command carries, before it runs (again
-        for a copy not yet finished: the same entry id, which readers keep once)."""
+        for a copy not yet finished: the same entry id, which readers keep once). Whether the
+        command is a re-issued one."""
         raw = header_of(event.message.headers, headers.REISSUE)
         if raw is None:
-            return
+            return False
         if memory.finished(self._load(command.workspace_id), command.command_id) is not None:
-            return
+            return True
         entry = reissued_entry_of(raw, command)
         if entry is None:
             logger.warning(
                 "re-issued command carries an unreadable action.reissued entry; runs without it",
                 extra={"workspace_id": command.workspace_id, "command_id": command.command_id},
             )
-            return
+            return True
         await self._record(entry)
+        return True
 
     async def give_verdict(self, event: Any, approval: ApprovalGiven, partition: int) -> None:
         """Apply an operator's verdict: record it, then run or end the parked command."""
@@ -212,8 +231,11 @@ class Executor:
         if self._http is not None:
             await self._http.close()
 
-    async def _step(self, command: Command, source: SourcePosition, began: int) -> bool:
-        """One pass over the command; True when its record may be acked."""
+    async def _step(
+        self, command: Command, source: SourcePosition, began: int, hold: bool = True
+    ) -> bool:
+        """One pass over the command; True when its record may be acked. `hold`: a parked
+        workspace holds it (not for a held command being released, nor a re-issued one)."""
         workspace_id = command.workspace_id
         state = self._load(workspace_id)
         ended = memory.finished(state, command.command_id)
@@ -238,6 +260,12 @@ class Executor:
                 source,
                 began,
             )
+        if (
+            hold
+            and (memory.parked_of(state) is not None or memory.queued_of(state))
+            and not memory.begun(state, command.command_id)
+        ):
+            return await self._hold(command, state, source, began)
         tags = spec.tags & self._approval_tags
         if tags:
             verdict = memory.approval_of(state, command.command_id)
@@ -264,7 +292,7 @@ class Executor:
             settled = await self._settle_lease(lease, source.partition, began, workspace_id)
             if settled is None:
                 return False
-            return await self._step(command, source, began)
+            return await self._step(command, source, began, hold)
         wait = await self.breakers.admit(spec.provider)
         if wait is not None:
             await self._defer(command, spec.provider, wait)
@@ -324,8 +352,9 @@ class Executor:
             )
             state = memory.record_attempt(state, command.command_id, command.attempt, now)
             return await self._settle(command.workspace_id, state, source, began)
-        await self._dead_letter(command, result, source)
+        dead = await self._dead_letter(command, result, source)
         state = memory.finish(state, command.command_id, LedgerKind.ACTION_DEAD_LETTERED, now)
+        state = await self._park(dead, command.action.value, state)
         return await self._settle(command.workspace_id, state, source, began)
 
     async def _run_handler(self, command: Command, spec: ActionSpec) -> Done | ActionError:
@@ -395,6 +424,8 @@ class Executor:
                 state = memory.record_attempt(state, lease.command_id, lease.attempt, time.time())
             elif ended is not None:
                 state = memory.finish(state, lease.command_id, ended.value, time.time())
+                if ended is LedgerKind.ACTION_DEAD_LETTERED:
+                    state = await self._parked_by_ledger(partition, lease, state)
             elif memory.foreign_lease(state, self.holder, time.time()) is not None:
                 if not waiting:
                     waiting = True
@@ -422,7 +453,7 @@ class Executor:
 
     async def _dead_letter(
         self, command: Command, error: ActionError, source: SourcePosition
-    ) -> None:
+    ) -> ActionDeadLettered:
         summary = error_of(error)
         written = [
             (headers.REASON, summary.reason.encode()),
@@ -438,7 +469,8 @@ class Executor:
         )
         await delivery
         await self._record(failed_entry(command, _now(), error, None))
-        await self._record(dead_lettered_entry(command, _now(), error))
+        dead = dead_lettered_entry(command, _now(), error)
+        await self._record(dead)
         logger.error(
             "command dead-lettered",
             extra={
@@ -447,6 +479,187 @@ class Executor:
                 "error": summary.error_class,
             },
         )
+        return dead
+
+    # Parking
+
+    async def end_parking(self, event: Any, release: ParkingRelease, partition: int) -> None:
+        """Apply an operator's release (or drop) of a workspace's parking, then ack its record
+        (after the held commands ran, so a crash meanwhile hands the rest over again)."""
+        if self._stopping:
+            return  # as in carry_out
+        began = self.generation(partition)
+        async with self._workspace(release.workspace_id):
+            if self.generation(partition) != began:
+                return
+            settled = await self._release(release, partition, began)
+        if settled and self.generation(partition) == began:
+            event.ack()
+
+    async def _release(self, release: ParkingRelease, partition: int, began: int) -> bool:
+        workspace_id = release.workspace_id
+        state = self._load(workspace_id)
+        if memory.applied(state, release.request_id):
+            # A copy of a release already applied: its commands not run yet go on; a parking
+            # begun since (one of them was dead-lettered) is not this release's to end.
+            if memory.parked_of(state) is not None:
+                return True
+            return await self._drain(workspace_id, partition, began)
+        if memory.parked_of(state) is None:
+            logger.warning(
+                "release of a workspace that is not parked ignored",
+                extra={"workspace_id": workspace_id, "request_id": release.request_id},
+            )
+            return True
+        if release.drop:
+            return await self._drop(state, release, partition, began)
+        if not await self._unpark(workspace_id, state, release, partition, began):
+            return False
+        return await self._drain(workspace_id, partition, began)
+
+    async def _park(
+        self, dead: ActionDeadLettered, action: str, state: ExecutionState
+    ) -> ExecutionState:
+        """After a dead letter: park the workspace when the policy says its action parks."""
+        if action not in self._parks or memory.parked_of(state) is not None:
+            return state
+        now = time.time()
+        waiting = [h for h in memory.queued_of(state) if h["command_id"] != dead.payload.command_id]
+        entry = parked_entry(dead, _at(now), self._parking_ttl, len(waiting), _now())
+        await self._record(entry)
+        logger.error(
+            "workspace parked: its later commands wait for an operator",
+            extra={"workspace_id": dead.workspace_id, "command_id": dead.payload.command_id},
+        )
+        return memory.park_workspace(state, dead.payload.command_id, entry.payload.reason, now)
+
+    async def _parked_by_ledger(
+        self, partition: int, lease: Lease, state: ExecutionState
+    ) -> ExecutionState:
+        """A leased attempt found dead-lettered on the ledger: park the workspace as its worker
+        did (or, if that worker stopped before recording it, as it would have)."""
+        if memory.parked_of(state) is not None:
+            return state
+        dead, parked = await self._watch.dead_letter(partition, lease)
+        if parked is not None:
+            found = parked.payload
+            since = found.since.timestamp()
+            return memory.park_workspace(state, found.dead_lettered, found.reason, since)
+        if dead is None:
+            return state
+        return await self._park(dead, dead.payload.action, state)
+
+    async def _hold(
+        self, command: Command, state: ExecutionState, source: SourcePosition, began: int
+    ) -> bool:
+        """Hold the command behind its workspace's parking. A parking past its TTL ends first,
+        and held commands left by a release (or that TTL) run first, in order; then the
+        command is looked at afresh."""
+        workspace_id = command.workspace_id
+        parking = memory.parked_of(state)
+        if parking is None or memory.expired(state, time.time(), self._parking_ttl):
+            if parking is not None and not await self._unpark(
+                workspace_id, state, None, source.partition, began
+            ):
+                return False
+            if not await self._drain(workspace_id, source.partition, began):
+                return False
+            return await self._step(command, source, began)
+        if memory.position_of(state, command.command_id) is not None:
+            return True  # a copy of a held command: it waits once
+        where = [source.topic, source.partition, source.offset]
+        state = memory.queue_parked(
+            state, command.command_id, command.model_dump_json(), where, time.time()
+        )
+        place = memory.position_of(state, command.command_id) or 0
+        await self._record(held_entry(command, parking["command_id"], place, _now()))
+        logger.warning(
+            "command held: its workspace is parked",
+            extra={"workspace_id": workspace_id, "command_id": command.command_id},
+        )
+        stored = await self._settle(workspace_id, state, source, began)
+        # The table is where the held command lives once its record is acked.
+        await self._producer.flush()
+        return stored
+
+    async def _unpark(
+        self,
+        workspace_id: str,
+        state: ExecutionState,
+        release: ParkingRelease | None,
+        partition: int,
+        began: int,
+    ) -> bool:
+        """End the parking (an operator's release, or None: its TTL): `workspace.released`, and
+        the workspace no longer parked; its held commands stay queued until each has run."""
+        parking = memory.parked_of(state)
+        assert parking is not None
+        state, held = memory.release(state, None if release is None else release.request_id)
+        await self._record(
+            released_entry(
+                workspace_id,
+                parking["command_id"],
+                _at(parking["since"]),
+                release,
+                len(held),
+                _now(),
+            )
+        )
+        logger.warning(
+            "workspace parking released",
+            extra={"workspace_id": workspace_id, "held": len(held), "by": _by(release)},
+        )
+        if self.generation(partition) != began:
+            return False
+        self._save(workspace_id, state)
+        await self._producer.flush()
+        return True
+
+    async def _drain(self, workspace_id: str, partition: int, began: int) -> bool:
+        """Run the released commands in the order they came, each leaving the queue once it
+        ran, until none is left or one parks the workspace again; False if the shard moved."""
+        while True:
+            state = self._load(workspace_id)
+            queued = memory.queued_of(state)
+            if not queued or memory.parked_of(state) is not None:
+                return True
+            head = queued[0]
+            command = Command.model_validate_json(head["command"])
+            source = SourcePosition(*head["source"])
+            if not await self._step(command, source, began, hold=False):
+                return False
+            if self.generation(partition) != began:
+                return False
+            self._save(workspace_id, memory.unqueue(self._load(workspace_id), head["command_id"]))
+
+    async def _drop(
+        self, state: ExecutionState, release: ParkingRelease, partition: int, began: int
+    ) -> bool:
+        """End the parking and its held commands: `workspace.released` (dropped), then each
+        held command's terminal `action.skipped`."""
+        workspace_id = release.workspace_id
+        parking = memory.parked_of(state)
+        assert parking is not None
+        state, dropped = memory.drop(state, release.request_id, time.time())
+        since = _at(parking["since"])
+        await self._record(
+            released_entry(
+                workspace_id, parking["command_id"], since, release, len(dropped), _now()
+            )
+        )
+        for held in dropped:
+            command = Command.model_validate_json(held["command"])
+            would = spec_of(command.action).describe(command, self._config)
+            await self._record(skipped_entry(command, _now(), DROPPED, would))
+        logger.warning(
+            "workspace parking dropped",
+            extra={"workspace_id": workspace_id, "held": len(dropped), "by": _by(release)},
+        )
+        stored = await self._settle(
+            workspace_id, state, SourcePosition("approvals", partition, -1), began
+        )
+        await self._producer.flush()
+        return stored
 
     async def _send_retry(self, command: Command) -> None:
         delivery = await self._producer.send(
@@ -522,6 +735,10 @@ class Executor:
         if self._content is None:
             self._content = ContentWriter(self._config, self.breakers)
         return self._content
+
+
+def _by(release: ParkingRelease | None) -> str:
+    return "ttl" if release is None else release.by or "operator"
 
 
 def _retry_after(error: ActionError) -> float | None:

@@ -21,6 +21,10 @@ from topics.errors import AutopilotError, ConfigurationError
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("app.dlq_cli:dlq_group", "Re-issue dead-lettered commands."),
     "ledger": ("app.ledger_cli:ledger_group", "Verify the ledger's hash chains."),
+    "parked": (
+        "app.parking_cli:parked_group",
+        "Workspaces parked by a dead letter: list, release, drop.",
+    ),
     "policy": ("app.policy_cli:policy_group", "Replay the ledger's decisions with a policy."),
     "projector": ("app.projection_cli:projector_command", "Keep the projections up to date."),
     "replay": ("app.projection_cli:replay_command", "Rebuild the projections from the ledger."),

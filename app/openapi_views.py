@@ -195,6 +195,28 @@ OPERATIONS = [
         ],
         body=_OPERATOR_BODY,
     ),
+    _operation(
+        "get",
+        "/parked",
+        "Workspaces parked by a dead letter, parked longest first: since, why, commands held.",
+        {200: "the list", 503: "no read models in the projections database"},
+    ),
+    _operation(
+        "post",
+        "/parked/{workspace_id}/release",
+        "Release a parked workspace: its held commands run in the order they came.",
+        {202: "the broker has the release", 400: "not a workspace id", 422: "invalid body"},
+        parameters=[_WORKSPACE],
+        body=_OPERATOR_BODY,
+    ),
+    _operation(
+        "post",
+        "/parked/{workspace_id}/drop",
+        "Drop what waits behind a parked workspace: each held command ends as skipped.",
+        {202: "the broker has the drop", 400: "not a workspace id", 422: "invalid body"},
+        parameters=[_WORKSPACE],
+        body=_OPERATOR_BODY,
+    ),
 ]
 
 

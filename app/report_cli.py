@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import html
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -34,6 +35,7 @@ from projections.report import (
 from topics.errors import AutopilotError
 
 Cell = str | int | float | None
+T = TypeVar("T")
 Section = tuple[str, tuple[str, ...], list[list[Cell]]]
 _BUILD_HINT = (
     "build it from the ledger with `autopilot replay`, or start a worker (`autopilot worker`) "
@@ -75,6 +77,11 @@ def run_report(db: str | None, html_path: str | None = None, top: int = 10) -> i
 
 def load_report(url: str, top: int = 10) -> Report:
     """Read the report from an existing projections database (never creates one)."""
+    return read_projections(url, lambda database: read_report(database, top=top))
+
+
+def read_projections(url: str, query: Callable[[Database], T]) -> T:
+    """Run a read on an existing projections database (never creates one)."""
     if not url.startswith(("postgresql://", "postgres://")):
         path = Path(sqlite_path(url))
         # Database.open would create an empty file, which later reads as "no read models".
@@ -85,7 +92,7 @@ def load_report(url: str, top: int = 10) -> Report:
     database = Database.open(url)
     try:
         require_projections(database)
-        return read_report(database, top=top)
+        return query(database)
     except _read_errors(url) as exc:
         raise ReportError(f"cannot read the projections database {database.where} ({exc})") from exc
     finally:
@@ -212,6 +219,11 @@ def _sections(report: Report) -> list[Section]:
             "Recent dead-lettered commands",
             ("command", "workspace", "action", "rule", "attempts", "finished", "error"),
             [_dead_row(d) for d in report.dead_lettered],
+        ),
+        (
+            "Parked workspaces",
+            ("workspace", "since", "reason", "commands held"),
+            [[p.workspace_id, p.since, p.reason, p.queued] for p in report.parked_workspaces],
         ),
     ]
 

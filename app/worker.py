@@ -17,6 +17,7 @@ from app import (
     console_views,
     openapi_views,
     operator_views,
+    parking_views,
     probe_views,
     views,
 )
@@ -45,7 +46,11 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     autopilot.app.host(signals.engine)
     limits = policy.limits
     _, executor = execute.attach(
-        autopilot, signals, bootstrap, limits.interval_seconds * (limits.defer_max_intervals + 1)
+        autopilot,
+        signals,
+        bootstrap,
+        limits.interval_seconds * (limits.defer_max_intervals + 1),
+        policy.spec.parking,
     )
     readiness = partial(not_ready, autopilot, signals)
     metrics = WorkerMetrics(signals, executor, readiness)
@@ -53,9 +58,9 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     views.attach(autopilot, signals)
     operator_views.attach(autopilot, signals, executor)
     approval_views.attach(autopilot)
-    console_views.attach(
-        autopilot, signals, executor, readiness, projection_reads(autopilot, metrics)
-    )
+    reads = projection_reads(autopilot, metrics)
+    console_views.attach(autopilot, signals, executor, readiness, reads)
+    parking_views.attach(autopilot, reads)
     openapi_views.attach(autopilot)
     if settings.web_enabled:
         tokens = Tokens(settings.ingest_token, settings.control_token, settings.metrics_token)

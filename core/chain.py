@@ -4,8 +4,9 @@ Every chain has one writer, so its entries are sealed in the order they land. Wh
 belongs to is read off the entry itself (its schema version, kind, workspace and worker) and the
 ledger partition it is on:
 - version 3: a workspace's decisions (written by the signal stage owning its shard) and its
-  actions' outcomes (written by the executor owning its lane partition, outside the stage's
-  transactions) are two chains, `<workspace>` and `actions:<workspace>`; rejected input, the
+  actions' outcomes and parking (`action.*`, `workspace.*`: written by the executor owning its
+  lane partition, outside the stage's transactions) are two chains, `<workspace>` and
+  `actions:<workspace>`; rejected input, the
   shard's folds and operator switches chain per ledger partition (`shard:<p>`), as the stage
   reading that partition writes them, whichever workspace a rejected record names;
 - versions 1 and 2: all of a workspace's entries are one chain; entries that name no workspace
@@ -39,8 +40,9 @@ _BREAKER_KINDS = frozenset(
     }
 )
 _REJECTED = LedgerKind.SIGNAL_REJECTED.value
-# Every kind an executor writes about a command: its outcomes, approvals and re-issues.
-_ACTION_PREFIX = "action."
+# Every kind an executor writes about a workspace's commands: their outcomes, approvals and
+# re-issues, and the workspace's parking.
+_EXECUTOR_PREFIXES = ("action.", "workspace.")
 
 
 def _chain_of(
@@ -50,7 +52,7 @@ def _chain_of(
     if version == 3:
         if kind == _REJECTED:
             return f"shard:{partition}"
-        if workspace_id and kind.startswith(_ACTION_PREFIX):
+        if workspace_id and kind.startswith(_EXECUTOR_PREFIXES):
             return f"actions:{workspace_id}"
     if workspace_id:
         return workspace_id

@@ -11,15 +11,23 @@ owner restores it):
   it (the record of an earlier attempt, redelivered) does nothing either.
 - `pending`: compliance-tagged commands waiting for an operator, as their JSON.
 - `approvals`: operators' verdicts by command id.
+- `parked`: the workspace's parking, when a dead letter parked it: why, since when, and the
+  command dead-lettered. `queued`: the commands held behind it, as their JSON, in the order
+  they came; each stays there until it has run (or was dropped), so a release cut short by a
+  crash goes on where it stopped. `released`: the last operator release applied (its request
+  id), so a copy of that request resumes the queue and never ends a later parking.
+  Values stored before parking existed have none of these three keys: absent reads as
+  not parked, nothing queued, nothing released.
 Time is passed in (seconds since the epoch), so the same inputs give the same state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from topics.approvals import Verdict
+from topics.ledger import LedgerKind
 
 
 class StoredLease(TypedDict):
@@ -40,6 +48,25 @@ class GivenVerdict(TypedDict):
     at: float
 
 
+class Parking(TypedDict):
+    """Why and since when a workspace is parked, and the command whose dead letter parked it."""
+
+    reason: str
+    since: float
+    command_id: str
+
+
+class HeldCommand(TypedDict):
+    """A command held behind a parking, as it came."""
+
+    command_id: str
+    # The command's JSON.
+    command: str
+    # Where its record was (topic, partition, offset): the dead-letter headers name it.
+    source: list[Any]
+    at: float
+
+
 class ExecutionState(TypedDict):
     """One workspace's value in the `executions` table (see the module's docstring)."""
 
@@ -51,6 +78,9 @@ class ExecutionState(TypedDict):
     # Command id → the parked command's JSON.
     pending: dict[str, str]
     approvals: dict[str, GivenVerdict]
+    parked: NotRequired[Parking | None]
+    queued: NotRequired[list[HeldCommand]]
+    released: NotRequired[str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +193,94 @@ def give_verdict(
         },
         parked,
     )
+
+
+def parked_of(state: ExecutionState) -> Parking | None:
+    """The workspace's parking, or None when it is not parked."""
+    return state.get("parked")
+
+
+def queued_of(state: ExecutionState) -> list[HeldCommand]:
+    """The commands held behind the workspace's parking (or left by a release cut short), in
+    the order they came."""
+    return state.get("queued", [])
+
+
+def position_of(state: ExecutionState, command_id: str) -> int | None:
+    """The command's place in the queue (1 runs first), or None when it is not held."""
+    for position, held in enumerate(queued_of(state), 1):
+        if held["command_id"] == command_id:
+            return position
+    return None
+
+
+def park_workspace(
+    state: ExecutionState, command_id: str, reason: str, since: float
+) -> ExecutionState:
+    """The command's dead letter parks the workspace (already parked: it stays as it was)."""
+    if parked_of(state) is not None:
+        return state
+    return {**state, "parked": {"reason": reason, "since": since, "command_id": command_id}}
+
+
+def queue_parked(
+    state: ExecutionState, command_id: str, command_json: str, source: list[Any], now: float
+) -> ExecutionState:
+    """The command waits behind the parking, after the ones before it; a copy of a command
+    already held keeps the first one's place."""
+    if position_of(state, command_id) is not None:
+        return state
+    held: HeldCommand = {
+        "command_id": command_id,
+        "command": command_json,
+        "source": list(source),
+        "at": now,
+    }
+    return {**state, "queued": [*queued_of(state), held]}
+
+
+def expired(state: ExecutionState, now: float, ttl_seconds: float) -> bool:
+    """Whether the workspace's parking is at least `ttl_seconds` old (0: it never expires)."""
+    parking = parked_of(state)
+    return parking is not None and ttl_seconds > 0 and now - parking["since"] >= ttl_seconds
+
+
+def release(
+    state: ExecutionState, request_id: str | None
+) -> tuple[ExecutionState, list[HeldCommand]]:
+    """End the parking (an operator's request, or None for its TTL): the workspace is no
+    longer parked, and its held commands come back in order to be run. They leave the queue
+    one by one as each has run (`unqueue`), not here: a crash mid-release loses none."""
+    released = state.get("released") if request_id is None else request_id
+    return {**state, "parked": None, "released": released}, queued_of(state)
+
+
+def unqueue(state: ExecutionState, command_id: str) -> ExecutionState:
+    """A held command has run (or was handed on): it leaves the queue."""
+    queued = queued_of(state)
+    return {**state, "queued": [held for held in queued if held["command_id"] != command_id]}
+
+
+def drop(
+    state: ExecutionState, request_id: str, now: float
+) -> tuple[ExecutionState, list[HeldCommand]]:
+    """End the parking and its held commands with it: each is finished as skipped; returns
+    them in order (for their `action.skipped` entries)."""
+    queued = queued_of(state)
+    for held in queued:
+        state = finish(state, held["command_id"], LedgerKind.ACTION_SKIPPED.value, now)
+    return {**state, "parked": None, "queued": [], "released": request_id}, queued
+
+
+def begun(state: ExecutionState, command_id: str) -> bool:
+    """Whether the command was begun before: an attempt failed and the next is scheduled, or
+    an operator gave a verdict (a parking holds only commands not begun yet)."""
+    return command_id in state["tried"] or command_id in state["approvals"]
+
+
+def applied(state: ExecutionState, request_id: str) -> bool:
+    """Whether this operator release is the last one applied (a copy of it is redelivered)."""
+    return state.get("released") == request_id
 
 
 def prune(state: ExecutionState, now: float, horizon: float) -> ExecutionState:

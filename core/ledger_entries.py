@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from core.codec import Rejection
 from core.policy import Decision, DecisionKind
 from core.windows import SourcePosition
+from topics.approvals import ParkingRelease
 from topics.commands import Command
 from topics.control import OperatorSwitch, Switch
 from topics.errors import ActionError
@@ -26,6 +27,7 @@ from topics.ledger import (
     ActionDeadLettered,
     ActionDeferred,
     ActionFailed,
+    ActionParked,
     ActionReissued,
     ActionSkipped,
     ActionStarted,
@@ -45,12 +47,15 @@ from topics.ledger import (
     ErrorSummary,
     FailedPayload,
     FoldedPayload,
+    HeldPayload,
     LedgerKind,
     OperatorKinds,
     OperatorSwitched,
+    ParkingPayload,
     ReissuedPayload,
     RejectedPayload,
     RejectedSource,
+    ReleasedPayload,
     SignalRejected,
     SignalsFolded,
     SkippedPayload,
@@ -59,6 +64,8 @@ from topics.ledger import (
     SwitchPayload,
     VerdictKinds,
     VerdictPayload,
+    WorkspaceParked,
+    WorkspaceReleased,
 )
 from topics.signals import is_workspace_id
 
@@ -320,6 +327,83 @@ def reissued_entry_of(raw: bytes, command: Command) -> ActionReissued | None:
         return None
     # Sealed by the chain's writer; whatever chain fields came with it are not trusted.
     return entry.model_copy(update={"prev_hash": None, "hash": None})
+
+
+# Parking
+
+
+def parked_entry(
+    dead_letter: ActionDeadLettered,
+    since: datetime,
+    ttl_seconds: int,
+    queued: int,
+    recorded_at: datetime,
+) -> WorkspaceParked:
+    """workspace.parked: a command's dead letter parks its workspace (one entry per dead
+    letter); the reason names the action, the error's class and the command, nothing more."""
+    dead = dead_letter.payload
+    error_class = dead.error.error_class
+    return WorkspaceParked(
+        entry_id=parking_id(dead.command_id),
+        workspace_id=dead_letter.workspace_id,
+        correlation_id=dead_letter.correlation_id,
+        causation_id=dead_letter.entry_id,
+        policy_version=dead_letter.policy_version,
+        recorded_at=recorded_at,
+        payload=ParkingPayload(
+            reason=f"{dead.action} dead-lettered ({error_class}), command {dead.command_id}",
+            dead_lettered=dead.command_id,
+            action=dead.action,
+            error_class=error_class,
+            since=since,
+            ttl_seconds=ttl_seconds,
+            queued=queued,
+        ),
+    )
+
+
+def held_entry(
+    command: Command, dead_lettered: str, position: int, recorded_at: datetime
+) -> ActionParked:
+    """action.parked: the command waits behind its workspace's parking, at this position."""
+    return ActionParked(
+        **_about(command, LedgerKind.ACTION_PARKED, recorded_at, command.attempt, dead_lettered),
+        payload=HeldPayload(**_command(command), dead_lettered=dead_lettered, position=position),
+    )
+
+
+def released_entry(
+    workspace_id: str,
+    dead_lettered: str,
+    parked_since: datetime,
+    release: ParkingRelease | None,
+    count: int,
+    recorded_at: datetime,
+) -> WorkspaceReleased:
+    """workspace.released: an operator's release or drop (`release`), or the parking's TTL
+    (None), ended the parking of `count` commands (one entry per parking: the parking is
+    named by the command whose dead letter began it)."""
+    parked = parking_id(dead_lettered)
+    return WorkspaceReleased(
+        entry_id=stable_id("release", workspace_id, dead_lettered),
+        workspace_id=workspace_id,
+        correlation_id=parked if release is None else release.request_id,
+        causation_id=parked,
+        recorded_at=recorded_at,
+        payload=ReleasedPayload(
+            dead_lettered=dead_lettered,
+            parked_since=parked_since,
+            by="ttl" if release is None else release.by or "operator",
+            reason=None if release is None else release.reason,
+            dropped=release is not None and release.drop,
+            count=count,
+        ),
+    )
+
+
+def parking_id(dead_lettered: str) -> str:
+    """The id of the workspace.parked entry of a dead-lettered command."""
+    return stable_id("park", dead_lettered)
 
 
 def error_of(error: ActionError) -> ErrorSummary:

@@ -47,6 +47,8 @@ RETRYING = "retrying"
 BREAKER_DEFERRED = "breaker_deferred"
 AWAITING_APPROVAL = "awaiting_approval"
 APPROVED = "approved"
+# Held behind its workspace's parking (action.parked).
+HELD = "held"
 FINAL_STATUS = {
     LedgerKind.ACTION_SUCCEEDED: "succeeded",
     LedgerKind.ACTION_SKIPPED: "skipped",
@@ -145,6 +147,45 @@ class BreakerRow:
 
 
 @dataclass
+class ParkedRow:
+    """parked_workspaces: a workspace parked by a dead letter, until it is released."""
+
+    workspace_id: str
+    since: str
+    reason: str
+    dead_lettered: str
+    action: str
+    error_class: str
+    # Commands held behind the parking.
+    queued: int = 0
+
+
+# The entries that fold into parked_workspaces.
+PARKING_KINDS = frozenset(
+    {LedgerKind.WORKSPACE_PARKED, LedgerKind.WORKSPACE_RELEASED, LedgerKind.ACTION_PARKED}
+)
+
+
+@dataclass
+class SweepRow:
+    """sweep_runs: one shard's run of a sweep (its sweep.completed entry)."""
+
+    entry_id: str
+    schedule: str
+    tick_id: str
+    at: str
+    shard: int
+    requested_by: str | None
+    workspaces: int
+    evaluated: int
+    decisions: int
+    actions: int
+    suppressed: int
+    affected: int
+    skipped: int
+
+
+@dataclass
 class IntervalWorkspaceRow:
     """interval_workspaces: a workspace seen in an interval."""
 
@@ -178,6 +219,10 @@ class Rows:
     attempts: dict[tuple[str, int], AttemptRow] = field(default_factory=dict)
     breakers: dict[tuple[str, str], BreakerRow] = field(default_factory=dict)
     intervals: dict[tuple[str, str], IntervalWorkspaceRow] = field(default_factory=dict)
+    # A workspace parked, or None: released (its row is deleted).
+    parked: dict[str, ParkedRow | None] = field(default_factory=dict)
+    # Entry id → a sweep run (each entry folds once: no row to read first).
+    sweeps: dict[str, SweepRow] = field(default_factory=dict)
     # (interval_start, metric) → delta, and (interval_start, priority) → [decisions, actions].
     metrics: Counter[tuple[str, str]] = field(default_factory=Counter)
     priorities: dict[tuple[str, str], list[int]] = field(default_factory=dict)
@@ -191,15 +236,19 @@ class Keys:
     actions: frozenset[str]
     attempts: frozenset[tuple[str, int]]
     intervals: frozenset[tuple[str, str]]
+    parked: frozenset[str] = frozenset()
 
 
 def keys_of(entries: Iterable[Entry], interval_seconds: int) -> Keys:
     """The keys of the rows these entries fold into."""
     workspaces, actions, attempts, intervals = set(), set(), set(), set()
+    parked = set()
     for entry in entries:
         if entry.workspace_id is not None:
             workspaces.add(entry.workspace_id)
             intervals.add((interval_of(entry.recorded_at, interval_seconds), entry.workspace_id))
+            if entry.kind in PARKING_KINDS:
+                parked.add(entry.workspace_id)
         command_id = entry.payload.get("command_id")
         if isinstance(command_id, str):
             actions.add(command_id)
@@ -207,7 +256,11 @@ def keys_of(entries: Iterable[Entry], interval_seconds: int) -> Keys:
             if isinstance(attempt, int):
                 attempts.add((command_id, attempt))
     return Keys(
-        frozenset(workspaces), frozenset(actions), frozenset(attempts), frozenset(intervals)
+        frozenset(workspaces),
+        frozenset(actions),
+        frozenset(attempts),
+        frozenset(intervals),
+        frozenset(parked),
     )
 
 
@@ -228,6 +281,9 @@ class Fold:
             LedgerKind.ACTION_DEFERRED: self._breaker_deferred,
             LedgerKind.ACTION_APPROVAL_REQUESTED: self._parked,
             LedgerKind.ACTION_APPROVED: self._approved,
+            LedgerKind.ACTION_PARKED: self._held,
+            LedgerKind.WORKSPACE_PARKED: self._workspace_parked,
+            LedgerKind.WORKSPACE_RELEASED: self._workspace_released,
             LedgerKind.BREAKER_OPENED: self._breaker,
             LedgerKind.BREAKER_HALF_OPENED: self._breaker,
             LedgerKind.BREAKER_CLOSED: self._breaker,
@@ -336,6 +392,12 @@ class Fold:
     def _approved(self, entry: Entry, at: str) -> None:
         self._moved(entry, APPROVED, at)
 
+    def _held(self, entry: Entry, at: str) -> None:
+        self._moved(entry, HELD, at)
+        parked = self.rows.parked.get(_workspace_of(entry))
+        if parked is not None:
+            parked.queued += 1
+
     def _moved(self, entry: Entry, status: str, at: str) -> None:
         row = self._command(entry)
         if row is not None:
@@ -362,6 +424,24 @@ class Fold:
             workspace.actions_dead_lettered += 1
             self._count(entry, "actions_dead_lettered")
         self._priority(entry, row.priority, actions=1)
+
+    # Parking
+
+    def _workspace_parked(self, entry: Entry, at: str) -> None:
+        payload = entry.payload
+        workspace_id = _workspace_of(entry)
+        self.rows.parked[workspace_id] = ParkedRow(
+            workspace_id=workspace_id,
+            since=_moment(payload, "since") or at,
+            reason=_text(payload, "reason") or "",
+            dead_lettered=_text(payload, "dead_lettered") or "",
+            action=_text(payload, "action") or "",
+            error_class=_text(payload, "error_class") or "",
+            queued=_int(payload, "queued", 0),
+        )
+
+    def _workspace_released(self, entry: Entry, at: str) -> None:
+        self.rows.parked[_workspace_of(entry)] = None
 
     # Other entries
 
@@ -466,6 +546,18 @@ def _text(document: dict[str, Any], key: str) -> str | None:
 def _int(document: dict[str, Any], key: str, default: int) -> int:
     value = document.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _moment(document: dict[str, Any], key: str) -> str | None:
+    """A timestamp of the payload as the tables store it (None: absent or not one)."""
+    value = document.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return iso(moment) if moment.tzinfo is not None else None
 
 
 def _attempt_of(payload: dict[str, Any]) -> int:

@@ -49,6 +49,10 @@ FACT_PATTERN = re.compile(
 TEXT_FACTS = frozenset({"signal.type", "health.status"})
 
 
+# Sections added after policies were first versioned (see Policy).
+_LATER_FIELDS = ("parking",)
+
+
 class PolicyError(AutopilotError):
     """A policy file that cannot be used; the message names the file and what to fix."""
 
@@ -143,12 +147,25 @@ class Limits(BaseModel):
     exempt_lanes: tuple[Priority, ...] = (Priority.CRITICAL,)
 
 
+class Parking(BaseModel):
+    """The `[parking]` table: a dead letter of one of these actions parks its workspace, whose
+    later commands then wait (`action.parked`) until an operator releases or drops them, or
+    the parking is older than `ttl_seconds` (0: never) when the workspace's next command comes.
+    The executors read it; decisions do not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actions: tuple[Action, ...] = tuple(Action)
+    ttl_seconds: int = Field(default=86_400, ge=0)
+
+
 class PolicySpec(BaseModel):
     """A whole policy file: limits and rules."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     limits: Limits = Limits()
+    parking: Parking = Parking()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -166,7 +183,18 @@ class Policy:
     def __init__(self, spec: PolicySpec) -> None:
         self.spec = spec
         self.limits = spec.limits
-        canonical = spec.model_dump_json(exclude={"rules": {"__all__": {"description"}}})
+        canonical = spec.model_dump_json(
+            exclude={
+                "rules": {"__all__": {"description"}},
+                # Left out while as by default, so a policy written before they existed keeps
+                # its version (and its recorded decisions replay as identical).
+                **{
+                    name: True
+                    for name in _LATER_FIELDS
+                    if getattr(spec, name) == PolicySpec.model_fields[name].default
+                },
+            }
+        )
         self.version = "p-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
         # Highest priority first; equal priorities keep file order (sorted is stable).
         ordered = sorted(spec.rules, key=lambda rule: -rule.priority)

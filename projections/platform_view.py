@@ -1,6 +1,7 @@
 """The platform as an operator watches it live, read from the projections' read models: health
 per status and the worst workspaces, decisions and actions per interval by priority, dead
-letters, and the commands waiting for an operator's approval.
+letters, the commands waiting for an operator's approval, and the workspaces parked by a dead
+letter.
 
 What `GET /console/data`, `GET /snapshot` and `GET /approvals` answer (app/console_views.py).
 Every worker's projector folds the whole ledger, so any worker answers for the platform.
@@ -13,6 +14,7 @@ from typing import Any
 
 from core.projection_fold import AWAITING_APPROVAL, FINAL_STATUSES
 from projections.database import Database
+from projections.parked import ParkedWorkspace, parked_workspaces
 from projections.report import HEALTH_STATUSES, PRIORITIES
 
 # The intervals of per-interval counts a view carries (the console's sparkline, newest last).
@@ -59,6 +61,7 @@ class PlatformView:
     dead_lettered: int
     awaiting_approval: list[WaitingCommand]
     interval_seconds: int
+    parked_workspaces: list[ParkedWorkspace]
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +147,7 @@ def platform_view(database: Database, worst: int = 10) -> PlatformView:
         dead_lettered=int(dead),
         awaiting_approval=awaiting_approval(database),
         interval_seconds=int(meta.get("interval_seconds", 60)),
+        parked_workspaces=parked_workspaces(database, 100),
     )
 
 

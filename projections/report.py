@@ -14,6 +14,7 @@ from typing import Any
 
 from core.health import HealthStatus
 from projections.database import Database
+from projections.parked import ParkedWorkspace, parked_workspaces
 from projections.schema import SCHEMA_VERSION, TABLES
 from topics.commands import Priority
 from topics.errors import AutopilotError
@@ -30,6 +31,7 @@ IN_FLIGHT_STATUSES = (
     "breaker_deferred",
     "awaiting_approval",
     "approved",
+    "held",
 )
 STATUSES = TERMINAL_STATUSES + IN_FLIGHT_STATUSES
 PRIORITIES = tuple(priority.value for priority in Priority)
@@ -165,6 +167,7 @@ class Report:
     parked_commands: int
     circuits: tuple[Circuit, ...]
     dead_lettered: tuple[DeadLetteredCommand, ...]
+    parked_workspaces: tuple[ParkedWorkspace, ...] = ()
 
 
 def require_projections(database: Database) -> None:
@@ -264,6 +267,7 @@ def read_report(
             Circuit(str(w), str(p), str(s), int(f), str(c)) for w, p, s, f, c in circuits
         ),
         dead_lettered=tuple(_dead_lettered(row) for row in dead),
+        parked_workspaces=tuple(parked_workspaces(database, 100)),
     )
 
 

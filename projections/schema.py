@@ -112,6 +112,16 @@ TABLES: dict[str, str] = {
         affected INTEGER NOT NULL,
         health_status TEXT,
         PRIMARY KEY (interval_start, workspace_id)""",
+    # Workspaces parked by a dead letter now (a release or a drop deletes the row): why, since
+    # when, and how many commands wait behind the parking.
+    "parked_workspaces": """
+        workspace_id TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        dead_lettered TEXT NOT NULL,
+        action TEXT NOT NULL,
+        error_class TEXT NOT NULL,
+        queued INTEGER NOT NULL""",
 }
 
 # The read models compared row for row (live against replayed); positions and meta differ.
@@ -124,6 +134,7 @@ READ_MODELS = (
     "run_metrics",
     "priority_metrics",
     "interval_workspaces",
+    "parked_workspaces",
 )
 
 
@@ -171,6 +182,7 @@ def rows_of(database: Database, table: str) -> list[tuple[object, ...]]:
         "run_metrics": "interval_start",
         "priority_metrics": "interval_start, priority",
         "interval_workspaces": "interval_start, workspace_id",
+        "parked_workspaces": "workspace_id",
     }[table]
     return database.query(f"SELECT * FROM {table} ORDER BY {key}")
 

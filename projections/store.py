@@ -21,6 +21,7 @@ from core.projection_fold import (
     AttemptRow,
     Fold,
     IntervalWorkspaceRow,
+    ParkedRow,
     Rows,
     WorkspaceRow,
     iso,
@@ -77,6 +78,8 @@ class Projection:
         self._known_workspaces: set[str] = set()
         self._known_commands: set[str] = set()
         self._known_intervals: set[tuple[str, str]] = set()
+        # Workspaces whose parking the cache knows (parked: in cache.parked; else not parked).
+        self._known_parked: set[str] = set()
         # The attempt numbers cached per command, so a batch finds its attempts directly.
         self._attempts_of: dict[str, set[int]] = {}
         # An empty database holds nothing this projection has not written: no reads needed.
@@ -133,6 +136,7 @@ class Projection:
         self._known_workspaces.clear()
         self._known_commands.clear()
         self._known_intervals.clear()
+        self._known_parked.clear()
         self._attempts_of.clear()
         self._complete = False
 
@@ -147,6 +151,12 @@ class Projection:
         self._known_workspaces.update(rows.workspaces)
         self._known_commands.update(rows.actions)
         self._known_intervals.update(rows.intervals)
+        for workspace_id, parked in rows.parked.items():
+            if parked is None:
+                cache.parked.pop(workspace_id, None)
+            else:
+                cache.parked[workspace_id] = parked
+        self._known_parked.update(rows.parked)
         size = len(cache.workspaces) + len(cache.actions) + len(cache.attempts)
         if size + len(cache.intervals) > MAX_CACHED_ROWS:
             self._forget()  # read again as needed: memory stays bounded
@@ -215,7 +225,7 @@ class Projection:
         keys = keys_of(entries, self.interval_seconds)
         cache = self._cache
         if not self._complete:
-            self._read(db, keys.workspaces, keys.actions, keys.intervals)
+            self._read(db, keys.workspaces, keys.actions, keys.intervals, keys.parked)
         rows = Rows()
         rows.workspaces = {w: cache.workspaces[w] for w in keys.workspaces if w in cache.workspaces}
         rows.actions = {c: cache.actions[c] for c in keys.actions if c in cache.actions}
@@ -225,6 +235,7 @@ class Projection:
             for n in self._attempts_of.get(c, ())
         }
         rows.intervals = {k: cache.intervals[k] for k in keys.intervals if k in cache.intervals}
+        rows.parked = {w: cache.parked[w] for w in keys.parked if w in cache.parked}
         return rows
 
     def _read(
@@ -233,6 +244,7 @@ class Projection:
         workspaces: Iterable[str],
         commands: Iterable[str],
         intervals: Iterable[tuple[str, str]],
+        parked: Iterable[str] = (),
     ) -> None:
         """Read into the cache the rows of keys it does not know yet."""
         cache = self._cache
@@ -259,6 +271,10 @@ class Projection:
             if row.interval_start in starts:
                 cache.intervals[(row.interval_start, row.workspace_id)] = row
         self._known_intervals |= missing
+        unknown = {w for w in parked if w not in self._known_parked}
+        for row in _select(db, ParkedRow, "parked_workspaces", "workspace_id", unknown):
+            cache.parked[row.workspace_id] = row
+        self._known_parked |= unknown
 
     def _write(self, db: Database, rows: Rows, fresh: list[tuple[Record, DecodedEntry]]) -> None:
         db.executemany(
@@ -284,6 +300,17 @@ class Projection:
         _upsert(
             db, "interval_workspaces", ("interval_start", "workspace_id"), rows.intervals.values()
         )
+        _upsert(
+            db,
+            "parked_workspaces",
+            ("workspace_id",),
+            [row for row in rows.parked.values() if row is not None],
+        )
+        released = sorted(w for w, row in rows.parked.items() if row is None)
+        for chunk in _chunks(released):
+            db.execute(
+                f"DELETE FROM parked_workspaces WHERE workspace_id IN ({_marks(chunk)})", chunk
+            )
         # Counters span partitions: added in SQL, so concurrent projectors never lose one.
         per_interval: dict[str, dict[str, int]] = {}
         for (start, metric), n in rows.metrics.items():

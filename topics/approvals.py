@@ -1,15 +1,20 @@
-"""The `approvals` topic: an operator's verdict on a compliance-tagged command.
+"""The `approvals` topic: operators' answers to commands that wait for them.
 
-Keyed by workspace, so it reaches the shard whose executor parked the command; that executor
-records `action.approved` (and runs the command) or `action.rejected`.
+Keyed by workspace, so each reaches the shard whose executor holds the commands:
+- `ApprovalGiven`: a verdict on a compliance-tagged command; the executor records
+  `action.approved` (and runs the command) or `action.rejected`;
+- `ParkingRelease`: the end of a workspace's parking (a dead letter parked it); the executor
+  records `workspace.released` and runs the commands held behind it in order, or drops them.
+A record is one or the other by its `kind` (`parse_approvals_record`): verdicts carry none,
+as they did before parking existed, so every verdict ever written still reads.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from topics.control import OperatorName
 from topics.signals import EventId, WorkspaceId
@@ -35,3 +40,39 @@ class ApprovalGiven(BaseModel):
     by: OperatorName | None = None
     reason: str | None = Field(default=None, max_length=256)
     given_at: AwareDatetime
+
+
+class ParkingRelease(BaseModel):
+    """An operator ended a workspace's parking: its held commands run in order, or (`drop`)
+    each ends as skipped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    kind: Literal["parking_release"] = "parking_release"
+    request_id: EventId
+    workspace_id: WorkspaceId
+    drop: bool = False
+    by: OperatorName | None = None
+    reason: str | None = Field(default=None, max_length=256)
+    requested_at: AwareDatetime
+
+
+def _kind_of(value: Any) -> str:
+    # Verdicts carry no kind (they predate parking).
+    if isinstance(value, dict):
+        return str(value.get("kind", "verdict"))
+    return str(getattr(value, "kind", "verdict"))
+
+
+ApprovalsRecord = Annotated[
+    Annotated[ApprovalGiven, Tag("verdict")] | Annotated[ParkingRelease, Tag("parking_release")],
+    Discriminator(_kind_of),
+]
+APPROVALS_RECORD: TypeAdapter[ApprovalGiven | ParkingRelease] = TypeAdapter(ApprovalsRecord)
+
+
+def parse_approvals_record(raw: str | bytes) -> ApprovalGiven | ParkingRelease:
+    """The verdict or release a record of the approvals topic holds; pydantic's
+    ValidationError when it holds neither."""
+    return APPROVALS_RECORD.validate_json(raw)

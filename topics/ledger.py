@@ -35,6 +35,12 @@ class LedgerKind(StrEnum):
     ACTION_APPROVAL_REQUESTED = "action.approval_requested"
     ACTION_APPROVED = "action.approved"
     ACTION_REJECTED = "action.rejected"
+    # Held behind its workspace's parking (a dead letter); it waits for a release or a drop.
+    ACTION_PARKED = "action.parked"
+    # A dead letter parked the workspace: its later commands wait (action.parked).
+    WORKSPACE_PARKED = "workspace.parked"
+    # The parking ended (an operator, or its TTL): the held commands run, or were dropped.
+    WORKSPACE_RELEASED = "workspace.released"
     BREAKER_OPENED = "breaker.opened"
     BREAKER_HALF_OPENED = "breaker.half_opened"
     BREAKER_CLOSED = "breaker.closed"
@@ -164,6 +170,43 @@ class ApprovalRequestedPayload(CommandPayload):
 class VerdictPayload(CommandPayload):
     by: str
     reason: str
+
+
+class HeldPayload(CommandPayload):
+    """action.parked: the command waits behind its workspace's parking."""
+
+    # The dead-lettered command that parked the workspace.
+    dead_lettered: EventId
+    # Its place in the workspace's queue (1 runs first on a release).
+    position: int
+
+
+class ParkingPayload(_Payload):
+    """workspace.parked: a dead letter parked the workspace."""
+
+    # In words: the action, the error's class and the command, never the provider's answer.
+    reason: str
+    dead_lettered: EventId
+    action: str
+    error_class: str
+    since: Timestamp
+    # How long until it releases itself on the workspace's next command (0: never).
+    ttl_seconds: int
+    # Commands already waiting as it parked (a released command parked it again).
+    queued: int
+
+
+class ReleasedPayload(_Payload):
+    """workspace.released: a parking ended; its commands run in order, or were dropped."""
+
+    dead_lettered: EventId
+    parked_since: Timestamp
+    # The operator, or "ttl" when the parking expired.
+    by: str
+    reason: str | None
+    dropped: bool
+    # Commands released (or dropped).
+    count: int
 
 
 class DeadLetterPlace(_Payload):
@@ -314,6 +357,21 @@ class ActionVerdict(LedgerEntry):
     payload: VerdictPayload
 
 
+class ActionParked(LedgerEntry):
+    kind: Literal[LedgerKind.ACTION_PARKED] = LedgerKind.ACTION_PARKED
+    payload: HeldPayload
+
+
+class WorkspaceParked(LedgerEntry):
+    kind: Literal[LedgerKind.WORKSPACE_PARKED] = LedgerKind.WORKSPACE_PARKED
+    payload: ParkingPayload
+
+
+class WorkspaceReleased(LedgerEntry):
+    kind: Literal[LedgerKind.WORKSPACE_RELEASED] = LedgerKind.WORKSPACE_RELEASED
+    payload: ReleasedPayload
+
+
 class BreakerChanged(LedgerEntry):
     kind: BreakerKinds
     payload: BreakerPayload
@@ -345,11 +403,14 @@ CommandEntry = (
     | ActionSkipped
     | ApprovalRequested
     | ActionVerdict
+    | ActionParked
 )
 AnyLedgerEntry = Annotated[
     DecisionEntry
     | CommandEntry
     | ActionReissued
+    | WorkspaceParked
+    | WorkspaceReleased
     | BreakerChanged
     | SignalRejected
     | SignalsFolded

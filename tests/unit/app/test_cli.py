@@ -63,7 +63,7 @@ def test_an_unknown_command_is_a_usage_error_naming_the_commands() -> None:
 
     assert result.returncode == 2
     assert (
-        "unknown command 'frobnicate'; the commands are: dlq, ledger, policy, projector, "
+        "unknown command 'frobnicate'; the commands are: dlq, ledger, parked, policy, projector, "
         "replay, report, schemas, topics, worker" in result.stderr
     )
 

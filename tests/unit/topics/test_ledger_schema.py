@@ -6,7 +6,9 @@ golden/ledger-v3.jsonl by today's, with a workspace's actions on a chain of thei
 rejections per shard: one entry of every kind (decisions of every verdict, every outcome,
 breakers, rejections, folds, switches), decided under golden/policy.toml (the seed policy of
 the day). They are never regenerated: a change to what an entry holds is a new schema version
-with its own file.
+with its own file. Kinds added later within version 3 have a file of their own:
+golden/ledger-v3-parking.jsonl holds a workspace's parking (workspace.parked, action.parked,
+and workspace.released by an operator, by its TTL and as a drop).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from actions.reconciler import RetryableError, TerminalError
-from core import windows
+from core import ledger_entries, windows
 from core.chain import ChainCheck, chain_of_entry, seal
 from core.codec import Rejection
 from core.dead_letters import DeadLetter, reissue
@@ -43,6 +45,8 @@ from core.policy import Mode
 from core.rules import load_policy
 from core.windows import SourcePosition, WindowConfig
 from projections.entries import decode_entry
+from topics.approvals import ParkingRelease
+from topics.commands import Action, Command, Priority
 from topics.control import OperatorSwitch, Switch
 from topics.ledger import (
     ActionFailed,
@@ -64,6 +68,10 @@ AT = datetime(2026, 12, 7, 9, 30, 15, 123456, tzinfo=UTC)
 
 def records(version: int) -> list[bytes]:
     return (GOLDEN / f"ledger-v{version}.jsonl").read_bytes().splitlines()
+
+
+def parking_records() -> list[bytes]:
+    return (GOLDEN / "ledger-v3-parking.jsonl").read_bytes().splitlines()
 
 
 def every_kind() -> Iterator[LedgerEntry]:
@@ -146,6 +154,40 @@ def every_kind() -> Iterator[LedgerEntry]:
     yield reissue(dead, AT, "alice").entry
 
 
+def parking_kinds() -> Iterator[LedgerEntry]:
+    """A workspace's parking, as golden/ledger-v3-parking.jsonl holds it: a dead letter parks
+    ws-fixture, a command is held behind it, an operator releases it; two more parkings end by
+    their TTL and by a drop."""
+
+    def command(n: int) -> Command:
+        return Command(
+            command_id=f"cmd-park-{n}",
+            decision_id=f"dec-park-{n}",
+            workspace_id="ws-fixture",
+            action=Action.RUN_PROVISIONING,
+            priority=Priority.MEDIUM,
+            rule_id="seed.provisioning_needed",
+            policy_version="p-golden",
+            signal_ids=(f"fx-park-{n}",),
+            correlation_id=f"fx-park-{n}",
+        )
+
+    dead = dead_lettered_entry(command(1), AT, TerminalError("platform answered 422"))
+    yield ledger_entries.parked_entry(dead, AT, 86_400, 0, AT)
+    yield ledger_entries.held_entry(command(2), "cmd-park-1", 1, AT)
+    release = ParkingRelease(
+        request_id="op-release",
+        workspace_id="ws-fixture",
+        by="alice",
+        reason="platform fixed",
+        requested_at=AT,
+    )
+    yield ledger_entries.released_entry("ws-fixture", "cmd-park-1", AT, release, 1, AT)
+    yield ledger_entries.released_entry("ws-fixture", "cmd-park-3", AT, None, 2, AT)
+    drop = release.model_copy(update={"request_id": "op-drop", "drop": True, "reason": None})
+    yield ledger_entries.released_entry("ws-fixture", "cmd-park-4", AT, drop, 1, AT)
+
+
 def sealed(entries: Iterator[LedgerEntry], version: int = 3) -> list[bytes]:
     """The records, each entry sealed onto its chain as a writer of `version` writes them on
     partition 3."""
@@ -172,11 +214,43 @@ def test_todays_builders_as_version_2_write_the_v2_records_byte_for_byte() -> No
     assert sealed(every_kind(), version=2) == records(2)
 
 
+def test_todays_builders_write_the_parking_records_byte_for_byte() -> None:
+    """Given a workspace's parking built today, when sealed, then the records are the
+    golden parking records exactly."""
+    assert sealed(parking_kinds()) == parking_records()
+
+
 @pytest.mark.parametrize("version", [2, 3])
 def test_the_golden_records_hold_every_kind(version: int) -> None:
-    """Given the golden records, then every kind of entry is among them (a new kind needs its
-    record here, and the tests below then read it)."""
-    assert {parse_entry(raw).kind for raw in records(version)} == set(LedgerKind)
+    """Given the golden records, then every kind of entry is among them, with the kinds added
+    since in their own files (a new kind needs its record here, and the tests below then read
+    it)."""
+    later = parking_records()
+    assert {parse_entry(raw).kind for raw in records(version) + later} == set(LedgerKind)
+
+
+def test_the_parking_records_read_as_their_models_and_chain() -> None:
+    """Given the golden parking records, when read, then each is the model of its kind and
+    written again gives back the same bytes, the fast decoder reads the same, they chain on
+    the workspace's actions chain, and the released ones say by whom and whether dropped."""
+    check = ChainCheck(key=None)
+    entries = []
+    for offset, raw in enumerate(parking_records()):
+        entry = parse_entry(raw)
+        entries.append(entry)
+        check.add(3, offset, raw)
+
+        assert type(entry).model_fields["kind"].annotation is not LedgerKind
+        assert entry.model_dump_json().encode() == raw
+        assert decode_entry(raw).payload == entry.payload.model_dump(mode="json")
+        assert chain_of_entry(entry, 3) == "actions:ws-fixture"
+    assert check.broken == {}
+    released = [e.payload for e in entries if e.kind is LedgerKind.WORKSPACE_RELEASED]
+    assert [(p.by, p.dropped, p.count) for p in released] == [
+        ("alice", False, 1),
+        ("ttl", False, 2),
+        ("alice", True, 1),
+    ]
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])
