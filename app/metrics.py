@@ -142,14 +142,26 @@ class _Polled(Collector):
             "Decisions recorded, by rule and verdict (made, deferred, suppressed).",
             labels=["rule", "verdict"],
         )
+        sweeps = CounterMetricFamily(
+            "autopilot_sweeps",
+            "Sweep runs this worker's shards completed, by schedule (scheduled and requested).",
+            labels=["schedule"],
+        )
+        held = CounterMetricFamily(
+            "autopilot_signals_held",
+            "Signals written ahead of their time and held until it (folded later).",
+        )
         totals = self._signals.stage.totals
         folded.add_metric([], totals.get(("folded",), 0))
+        held.add_metric([], totals.get(("held",), 0))
         for key, count in sorted(totals.items()):
             if key[0] == "rejected":
                 rejected.add_metric([key[1]], count)
             elif key[0] == "decision":
                 decisions.add_metric([key[1], key[2].removeprefix("decision.")], count)
-        yield from (folded, rejected, decisions)
+            elif key[0] == "sweep":
+                sweeps.add_metric([key[1]], count)
+        yield from (folded, rejected, decisions, sweeps, held)
 
     def _engine(self) -> Iterator[Metric]:
         engine = self._signals.engine

@@ -30,6 +30,22 @@ _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     Access.CONTROL: [{"controlToken": []}, {"consoleSession": []}],
 }
 _ANY_JSON: dict[str, Any] = {"application/json": {"schema": {}}}
+_RUN_ONCE_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "schedule": {"type": "string"},
+                    "by": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+                "additionalProperties": False,
+            }
+        }
+    },
+}
 _OPERATOR_BODY = {
     "required": False,
     "content": {
@@ -133,6 +149,18 @@ OPERATIONS = [
     ),
     _operation(
         "post", "/disable", "Pause decisions on every shard.", {202: "sent"}, body=_OPERATOR_BODY
+    ),
+    _operation(
+        "post",
+        "/run-once",
+        "Run the policy's sweeps (or `schedule`'s) now on this worker's shards; each shard "
+        "records a `sweep.completed`.",
+        {
+            202: "the broker has a tick per shard",
+            404: "no such sweep schedule",
+            503: "the worker is not ready",
+        },
+        body=_RUN_ONCE_BODY,
     ),
     _operation(
         "get",

@@ -5,11 +5,14 @@ with an optional JSON body `{"by": "name", "reason": "text"}`. The switch is sen
 on the `control` topic and answered 202 once the broker has it; each shard applies it in order
 and records an `operator.*` ledger entry. `GET /operator` shows the mode of this worker's shards.
 `POST /enable` and `/disable` are resume and pause under the seed orchestrator's names.
+`POST /run-once` (optional `{"schedule": "id", "by": "name"}`) runs the policy's sweeps now on
+this worker's shards, besides their schedule: one `sweep.completed` entry per shard follows.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +25,7 @@ from pydantic import ValidationError
 from agents.executor import Executor
 from agents.faust_app import Autopilot
 from agents.signal_engine import SignalEngine
+from agents.ticker import NoSweepError, Ticker
 from app.views import as_aiohttp
 from core.codec import describe
 from topics.control import OperatorSwitch, Switch
@@ -29,9 +33,10 @@ from topics.control import OperatorSwitch, Switch
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
+OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
-def attach(autopilot: Autopilot, signals: SignalEngine, executor: Executor) -> None:
+def attach(autopilot: Autopilot, signals: SignalEngine, executor: Executor, ticker: Ticker) -> None:
     """Register the operator endpoints on the app's web server."""
     app = autopilot.app
     settings = autopilot.settings
@@ -121,7 +126,55 @@ def attach(autopilot: Autopilot, signals: SignalEngine, executor: Executor) -> N
         async def post(self, request: Request) -> Response:
             return await switch(self, request, "pause")
 
-    del OperatorSwitchView, OperatorView, EnableView, DisableView  # registered by decorators
+    @app.page("/run-once")
+    class RunOnceView(View):
+        async def post(self, request: Request) -> Response:
+            body = await operator_body(self, request)
+            if not isinstance(body, dict):
+                return body
+            schedule = body.pop("schedule", None)
+            if schedule is not None and not isinstance(schedule, str):
+                return self.json({"error": "schedule must be a schedule's id"}, status=422)
+            unknown = unknown_fields(self, body)
+            if unknown is not None:
+                return unknown
+            by = body.get("by", "operator")
+            if not isinstance(by, str) or not OPERATOR_NAME.fullmatch(by):
+                return self.json({"error": "by must be a name (letters, digits, _.@-)"}, status=422)
+            if signals.engine.not_ready() is not None:
+                return self.json(
+                    {"error": f"this worker is not ready: {signals.engine.not_ready()}"},
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
+            try:
+                ticks = await ticker.run_once(schedule, by)
+            except NoSweepError as exc:
+                return self.json({"error": str(exc)}, status=404)
+            except KafkaError:
+                logger.exception("run-once tick could not be published")
+                return broker_refused(self, "run")
+            logger.warning(
+                "sweep run requested",
+                extra={
+                    "schedule": schedule,
+                    "by": by,
+                    "reason": body.get("reason"),
+                    "ticks": len(ticks),
+                },
+            )
+            return self.json(
+                {
+                    "ticks": [
+                        {"tick_id": t.tick_id, "schedule": t.schedule, "shard": t.shard}
+                        for t in ticks
+                    ],
+                    "due_at": ticks[0].due_at.isoformat() if ticks else None,
+                },
+                status=202,
+            )
+
+    del OperatorSwitchView, OperatorView, EnableView, DisableView, RunOnceView
 
 
 async def operator_body(view: View, request: Request) -> dict[str, Any] | Response:

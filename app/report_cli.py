@@ -225,6 +225,36 @@ def _sections(report: Report) -> list[Section]:
             ("workspace", "since", "reason", "commands held"),
             [[p.workspace_id, p.since, p.reason, p.queued] for p in report.parked_workspaces],
         ),
+        (
+            "Recent sweep runs",
+            (
+                "schedule",
+                "at",
+                "asked by",
+                "shards",
+                "workspaces",
+                "evaluated",
+                "decisions",
+                "actions",
+                "affected",
+                "skipped",
+            ),
+            [
+                [
+                    s.schedule,
+                    s.at,
+                    s.requested_by or "schedule",
+                    s.shards,
+                    s.workspaces,
+                    s.evaluated,
+                    s.decisions,
+                    s.actions,
+                    s.affected,
+                    s.skipped,
+                ]
+                for s in report.sweeps
+            ],
+        ),
     ]
 
 

@@ -64,7 +64,9 @@ def attach(autopilot: Autopilot, signals: SignalEngine) -> None:
                 return _too_large(self)
             if len(body) > MAX_RECORD_BYTES:
                 return _too_large(self)
-            decoded = decode_signals(body, time.time(), settings.signal_max_future_seconds)
+            decoded = decode_signals(
+                body, time.time(), settings.signal_max_future_seconds, signals.stage.held
+            )
             if decoded.rejections:
                 logger.warning("ingest refused", extra={"rejected": len(decoded.rejections)})
                 return self.json(

@@ -7,11 +7,13 @@ import logging
 from functools import partial
 from typing import Any, cast
 
+from aiokafka.errors import KafkaError
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from agents import execute, project
 from agents.faust_app import Autopilot, create_app
 from agents.signal_engine import SignalEngine
+from agents.ticker import TICK_CHECK_SECONDS, Ticker
 from app import (
     approval_views,
     console_views,
@@ -26,6 +28,7 @@ from app.metrics import WorkerMetrics
 from app.probe_views import not_ready
 from app.projection_reads import ProjectionReads
 from app.settings import Settings
+from core.rules import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +55,12 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
         limits.interval_seconds * (limits.defer_max_intervals + 1),
         policy.spec.parking,
     )
+    ticker = run_ticker(autopilot, signals, policy)
     readiness = partial(not_ready, autopilot, signals)
     metrics = WorkerMetrics(signals, executor, readiness)
     probe_views.attach(autopilot, signals, metrics, policy.version)
     views.attach(autopilot, signals)
-    operator_views.attach(autopilot, signals, executor)
+    operator_views.attach(autopilot, signals, executor, ticker)
     approval_views.attach(autopilot)
     reads = projection_reads(autopilot, metrics)
     console_views.attach(autopilot, signals, executor, readiness, reads)
@@ -72,6 +76,29 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     if settings.projector_enabled:
         project.attach(autopilot, bootstrap)
     return autopilot
+
+
+def run_ticker(autopilot: Autopilot, signals: SignalEngine, policy: Policy) -> Ticker:
+    """The ticker writing the policy's schedules onto this worker's shards, every second."""
+    control = autopilot.control.get_topic_name()
+
+    async def send(shard: int, value: bytes) -> None:
+        delivery = await autopilot.app.producer.send(
+            control, None, value, partition=shard, timestamp=None, headers=None
+        )
+        await delivery
+
+    ticker = Ticker(policy, signals.engine, send)
+
+    async def tick() -> None:
+        try:
+            await ticker.tick()
+        except KafkaError:
+            # The next second writes it again: a tick is due until its shard acted on it.
+            logger.warning("tick could not be written; trying again", exc_info=True)
+
+    autopilot.app.timer(TICK_CHECK_SECONDS)(tick)
+    return ticker
 
 
 def projection_reads(autopilot: Autopilot, metrics: WorkerMetrics) -> ProjectionReads:

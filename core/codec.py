@@ -6,6 +6,7 @@ Pure: bytes in, accepted signals and per-item rejections out. Nothing here raise
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -79,11 +80,13 @@ def decode_signals(
     raw: bytes | None,
     written_at: float | None = None,
     max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
+    held: Mapping[str, int] | None = None,
 ) -> DecodedRecord:
     """Decode one record; every input ends either accepted or rejected with a reason.
 
     `written_at` (epoch seconds, the record's own timestamp, so a replay decides the same) bounds
-    event time: a signal more than `max_future_seconds` after it is refused.
+    event time: a signal more than `max_future_seconds` after it is refused, or more than
+    `held[its type]` for the types held until they are due (core/schedules.py).
     """
     if raw is None:
         return _whole("undecodable: null record (no value)", b"")
@@ -129,11 +132,11 @@ def decode_signals(
         except ValidationError as exc:
             reason = describe(exc)
         else:
-            if limit is not None and signal.occurred_at.timestamp() > limit:
-                reason = (
-                    "invalid: occurred_at: more than "
-                    f"{max_future_seconds} s after the record was written"
-                )
+            ahead = max_future_seconds
+            if held is not None:
+                ahead = held.get(signal.type, max_future_seconds)
+            if written_at is not None and signal.occurred_at.timestamp() > written_at + ahead:
+                reason = f"invalid: occurred_at: more than {ahead} s after the record was written"
             else:
                 signals.append(signal)
         if reason is not None:

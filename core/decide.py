@@ -116,46 +116,93 @@ def decide_positioned(
         signal_type = signal.type
         # The observation moved the watermark: it is set.
         at = cast(int, state["watermark"])
-        memory = state["policy"]
-        issued = memory["issued"]
         facts = FactReader(state, outcome)
-        if not may_fire(policy, signal_type, at, issued, facts):
+        if not may_fire(policy, signal_type, at, state["policy"]["issued"], facts):
             continue
-        newest = quota["newest"]
-        if newest is None or at > newest:
-            quota["newest"] = newest = at
-        day = at // DAY_SECONDS
-        # Only what is still cooling down: the same whether or not older issues were dropped.
-        cooling_from = at - policy.max_cooldown_seconds
-        inputs = Inputs(
-            workspace_id=workspace_id,
-            signal_id=signal.id,
-            signal_type=signal_type.value,
-            signal_at=outcome.occurred_at,
-            source=source,
-            at=at,
-            facts=facts,
-            issued={a: t for a, t in issued.items() if t > cooling_from},
-            held={a: t for a, t in memory["held"].items() if t > cooling_from},
-            day_used=memory["used"] if memory["day"] == day else 0,
-            quota_share=share,
-            quota_used=_used(quota, policy, at, newest),
-            mode=mode,
+        trigger = Trigger(signal_type.value, signal.id, outcome.occurred_at, source)
+        decisions.extend(
+            _decide(policy, state, workspace_id, facts, trigger, at, quota, share, mode)
         )
-        made = evaluate(policy, inputs, quota["slots"])
-        if made:
-            # A decision keeps the facts it saw, as of this signal: the reader would see the
-            # next one. Taken only now, as most evaluations here decide nothing (a suppressed
-            # decision already recorded within its cooldown).
-            seen = replace(inputs, facts=facts.as_dict())
-            made = [replace(decision, inputs=seen) for decision in made]
-            _remember(memory, quota, made, at, day, policy.limits.interval_seconds)
-            decisions.extend(made)
     for state in touched.values():
         expire(state, config)
         _forget_cooled(state["policy"]["issued"], state["watermark"], policy)
         _forget_cooled(state["policy"]["held"], state["watermark"], policy)
     return Decided(decisions, touched, duplicates, late)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """What an evaluation runs on: a signal, or a sweep's tick or a timer (its own id and
+    moment), and the record that brought it."""
+
+    type: str
+    id: str
+    at: int
+    source: SourcePosition
+
+
+def decide_trigger(
+    state: WorkspaceState,
+    workspace_id: str,
+    trigger: Trigger,
+    policy: Policy,
+    quota: ShardQuota,
+    share: int,
+    mode: Mode,
+) -> list[Decision]:
+    """Evaluate the rules on a sweep or a timer for one workspace, its facts as of the
+    trigger's moment; the workspace's policy memory and the quota are updated in place."""
+    facts = FactReader(state, None, at=trigger.at, trigger=trigger.type)
+    if not may_fire(policy, trigger.type, trigger.at, state["policy"]["issued"], facts):
+        return []
+    return _decide(policy, state, workspace_id, facts, trigger, trigger.at, quota, share, mode)
+
+
+def _decide(
+    policy: Policy,
+    state: WorkspaceState,
+    workspace_id: str,
+    facts: FactReader,
+    trigger: Trigger,
+    at: int,
+    quota: ShardQuota,
+    share: int,
+    mode: Mode,
+) -> list[Decision]:
+    """The evaluation of a trigger some rule may fire on (`may_fire` holds)."""
+    memory = state["policy"]
+    issued = memory["issued"]
+    newest = quota["newest"]
+    if newest is None or at > newest:
+        quota["newest"] = newest = at
+    day = at // DAY_SECONDS
+    # Only what is still cooling down: the same whether or not older issues were dropped.
+    cooling_from = at - policy.max_cooldown_seconds
+    inputs = Inputs(
+        workspace_id=workspace_id,
+        signal_id=trigger.id,
+        signal_type=trigger.type,
+        signal_at=trigger.at,
+        source=trigger.source,
+        at=at,
+        facts=facts,
+        issued={a: t for a, t in issued.items() if t > cooling_from},
+        held={a: t for a, t in memory["held"].items() if t > cooling_from},
+        day_used=memory["used"] if memory["day"] == day else 0,
+        quota_share=share,
+        quota_used=_used(quota, policy, at, newest),
+        mode=mode,
+    )
+    made = evaluate(policy, inputs, quota["slots"])
+    if not made:
+        return []
+    # A decision keeps the facts it saw, as of this signal: the reader would see the next
+    # one. Taken only now, as most evaluations here decide nothing (a suppressed decision
+    # already recorded within its cooldown).
+    seen = replace(inputs, facts=facts.as_dict())
+    made = [replace(decision, inputs=seen) for decision in made]
+    _remember(memory, quota, made, at, day, policy.limits.interval_seconds)
+    return made
 
 
 def _used(quota: ShardQuota, policy: Policy, at: int, newest: int) -> dict[int, int]:

@@ -24,20 +24,32 @@ _GAUGES = {
 
 
 class FactReader(Mapping[str, Any]):
-    """The facts as of the observation just folded into the state, each group computed when a
-    check first reads it. Most signals fire no rule, and building every fact for each of them
-    was a third of the time spent deciding; a decision records `as_dict()`.
+    """The facts as of the observation just folded into the state (or as of a sweep's or a
+    timer's moment, `at`), each group computed when a check first reads it. Most signals fire
+    no rule, and building every fact for each of them was a third of the time spent deciding;
+    a decision records `as_dict()`.
 
     Read it before the state changes again (the next signal folded).
     """
 
-    __slots__ = ("_health", "_hour", "_observation", "_state", "_watermark")
+    __slots__ = ("_attributes", "_health", "_hour", "_state", "_trigger", "_watermark")
 
-    def __init__(self, state: WorkspaceState, observation: Observation) -> None:
+    def __init__(
+        self,
+        state: WorkspaceState,
+        observation: Observation | None,
+        at: int | None = None,
+        trigger: str | None = None,
+    ) -> None:
         self._state = state
-        self._observation = observation
-        # The observation just folded moved the watermark: it is set.
-        self._watermark = cast(int, state["watermark"])
+        # A signal's facts; a sweep or a timer has only its trigger's name (`signal.type`).
+        self._trigger = observation.signal_type.value if observation is not None else trigger
+        self._attributes: Mapping[str, Any] = (
+            observation.attributes if observation is not None else {}
+        )
+        # The windows are read as of `at`, else as of the observation just folded (which moved
+        # the watermark: it is set).
+        self._watermark = at if at is not None else cast(int, state["watermark"])
         self._hour: dict[str, int] | None = None
         self._health: Health | None = None
 
@@ -45,7 +57,7 @@ class FactReader(Mapping[str, Any]):
         group, _, key = name.partition(".")
         value: Any = None
         if group == "signal":
-            value = self._observation.signal_type.value if key == "type" else self._number(key)
+            value = self._trigger if key == "type" else self._number(key)
         elif group == "minute":
             value = self._minute().get(key)
         elif group == "hour":
@@ -76,7 +88,7 @@ class FactReader(Mapping[str, Any]):
     def hour(self) -> dict[str, int]:
         """Per-type counts in the last hour (computed once)."""
         if self._hour is None:
-            self._hour = hour_counts(self._state)
+            self._hour = hour_counts(self._state, self._watermark)
         return self._hour
 
     def health(self) -> Health:
@@ -94,8 +106,8 @@ class FactReader(Mapping[str, Any]):
 
     def as_dict(self) -> dict[str, Any]:
         """Every fact, as a decision records them."""
-        facts: dict[str, Any] = {"signal.type": self._observation.signal_type.value}
-        for name, value in self._observation.attributes.items():
+        facts: dict[str, Any] = {"signal.type": self._trigger}
+        for name, value in self._attributes.items():
             if _is_number(value):
                 facts[f"signal.{name}"] = value
         for type_name, count in self._minute().items():
@@ -112,7 +124,7 @@ class FactReader(Mapping[str, Any]):
         return facts
 
     def _number(self, name: str) -> Any:
-        value = self._observation.attributes.get(name)
+        value = self._attributes.get(name)
         return value if _is_number(value) else None
 
     def _minute(self) -> dict[str, int]:

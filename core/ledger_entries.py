@@ -9,7 +9,7 @@ never a secret, a prompt or a third-party payload.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from core.codec import Rejection
 from core.policy import Decision, DecisionKind
+from core.sweeps import SweepRun
 from core.windows import SourcePosition
 from topics.approvals import ParkingRelease
 from topics.commands import Command
@@ -61,6 +62,8 @@ from topics.ledger import (
     SkippedPayload,
     StartedPayload,
     SucceededPayload,
+    SweepCompleted,
+    SweepPayload,
     SwitchPayload,
     VerdictKinds,
     VerdictPayload,
@@ -123,6 +126,36 @@ def folded_entry(signals: int, source: SourcePosition, recorded_at: datetime) ->
         recorded_at=recorded_at,
         payload=FoldedPayload(
             signals=signals, source=(source.topic, source.partition, source.offset)
+        ),
+    )
+
+
+def sweep_entry(run: SweepRun, requested_by: str | None, recorded_at: datetime) -> SweepCompleted:
+    """sweep.completed: one shard's run of a sweep; its id is the tick's and the shard's, so a
+    tick acted on again after a crash is counted once."""
+    entry_id = stable_id("sweep", run.tick_id, run.partition)
+    return SweepCompleted(
+        entry_id=entry_id,
+        workspace_id=None,
+        correlation_id=run.tick_id,
+        causation_id=run.tick_id,
+        recorded_at=recorded_at,
+        payload=SweepPayload(
+            schedule=run.schedule,
+            tick_id=run.tick_id,
+            at=datetime.fromtimestamp(run.at, UTC),
+            shard=run.partition,
+            workspaces=run.workspaces,
+            candidates=run.candidates,
+            evaluated=run.evaluated,
+            decisions=run.decisions,
+            actions=run.actions,
+            suppressed=run.suppressed,
+            affected=run.affected,
+            skipped=run.skipped,
+            max_workspaces=run.max_workspaces,
+            max_actions=run.max_actions,
+            requested_by=requested_by,
         ),
     )
 

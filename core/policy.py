@@ -201,7 +201,7 @@ def evaluate(
     quota = dict(inputs.quota_used)
     windows = quota_window(policy, at)
     decisions = []
-    for rule in policy.rules_for[inputs.signal_type]:  # type: ignore[index]
+    for rule in policy.rules_for[inputs.signal_type]:
         if cooling_down(rule, at, issued):
             continue
         if not all(check.holds(inputs.facts) for check in rule.when):

@@ -289,6 +289,7 @@ class Fold:
             LedgerKind.BREAKER_CLOSED: self._breaker,
             LedgerKind.SIGNAL_REJECTED: self._rejected,
             LedgerKind.SIGNALS_FOLDED: self._folded,
+            LedgerKind.SWEEP_COMPLETED: self._swept,
             **{kind: self._finished for kind in TERMINAL_KINDS},
         }
 
@@ -457,6 +458,30 @@ class Fold:
 
     def _folded(self, entry: Entry, at: str) -> None:
         self._count(entry, "signals_processed", _int(entry.payload, "signals", 0))
+
+    def _swept(self, entry: Entry, at: str) -> None:
+        payload = entry.payload
+        counts = {
+            name: _int(payload, name, 0)
+            for name in (
+                "workspaces",
+                "evaluated",
+                "decisions",
+                "actions",
+                "suppressed",
+                "affected",
+                "skipped",
+            )
+        }
+        self.rows.sweeps[entry.entry_id] = SweepRow(
+            entry_id=entry.entry_id,
+            schedule=_text(payload, "schedule") or "",
+            tick_id=_text(payload, "tick_id") or "",
+            at=_moment(payload, "at") or at,
+            shard=_int(payload, "shard", -1),
+            requested_by=_text(payload, "requested_by"),
+            **counts,
+        )
 
     # Rows
 

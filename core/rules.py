@@ -29,6 +29,14 @@ from pydantic import (
     model_validator,
 )
 
+from core.schedules import (
+    SWEEP_PREFIX,
+    TIMER_PREFIX,
+    Schedule,
+    Timer,
+    Timing,
+    timer_schedule,
+)
 from topics.commands import Action, Priority
 from topics.errors import AutopilotError
 from topics.signals import SignalType
@@ -39,6 +47,9 @@ Operator = Literal["<", "<=", ">", ">=", "==", "!="]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
 
 _SIGNAL_TYPES = "|".join(t.value for t in SignalType)
+# What a rule runs on: a signal type, a schedule's sweep or a timer (core/schedules.py).
+_TRIGGER_PATTERN = rf"^(?:{_SIGNAL_TYPES}|(?:sweep|timer):[a-z][a-z0-9_-]{{0,31}})$"
+Trigger = Annotated[str, StringConstraints(pattern=_TRIGGER_PATTERN)]
 # The facts a check may read; anything else is a typo, refused when the policy is loaded.
 FACT_PATTERN = re.compile(
     rf"^(?:signal\.type|signal\.[a-z][a-z0-9_]{{0,63}}|(?:minute|hour)\.(?:{_SIGNAL_TYPES})"
@@ -50,7 +61,7 @@ TEXT_FACTS = frozenset({"signal.type", "health.status"})
 
 
 # Sections added after policies were first versioned (see Policy).
-_LATER_FIELDS = ("parking",)
+_LATER_FIELDS = ("schedules", "timers", "timing", "parking")
 
 
 class PolicyError(AutopilotError):
@@ -113,12 +124,13 @@ class Check(BaseModel):
 
 
 class Rule(BaseModel):
-    """On `on` signal types, when every check holds, ask for `action` (unless cooling down)."""
+    """On its `on` triggers (signal types, `sweep:SCHEDULE`, `timer:TIMER`), when every check
+    holds, ask for `action` (unless cooling down)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: RuleId
-    on: tuple[SignalType, ...] = Field(min_length=1)
+    on: tuple[Trigger, ...] = Field(min_length=1)
     when: tuple[Check, ...] = ()
     action: Action
     # 1..10; higher goes first within one evaluation, and decides the lane (lane_of).
@@ -167,6 +179,9 @@ class PolicySpec(BaseModel):
     limits: Limits = Limits()
     parking: Parking = Parking()
     rules: tuple[Rule, ...] = Field(min_length=1)
+    schedules: tuple[Schedule, ...] = ()
+    timers: tuple[Timer, ...] = ()
+    timing: Timing = Timing()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicySpec:
@@ -174,6 +189,24 @@ class PolicySpec(BaseModel):
         repeated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
         if repeated:
             raise ValueError(f"rule ids must be unique; repeated: {', '.join(repeated)}")
+        for kind, named in (("schedule", self.schedules), ("timer", self.timers)):
+            names = [item.id for item in named]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} ids must be unique")
+        known = {SWEEP_PREFIX + s.id for s in self.schedules} | {
+            TIMER_PREFIX + t.id for t in self.timers
+        }
+        for rule in self.rules:
+            unknown = [
+                trigger
+                for trigger in rule.on
+                if trigger.startswith((SWEEP_PREFIX, TIMER_PREFIX)) and trigger not in known
+            ]
+            if unknown:
+                raise ValueError(
+                    f"rule {rule.id} runs on {', '.join(unknown)}, which no [[schedules]] or "
+                    "[[timers]] entry defines"
+                )
         return self
 
 
@@ -186,6 +219,8 @@ class Policy:
         canonical = spec.model_dump_json(
             exclude={
                 "rules": {"__all__": {"description"}},
+                "schedules": {"__all__": {"description"}},
+                "timers": {"__all__": {"description"}},
                 # Left out while as by default, so a policy written before they existed keeps
                 # its version (and its recorded decisions replay as identical).
                 **{
@@ -198,16 +233,33 @@ class Policy:
         self.version = "p-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
         # Highest priority first; equal priorities keep file order (sorted is stable).
         ordered = sorted(spec.rules, key=lambda rule: -rule.priority)
-        self.rules_for: dict[SignalType, tuple[Rule, ...]] = {
-            signal_type: tuple(rule for rule in ordered if signal_type in rule.on)
-            for signal_type in SignalType
+        # By trigger: every signal type (a SignalType is its own text as a key), sweep and timer.
+        triggers = [t.value for t in SignalType]
+        triggers += [SWEEP_PREFIX + s.id for s in spec.schedules]
+        triggers += [TIMER_PREFIX + t.id for t in spec.timers]
+        self.rules_for: dict[str, tuple[Rule, ...]] = {
+            trigger: tuple(rule for rule in ordered if trigger in rule.on) for trigger in triggers
         }
-        # (action, cooldown) per rule, by type: the per-signal cooldown check reads plain
+        # (action, cooldown) per rule, by trigger: the per-signal cooldown check reads plain
         # strings and ints (enum attribute access was a tenth of the decide time).
-        self.cooldowns_for: dict[SignalType, tuple[tuple[str, int], ...]] = {
-            signal_type: tuple((rule.action.value, rule.cooldown_seconds) for rule in rules)
-            for signal_type, rules in self.rules_for.items()
+        self.cooldowns_for: dict[str, tuple[tuple[str, int], ...]] = {
+            trigger: tuple((rule.action.value, rule.cooldown_seconds) for rule in rules)
+            for trigger, rules in self.rules_for.items()
         }
+        self.schedules = spec.schedules
+        self.timing = spec.timing
+        # Signal type → the timers its signals arm (most types arm none).
+        self.timers_for: dict[str, tuple[Timer, ...]] = {
+            t.value: tuple(timer for timer in spec.timers if t in timer.armed_by)
+            for t in SignalType
+        }
+        self.held_types = frozenset(t.value for t in spec.timing.hold_until_due)
+        # The types a signal of which may be held or arm a timer (most are neither).
+        self.timed_types = self.held_types | {t for t, timers in self.timers_for.items() if timers}
+        # What the ticker writes ticks for: the sweeps, and timer ticks when anything waits.
+        self.tick_schedules: tuple[Schedule, ...] = spec.schedules
+        if spec.timers or spec.timing.hold_until_due:
+            self.tick_schedules += (timer_schedule(spec.timing),)
 
     @cached_property
     def max_cooldown_seconds(self) -> int:

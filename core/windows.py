@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from topics.signals import GAUGE_ATTRIBUTE, Signal, SignalType
 
@@ -74,6 +74,8 @@ class WorkspaceState(TypedDict):
     duplicates: int
     dedup_unchecked: int
     policy: PolicyMemory
+    # Timer id → when it is due (event time): the workspace's armed timers (core/schedules.py).
+    timers: NotRequired[dict[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,9 +311,10 @@ def _expire(state: WorkspaceState, watermark: int, config: WindowConfig) -> None
         del steps[key]
 
 
-def hour_counts(state: WorkspaceState) -> dict[str, int]:
-    """Per-type counts in the hour that ends with the watermark's 5-minute bucket."""
-    watermark = state["watermark"]
+def hour_counts(state: WorkspaceState, at: int | None = None) -> dict[str, int]:
+    """Per-type counts in the hour that ends with the 5-minute bucket of `at` (by default the
+    watermark's)."""
+    watermark = state["watermark"] if at is None else at
     hour: dict[str, int] = {}
     if watermark is None:
         return hour

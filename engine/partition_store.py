@@ -108,6 +108,29 @@ class PartitionStore:
             self._db.write(batch)
         return written
 
+    def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The values of the keys from `start` up to, not including, `end`, in key order, as of
+        the batch so far (changes staged before the scan began included). Streamed: a sweep
+        reads a whole shard's workspaces one at a time."""
+        staged = sorted((k, v) for k, v in self._staged.items() if start <= k < end)
+        ahead = 0
+        for key, value in self._db.items(from_key=start):
+            if not isinstance(key, bytes) or key >= end:
+                break
+            while ahead < len(staged) and staged[ahead][0] <= key:
+                staged_key, staged_value = staged[ahead]
+                ahead += 1
+                if staged_value is not None:
+                    yield staged_key, staged_value
+                if staged_key == key:
+                    break
+            else:
+                if isinstance(value, bytes):
+                    yield key, value
+        for staged_key, staged_value in staged[ahead:]:
+            if staged_value is not None:
+                yield staged_key, staged_value
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every stored key and value (not the staged ones), for tests and tools."""
         for key, value in self._db.items():

@@ -19,8 +19,9 @@ ledger once into the state; from then on the state holds them.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,18 +34,29 @@ from core.chain import chain_of_entry, heads_of, seal
 from core.codec import DEFAULT_MAX_FUTURE_SECONDS, Rejection, decode_signals, describe
 from core.decide import (
     ShardQuota,
+    Trigger,
     command_of,
     decide_positioned,
+    decide_trigger,
     forget_old_slots,
     initial_quota,
 )
-from core.ledger_entries import decision_entry, folded_entry, rejection_entry, switch_entry
-from core.policy import Mode, shard_share
+from core.ledger_entries import (
+    decision_entry,
+    folded_entry,
+    rejection_entry,
+    sweep_entry,
+    switch_entry,
+)
+from core.policy import Decision, Mode, shard_share
 from core.rejections import dead_letter_value, dlq_headers
 from core.rules import Policy
+from core.schedules import SWEEP_PREFIX, TIMER_PREFIX, TIMERS
+from core.sweeps import sweep
 from core.windows import SourcePosition, WindowConfig, WorkspaceState, initialize, upcast
 from engine.broker_retry import retrying
 from engine.partition_store import PartitionStore
+from engine.shard_timers import DueSignal, ShardTimers
 from engine.transactions import Outgoing
 from topics.batches import encode_batches
 from topics.catalog import (
@@ -57,8 +69,9 @@ from topics.catalog import (
     lane_topic,
 )
 from topics.commands import Priority
-from topics.control import OperatorSwitch, switched
+from topics.control import CONTROL_RECORD, OperatorSwitch, Tick, switched
 from topics.headers import REROUTED_FROM, REROUTED_PIECE
+from topics.ids import stable_id
 from topics.kafka_security import PLAINTEXT, KafkaSecurity
 from topics.ledger import LedgerEntry, LedgerKind
 from topics.shards import Shards
@@ -72,6 +85,8 @@ _HEAD = b"\x00chain:"
 _HEADS_READ = b"\x00chain-heads-read"
 # Chains of the ledger the stage does not write (core/chain.py).
 _OTHER_WRITERS = ("actions:", "worker:")
+# Workspace ids start with a letter or digit: their keys sort from "0" to "z".
+_WORKSPACES = (b"0", b"{")
 # Reading a ledger partition's existing chains longer than this fails the assignment, loudly.
 HEADS_TIMEOUT_SECONDS = 300.0
 
@@ -133,6 +148,10 @@ class SignalStage:
         self.bootstrap = bootstrap
         self.security = security
         self._shards = Shards(partitions)
+        # Signal type → how far ahead of its record a held type's event time may be (HTTP
+        # ingest reads it too, to judge as the stage does).
+        self.held = {held: policy.timing.max_hold_seconds for held in policy.held_types}
+        self.schedules = {schedule.id: schedule for schedule in policy.schedules}
         # What committed batches did, for metrics: ("folded",), ("rejected", kind) and
         # ("decision", rule id, verdict) → count. A batch counts once it is committed, so an
         # aborted one read again is not counted twice.
@@ -142,10 +161,11 @@ class SignalStage:
     def process(
         self, partition: int, records: Mapping[str, list[ConsumerRecord]], store: PartitionStore
     ) -> list[Outgoing]:
-        """One shard's batch: operator switches first, then its signals in offset order."""
+        """One shard's batch: operator switches and ticks first, then its signals in offset
+        order."""
         batch = _Batch(self, partition, store)
         for record in records.get(self.topics.control, []):
-            batch.switch(record)
+            batch.control(record)
         for record in records.get(self.topics.signals, []):
             batch.signals(record)
         return batch.finish()
@@ -207,13 +227,24 @@ class _Batch:
         # This shard's signals of the batch, each with the record it came from.
         self.own: list[tuple[Signal, SourcePosition]] = []
         self.tally = stage._pending.setdefault(partition, Counter())
+        self.timers = ShardTimers(store)
 
-    def switch(self, record: ConsumerRecord) -> None:
+    def control(self, record: ConsumerRecord) -> None:
         try:
-            request = OperatorSwitch.model_validate_json(record.value or b"")
+            request = CONTROL_RECORD.validate_json(record.value or b"")
         except ValidationError as exc:
             self._reject(Rejection(f"control record: {describe(exc)}", record.value or b""), record)
             return
+        if isinstance(request, Tick):
+            if request.shard != self.partition:
+                reason = f"invalid: a tick for shard {request.shard} on control partition"
+                self._reject(Rejection(f"{reason} {self.partition}", record.value or b""), record)
+                return
+            self.tick(request, SourcePosition(record.topic, self.partition, record.offset))
+        else:
+            self.switch(request)
+
+    def switch(self, request: OperatorSwitch) -> None:
         self.mode = switched(self.mode, request.switch)
         self.store.put(_MODE, orjson.dumps(self.mode))
         self._record(switch_entry(request, self.partition, self.mode, self.now))
@@ -221,13 +252,18 @@ class _Batch:
     def signals(self, record: ConsumerRecord) -> None:
         source = SourcePosition(record.topic, self.partition, record.offset)
         written_at = record.timestamp / 1000.0 if record.timestamp else None
-        decoded = decode_signals(record.value, written_at, self.stage.max_future_seconds)
+        decoded = decode_signals(
+            record.value, written_at, self.stage.max_future_seconds, self.stage.held
+        )
         for rejection in decoded.rejections:
             self._reject(rejection, record)
         foreign: dict[int, list[Signal]] = {}
+        timed = self.stage.policy.timed_types
         for signal in decoded.signals:
             owner = self.stage._shards.owner(signal.workspace_id)
             if owner == self.partition:
+                if signal.type in timed and self._held(signal, source, written_at):
+                    continue
                 self.own.append((signal, source))
             else:
                 foreign.setdefault(owner, []).append(signal)
@@ -238,6 +274,25 @@ class _Batch:
             for piece, value in enumerate(encode_batches(batch)):
                 headers = ((REROUTED_FROM, origin), (REROUTED_PIECE, str(piece).encode()))
                 self.out.append(Outgoing(self.stage.topics.signals, owner, None, value, headers))
+
+    def _held(self, signal: Signal, source: SourcePosition, written_at: float | None) -> bool:
+        """Hold a signal written before it is due (True), or arm the timers it arms."""
+        policy = self.stage.policy
+        moment = signal.occurred_at.timestamp()
+        # Due on the whole second at or after its moment (ticks are on whole seconds).
+        at = math.ceil(moment)
+        if signal.type in policy.held_types and written_at is not None and moment > written_at:
+            # Folded when a tick reaches its time.
+            self.timers.hold(signal, source, at)
+            self.tally[("held",)] += 1
+            return True
+        for timer in policy.timers_for[signal.type]:
+            due = at + timer.after_seconds
+            # A signal already that old when written says nothing of now (a backfill).
+            if timer.arms(signal.attributes) and (written_at is None or due > written_at):
+                state = self._state_of(signal.workspace_id)
+                self.timers.arm(state, signal.workspace_id, timer.id, due)
+        return False
 
     def decide(self) -> None:
         """Fold and decide the batch's signals in one call of the core, in their order."""
@@ -251,12 +306,80 @@ class _Batch:
             stage.policy,
             self.quota,
             self.share,
-            Mode(paused=self.mode["paused"], dry_run=self.mode["dry_run"]),
+            self._mode(),
         )
         self.states.update(decided.states)
-        for decision in decided.decisions:
+        self._emit(decided.decisions)
+
+    def tick(self, tick: Tick, source: SourcePosition) -> None:
+        """A schedule's period (or an operator's run): due timers and held signals, or a
+        sweep; a copy of a tick already acted on does nothing."""
+        due = int(tick.due_at.timestamp())
+        first = (
+            self.timers.take_request(tick.tick_id)
+            if tick.requested_by is not None
+            else self.timers.take_tick(tick.schedule, due)
+        )
+        if not first:
+            return
+        if tick.schedule == TIMERS:
+            self._due(due, source)
+            return
+        schedule = self.stage.schedules.get(tick.schedule)
+        if schedule is None:
+            # The policy that wrote it has no such schedule any more.
+            self.tally["tick_unknown", tick.schedule] += 1
+            return
+        trigger = Trigger(SWEEP_PREFIX + schedule.id, tick.tick_id, due, source)
+        swept = sweep(
+            self._workspaces(),
+            schedule,
+            trigger,
+            self.stage.policy,
+            self.quota,
+            self.stage.partitions,
+            self._mode(),
+        )
+        self.states.update(swept.changed)
+        self._emit(swept.decisions)
+        self.tally["sweep", schedule.id] += 1
+        self._record(sweep_entry(swept.run, tick.requested_by, self.now))
+
+    def _due(self, at: int, source: SourcePosition) -> None:
+        """Fire the timers due by `at`, and queue the held signals due by then."""
+        policy = self.stage.policy
+        for item in self.timers.due(at, self._state_of):
+            if isinstance(item, DueSignal):
+                self.own.append((item.signal, item.source))
+                continue
+            trigger_type = TIMER_PREFIX + item.timer
+            if trigger_type not in policy.rules_for:
+                self.tally["timer_unknown", item.timer] += 1
+                continue
+            trigger = Trigger(
+                trigger_type,
+                stable_id("timer", item.timer, item.workspace_id, item.due),
+                item.due,
+                source,
+            )
+            state = self._state_of(item.workspace_id)
+            self._emit(
+                decide_trigger(
+                    state,
+                    item.workspace_id,
+                    trigger,
+                    policy,
+                    self.quota,
+                    self.share,
+                    self._mode(),
+                )
+            )
+
+    def _emit(self, decisions: list[Decision]) -> None:
+        """Each decision on the ledger, in the same transaction as its command."""
+        stage = self.stage
+        for decision in decisions:
             self.tally["decision", decision.rule_id, decision.kind.value] += 1
-            # The decision is on the ledger in the same transaction as its command.
             self._record(decision_entry(decision, self.now))
             command = command_of(decision)
             if command is not None:
@@ -268,6 +391,16 @@ class _Batch:
                         command.model_dump_json().encode(),
                     )
                 )
+
+    def _mode(self) -> Mode:
+        return Mode(paused=self.mode["paused"], dry_run=self.mode["dry_run"])
+
+    def _workspaces(self) -> Iterator[tuple[str, WorkspaceState]]:
+        """Every workspace of the shard with its state as of the batch so far."""
+        for key, raw in self.store.scan(*_WORKSPACES):
+            workspace_id = key.decode()
+            state = self.states.get(workspace_id)
+            yield workspace_id, state if state is not None else upcast(orjson.loads(raw))
 
     def finish(self) -> list[Outgoing]:
         """The batch's records; its state changes are staged in the store."""

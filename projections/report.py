@@ -16,6 +16,7 @@ from core.health import HealthStatus
 from projections.database import Database
 from projections.parked import ParkedWorkspace, parked_workspaces
 from projections.schema import SCHEMA_VERSION, TABLES
+from projections.sweeps import SweepRun, recent_sweeps
 from topics.commands import Priority
 from topics.errors import AutopilotError
 
@@ -168,6 +169,7 @@ class Report:
     circuits: tuple[Circuit, ...]
     dead_lettered: tuple[DeadLetteredCommand, ...]
     parked_workspaces: tuple[ParkedWorkspace, ...] = ()
+    sweeps: tuple[SweepRun, ...] = ()
 
 
 def require_projections(database: Database) -> None:
@@ -268,6 +270,7 @@ def read_report(
         ),
         dead_lettered=tuple(_dead_lettered(row) for row in dead),
         parked_workspaces=tuple(parked_workspaces(database, 100)),
+        sweeps=tuple(recent_sweeps(database, 20)),
     )
 
 

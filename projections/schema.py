@@ -122,6 +122,21 @@ TABLES: dict[str, str] = {
         action TEXT NOT NULL,
         error_class TEXT NOT NULL,
         queued INTEGER NOT NULL""",
+    # Each shard's run of a sweep (sweep.completed): its tick, and what it saw and did.
+    "sweep_runs": """
+        entry_id TEXT PRIMARY KEY,
+        schedule TEXT NOT NULL,
+        tick_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        requested_by TEXT,
+        workspaces INTEGER NOT NULL,
+        evaluated INTEGER NOT NULL,
+        decisions INTEGER NOT NULL,
+        actions INTEGER NOT NULL,
+        suppressed INTEGER NOT NULL,
+        affected INTEGER NOT NULL,
+        skipped INTEGER NOT NULL""",
 }
 
 # The read models compared row for row (live against replayed); positions and meta differ.
@@ -135,6 +150,7 @@ READ_MODELS = (
     "priority_metrics",
     "interval_workspaces",
     "parked_workspaces",
+    "sweep_runs",
 )
 
 
@@ -183,6 +199,7 @@ def rows_of(database: Database, table: str) -> list[tuple[object, ...]]:
         "priority_metrics": "interval_start, priority",
         "interval_workspaces": "interval_start, workspace_id",
         "parked_workspaces": "workspace_id",
+        "sweep_runs": "entry_id",
     }[table]
     return database.query(f"SELECT * FROM {table} ORDER BY {key}")
 

@@ -306,6 +306,7 @@ class Projection:
             ("workspace_id",),
             [row for row in rows.parked.values() if row is not None],
         )
+        _upsert(db, "sweep_runs", ("entry_id",), rows.sweeps.values())
         released = sorted(w for w, row in rows.parked.items() if row is None)
         for chunk in _chunks(released):
             db.execute(

@@ -1,8 +1,12 @@
-"""The `control` topic: the operator's switches, sent to every shard, applied in shard order.
+"""The `control` topic: each shard's input besides its signals.
 
-A switch is sent once per partition, so each shard's owner applies it between two records of
-its own stream and records an `operator.*` entry on that shard's ledger: the ledger then says,
-shard by shard, which decisions came before the switch and which after.
+- The operator's switches, sent to every shard, applied in shard order. A switch is sent once
+  per partition, so each shard's owner applies it between two records of its own stream and
+  records an `operator.*` entry on that shard's ledger: the ledger then says, shard by shard,
+  which decisions came before the switch and which after.
+- Ticks: one per schedule period per shard, written by the shard's owner (agents/ticker.py),
+  or by an operator's `POST /run-once`. The shard acts on a period's first tick only, so a
+  tick written twice (a new owner after a failover) acts once (core/schedules.py).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from topics.signals import EventId
 
@@ -46,3 +50,20 @@ def switched(mode: dict[str, Any], switch: Switch) -> dict[str, Any]:
     if switch is Switch.RESUME:
         return {**mode, "paused": False}
     return {**mode, "dry_run": switch is Switch.DRY_RUN_ON}
+
+
+class Tick(BaseModel):
+    """One period of a schedule, for one shard: its moment is the period's start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    tick_id: EventId
+    schedule: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    shard: int = Field(ge=0)
+    due_at: AwareDatetime
+    # An operator's run (`POST /run-once`), acted on besides the schedule's own periods.
+    requested_by: OperatorName | None = None
+
+
+CONTROL_RECORD: TypeAdapter[OperatorSwitch | Tick] = TypeAdapter(OperatorSwitch | Tick)

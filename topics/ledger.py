@@ -47,6 +47,8 @@ class LedgerKind(StrEnum):
     SIGNAL_REJECTED = "signal.rejected"
     # One record of signals folded on its shard: how many (run metrics count them).
     SIGNALS_FOLDED = "signals.folded"
+    # One shard's run of a scheduled sweep: what it looked at and what it decided.
+    SWEEP_COMPLETED = "sweep.completed"
     OPERATOR_PAUSED = "operator.paused"
     OPERATOR_RESUMED = "operator.resumed"
     OPERATOR_DRY_RUN_ENABLED = "operator.dry_run_enabled"
@@ -252,6 +254,26 @@ class FoldedPayload(_Payload):
     source: tuple[str, int, int]
 
 
+class SweepPayload(_Payload):
+    schedule: str
+    # The tick the run acted on (the causation of its decisions) and its moment.
+    tick_id: str
+    at: Timestamp
+    shard: int
+    workspaces: int
+    candidates: int
+    evaluated: int
+    decisions: int
+    actions: int
+    suppressed: int
+    affected: int
+    skipped: int
+    max_workspaces: int
+    max_actions: int
+    # Set when an operator asked for the run (`POST /run-once`), not the schedule.
+    requested_by: str | None = None
+
+
 class SwitchPayload(_Payload):
     switch: Switch
     shard: int
@@ -387,6 +409,11 @@ class SignalsFolded(LedgerEntry):
     payload: FoldedPayload
 
 
+class SweepCompleted(LedgerEntry):
+    kind: Literal[LedgerKind.SWEEP_COMPLETED] = LedgerKind.SWEEP_COMPLETED
+    payload: SweepPayload
+
+
 class OperatorSwitched(LedgerEntry):
     kind: OperatorKinds
     payload: SwitchPayload
@@ -414,6 +441,7 @@ AnyLedgerEntry = Annotated[
     | BreakerChanged
     | SignalRejected
     | SignalsFolded
+    | SweepCompleted
     | OperatorSwitched,
     Field(discriminator="kind"),
 ]

@@ -22,7 +22,7 @@ from tests.integration.conftest import StartWorker
 from tools.local_kafka import broker_answers
 from tools.sandbox import Sandbox
 from topics.commands import Action, Priority
-from topics.ledger import TERMINAL_KINDS, LedgerKind
+from topics.ledger import TERMINAL_KINDS, LedgerEntry, LedgerKind
 
 TOPICS = (
     "signals",
@@ -396,6 +396,42 @@ def test_readme_operator_commands_pause_resume_and_switch_dry_run_on(
     assert orjson.loads(run(dry_run))["switch"] == "dry_run_on"
     assert shards_become({"paused": False, "dry_run": True}) == {
         str(shard): {"paused": False, "dry_run": True} for shard in range(settings.partitions)
+    }
+
+
+async def test_readme_run_once_command_sweeps_every_shard(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    # Given a worker running the seed policy, and the README's run-once command aimed at it
+    worker = start_worker()
+    (run_once,) = (
+        command.replace("http://127.0.0.1:6066", worker.web_url)
+        for command in readme_commands("/run-once")
+    )
+    env = {**os.environ, "AUTOPILOT_CONTROL_TOKEN": worker.env["AUTOPILOT_CONTROL_TOKEN"]}
+
+    # When it runs (retried while the worker is still starting)
+    deadline = time.monotonic() + 60
+    answer = run_shell(run_once, env)
+    while '"ticks"' not in answer and time.monotonic() < deadline:
+        time.sleep(0.5)
+        answer = run_shell(run_once, env)
+
+    # Then every shard gets a tick of the daily sweep, and records its sweep.completed
+    ticks = orjson.loads(answer)["ticks"]
+    assert sorted((t["schedule"], t["shard"]) for t in ticks) == [
+        ("daily", shard) for shard in range(settings.partitions)
+    ]
+    ids = {t["tick_id"] for t in ticks}
+
+    def swept(entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        return [
+            e for e in entries if e.kind is LedgerKind.SWEEP_COMPLETED and e.payload.tick_id in ids
+        ]
+
+    entries = await ledger_until(settings, lambda got: len(swept(got)) == len(ids))
+    assert {(e.payload.requested_by, e.payload.workspaces) for e in swept(entries)} == {
+        ("operator", 0)
     }
 
 

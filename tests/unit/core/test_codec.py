@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.codec import decode_signals
+from core.codec import DecodedRecord, decode_signals
 from topics.limits import MAX_BATCH_SIGNALS, MAX_RECORD_BYTES
 from topics.signals import SignalType
 
@@ -755,6 +755,22 @@ def test_the_future_limit_is_measured_in_utc_whatever_the_offset_written() -> No
     [rejection] = decode_signals(record(item(occurred_at=local)), WRITTEN_AT).rejections
 
     assert rejection.reason == future_reason()
+
+
+def test_a_type_held_until_due_may_be_as_far_ahead_as_its_own_limit() -> None:
+    """Given follow-ups held until due for up to a day ahead, then one 6 hours ahead is
+    accepted and one a day and a second ahead is refused naming that limit, while another type
+    keeps the 300 s limit."""
+    held = {"followup_due": 86_400}
+
+    def decoded(kind: str, offset: float) -> DecodedRecord:
+        return decode_signals(
+            record(item(type=kind, occurred_at=at(offset), attributes={})), WRITTEN_AT, 300, held
+        )
+
+    assert len(decoded("followup_due", 6 * 3600).signals) == 1
+    assert [r.reason for r in decoded("followup_due", 86_401).rejections] == [future_reason(86_400)]
+    assert [r.reason for r in decoded("webhook_failed", 301).rejections] == [future_reason()]
 
 
 def test_a_signal_from_the_past_is_never_too_far_ahead() -> None:

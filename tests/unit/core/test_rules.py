@@ -62,9 +62,10 @@ def fired(signals: list[Signal]) -> list[Fired]:
 EMERGENCY = "emergency.health_critical"
 
 
-def test_the_seed_policy_ships_eleven_rules_watching_their_signal_types() -> None:
-    """Given the seed policy, then each signal type is watched by exactly these rules, highest
-    priority first (file order among equals), and heartbeats by none."""
+def test_the_seed_policy_ships_twelve_rules_watching_their_triggers() -> None:
+    """Given the seed policy, then each signal type, its daily sweep and its heartbeat timer
+    are watched by exactly these rules, highest priority first (file order among equals), and
+    heartbeats themselves by none (they arm the timer)."""
     assert {t: [r.id for r in rules] for t, rules in SEED_POLICY.rules_for.items()} == {
         HEALTH: [EMERGENCY, "emergency.reported_critical", "seed.health_degraded"],
         SignalType.PROVISIONING_NEEDED: ["seed.provisioning_needed"],
@@ -76,8 +77,19 @@ def test_the_seed_policy_ships_eleven_rules_watching_their_signal_types() -> Non
         PUBLISH: [EMERGENCY, "monitor.recent_failures"],
         ERROR: [EMERGENCY, "monitor.errors_high"],
         SignalType.HEARTBEAT: [],
+        "sweep:daily": [
+            EMERGENCY,
+            "monitor.queue_saturated",
+            "monitor.oldest_pending",
+            "monitor.errors_high",
+        ],
+        "timer:heartbeat-missing": ["seed.heartbeat_missing"],
     }
-    assert len(SEED_POLICY.spec.rules) == 11
+    assert len(SEED_POLICY.spec.rules) == 12
+    assert [(s.id, s.cron, s.max_workspaces, s.max_actions) for s in SEED_POLICY.schedules] == [
+        ("daily", "0 10 * * *", 100, 50)
+    ]
+    assert [t.value for t in SEED_POLICY.timing.hold_until_due] == ["followup_due"]
     assert SEED_POLICY.limits.model_dump() == {
         "workspace_daily_budget": 24,
         "platform_cap_per_interval": 50,
@@ -174,11 +186,16 @@ def test_each_seed_rule_fires_on_its_signal_with_its_action_lane_and_priority(
     assert fired(signals) == expected
 
 
-def test_every_seed_rule_has_a_firing_case() -> None:
-    """Given the firing cases above, then together they cover every shipped rule."""
+def test_every_seed_rule_on_signals_has_a_firing_case() -> None:
+    """Given the firing cases above, then together they cover every shipped rule that runs on
+    signals (the timer's rule fires in tests/unit/engine/test_signal_stage_time.py)."""
     covered = {fired[1] for case in FIRING for fired in cast(list[Fired], case.values[1])}
 
-    assert covered == {rule.id for rule in SEED_POLICY.spec.rules}
+    assert covered == {
+        rule.id
+        for rule in SEED_POLICY.spec.rules
+        if any(trigger in SignalType._value2member_map_ for trigger in rule.on)
+    }
 
 
 # --- ... and not just on the other side of its threshold -------------------------------------
@@ -521,6 +538,36 @@ INVALID = [
         BASE.replace('fact = "signal.status", op = ">="', 'fact = "health.status", op = "<"'),
         "health.status is text",
         id="text op",
+    ),
+    pytest.param(
+        BASE.replace('on = ["webhook_failed"]', 'on = ["sweep:nightly"]'),
+        "rule retry runs on sweep:nightly, which no [[schedules]] or [[timers]] entry defines",
+        id="unknown sweep",
+    ),
+    pytest.param(
+        BASE.replace('on = ["webhook_failed"]', 'on = ["webhook_failed", "tick:x"]'),
+        "rules.0.on.1",
+        id="unknown trigger",
+    ),
+    pytest.param(
+        BASE + '[[schedules]]\nid = "nightly"\ncron = "0 25 * * *"\n',
+        "is not a cron expression",
+        id="bad cron",
+    ),
+    pytest.param(
+        BASE + '[[schedules]]\nid = "nightly"\ncron = "0 2 * * *"\nevery_seconds = 60\n',
+        "give exactly one of cron or every_seconds",
+        id="cron and interval",
+    ),
+    pytest.param(
+        BASE + '[[schedules]]\nid = "timers"\nevery_seconds = 60\n',
+        "the timer ticks' own schedule",
+        id="reserved id",
+    ),
+    pytest.param(
+        BASE + '[[timers]]\nid = "quiet"\narmed_by = ["heartbeat"]\n',
+        "timers.0.after_seconds",
+        id="timer without delay",
     ),
 ]
 

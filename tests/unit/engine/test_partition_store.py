@@ -73,3 +73,28 @@ def test_a_restore_replays_committed_records_in_order_tombstones_included(
     assert written == 3
     assert list(store.items()) == [(b"ws-1", b"2")]
     assert store.checkpoint == 7
+
+
+def test_a_scan_reads_a_key_range_in_order_as_of_the_batch(tmp_path: Path) -> None:
+    """Given stored keys and a batch that changed some (a new key between them, one removed,
+    one rewritten, one past the range), when a range is scanned, then it gives the range's
+    keys in order with the batch's values, and nothing outside it."""
+    store = store_at(tmp_path)
+    for key in (b"a", b"c", b"e", b"g", b"z"):
+        store.put(key, b"stored " + key)
+    store.apply(checkpoint=None)
+    store.put(b"b", b"new b")
+    store.delete(b"c")
+    store.put(b"e", b"new e")
+    store.put(b"h", b"new h")
+    store.put(b"y", b"past the range")
+
+    assert list(store.scan(b"a", b"y")) == [
+        (b"a", b"stored a"),
+        (b"b", b"new b"),
+        (b"e", b"new e"),
+        (b"g", b"stored g"),
+        (b"h", b"new h"),
+    ]
+    assert list(store.scan(b"d", b"f")) == [(b"e", b"new e")]
+    assert list(store.scan(b"i", b"x")) == []
