@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agents.executor import Executor
+from agents.lanes import LaneGate
 from agents.signal_engine import SignalEngine
 from app.projection_reads import ProjectionReads
 from core.breaker import BreakerState
@@ -67,6 +69,9 @@ class WorkerMetrics:
         # Commands per status, platform-wide, as the projections last said (None: no read
         # models there); refreshed beside the loop by `refresh_commands`.
         self.commands: dict[str, int] | None = None
+        # Commands waiting per lane on this worker's lane partitions (None: not known yet);
+        # refreshed beside the loop by `refresh_lanes`.
+        self.lanes: dict[str, int] | None = None
         self.registry.register(_Polled(signals, executor, not_ready, self))
         signals.engine.observer = self
 
@@ -76,6 +81,15 @@ class WorkerMetrics:
             self.commands = await reads.read(command_counts)
         except (ProjectionsMissingError, DatabaseError):
             self.commands = None
+
+    async def refresh_lanes(self, gate: LaneGate, partitions: list[int]) -> None:
+        """Count the lanes' backlogs again (offset lookups and peeks, never at scrape time)."""
+        try:
+            waiting = await gate.backlog(partitions)
+        except (TimeoutError, KafkaError):
+            self.lanes = None
+            return
+        self.lanes = {lane.value: count for lane, count in waiting.items()}
 
     def count_request(self, route: str, method: str, status: int) -> None:
         """One HTTP answer (the access middleware calls this)."""
@@ -117,6 +131,16 @@ class _Polled(Collector):
         )
         ready.add_metric([], 0.0 if self._not_ready() else 1.0)
         yield ready
+        if self._metrics.lanes is not None:
+            lanes = GaugeMetricFamily(
+                "autopilot_lane_backlog",
+                "Commands committed to each lane and not yet served, on this worker's lane "
+                "partitions (set-aside deferred commands included).",
+                labels=["lane"],
+            )
+            for lane, count in self._metrics.lanes.items():
+                lanes.add_metric([lane], count)
+            yield lanes
         if self._metrics.commands is not None:
             commands = GaugeMetricFamily(
                 "autopilot_commands",

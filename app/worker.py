@@ -12,6 +12,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from agents import execute, project
 from agents.faust_app import Autopilot, create_app
+from agents.lanes import LaneGate
 from agents.signal_engine import SignalEngine
 from agents.ticker import TICK_CHECK_SECONDS, Ticker
 from app import (
@@ -32,7 +33,7 @@ from core.rules import Policy
 
 logger = logging.getLogger(__name__)
 
-# How often /metrics' command counts are read from the projections.
+# How often /metrics' command counts and lane backlogs are read again.
 COMMAND_COUNTS_SECONDS = 5.0
 
 
@@ -48,7 +49,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     signals = SignalEngine(settings, bootstrap, policy, str(autopilot.app.conf.canonical_url))
     autopilot.app.host(signals.engine)
     limits = policy.limits
-    _, executor = execute.attach(
+    gate, executor = execute.attach(
         autopilot,
         signals,
         bootstrap,
@@ -63,6 +64,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     operator_views.attach(autopilot, signals, executor, ticker)
     approval_views.attach(autopilot)
     reads = projection_reads(autopilot, metrics)
+    count_lanes(autopilot, gate, metrics)
     console_views.attach(autopilot, signals, executor, readiness, reads)
     parking_views.attach(autopilot, reads)
     openapi_views.attach(autopilot)
@@ -99,6 +101,19 @@ def run_ticker(autopilot: Autopilot, signals: SignalEngine, policy: Policy) -> T
 
     autopilot.app.timer(TICK_CHECK_SECONDS)(tick)
     return ticker
+
+
+def count_lanes(autopilot: Autopilot, gate: LaneGate, metrics: WorkerMetrics) -> None:
+    """/metrics' lane backlogs, counted on a timer over the lane partitions this worker has."""
+    lanes = {topic.get_topic_name() for topic in autopilot.lanes.values()}
+
+    async def count() -> None:
+        assigned = autopilot.app.consumer.assignment()
+        await metrics.refresh_lanes(
+            gate, sorted({tp.partition for tp in assigned if tp.topic in lanes})
+        )
+
+    autopilot.app.timer(COMMAND_COUNTS_SECONDS)(count)
 
 
 def projection_reads(autopilot: Autopilot, metrics: WorkerMetrics) -> ProjectionReads:

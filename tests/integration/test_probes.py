@@ -199,6 +199,14 @@ async def test_a_worker_answers_its_probes_and_counts_exactly_what_it_was_sent(
         await asyncio.sleep(0.5)
         after = await scrape(worker)
     assert named(after, "autopilot_commands", "status") == {("succeeded",): 6.0}
+    # Every command served: the lanes, counted every few seconds, have nothing waiting.
+    drained = {(lane,): 0.0 for lane in ("critical", "high", "medium", "low")}
+    for _ in range(60):
+        if named(after, "autopilot_lane_backlog", "lane") == drained:
+            break
+        await asyncio.sleep(0.5)
+        after = await scrape(worker)
+    assert named(after, "autopilot_lane_backlog", "lane") == drained
 
     commits = named(after, "autopilot_engine_commit_records_count")
     assert commits[()] >= 1

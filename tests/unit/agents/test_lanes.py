@@ -90,3 +90,24 @@ async def test_a_lane_whose_last_offsets_are_commit_markers_holds_no_one_up() ->
     waited = await asyncio.wait_for(lanes.wait_turn(Priority.LOW, 0), timeout=2)
 
     assert waited < 0.05
+
+
+async def test_the_backlog_counts_commands_not_served_and_not_commit_markers() -> None:
+    """Given shard 0's critical lane with 5 offsets of which 2 are served, its high lane
+    holding only a commit marker (offset 0), its low lane 10 offsets never served (counted as
+    they are: past a few offsets, a marker is noise), and shard 1 empty, then the backlog is 3
+    critical, 0 high, 10 low."""
+    lanes = gate(
+        {("commands.critical", 0): 5, ("commands.high", 0): 1, ("commands.low", 0): 10},
+        unseen=frozenset({0}),
+    )
+    lanes.served(Priority.CRITICAL, 0, 1)
+
+    backlog = await lanes.backlog([0, 1])
+
+    assert backlog == {
+        Priority.CRITICAL: 3,
+        Priority.HIGH: 0,
+        Priority.MEDIUM: 0,
+        Priority.LOW: 10,
+    }
