@@ -99,9 +99,11 @@ class Ticker:
                 + f" (its schedules: {known}); add [[schedules]] to the policy file"
             )
         due_at = datetime.fromtimestamp(int(self._clock()), UTC)
+        # One id for the run on every shard: its sweep.completed entries are one run.
+        run_id = f"run-{uuid.uuid4().hex}"
         ticks = [
             Tick(
-                tick_id=f"run-{uuid.uuid4().hex}",
+                tick_id=run_id,
                 schedule=schedule.id,
                 shard=shard,
                 due_at=due_at,

@@ -1,7 +1,7 @@
 """The platform as an operator watches it live, read from the projections' read models: health
 per status and the worst workspaces, decisions and actions per interval by priority, dead
-letters, the commands waiting for an operator's approval, and the workspaces parked by a dead
-letter.
+letters, the commands waiting for an operator's approval, the workspaces parked by a dead
+letter, commands per status and the latest sweep runs.
 
 What `GET /console/data`, `GET /snapshot` and `GET /approvals` answer (app/console_views.py).
 Every worker's projector folds the whole ledger, so any worker answers for the platform.
@@ -16,6 +16,7 @@ from core.projection_fold import AWAITING_APPROVAL, FINAL_STATUSES
 from projections.database import Database
 from projections.parked import ParkedWorkspace, parked_workspaces
 from projections.report import HEALTH_STATUSES, PRIORITIES
+from projections.sweeps import SweepRun, recent_sweeps
 
 # The intervals of per-interval counts a view carries (the console's sparkline, newest last).
 RECENT_INTERVALS = 15
@@ -62,6 +63,9 @@ class PlatformView:
     awaiting_approval: list[WaitingCommand]
     interval_seconds: int
     parked_workspaces: list[ParkedWorkspace]
+    # Commands per status (the seed's queue and pending gauges), and the latest sweep runs.
+    commands: dict[str, int]
+    sweeps: list[SweepRun]
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +152,8 @@ def platform_view(database: Database, worst: int = 10) -> PlatformView:
         awaiting_approval=awaiting_approval(database),
         interval_seconds=int(meta.get("interval_seconds", 60)),
         parked_workspaces=parked_workspaces(database, 100),
+        commands=command_counts(database),
+        sweeps=recent_sweeps(database, 5),
     )
 
 

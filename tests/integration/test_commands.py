@@ -429,7 +429,7 @@ async def test_readme_run_once_command_sweeps_every_shard(
             e for e in entries if e.kind is LedgerKind.SWEEP_COMPLETED and e.payload.tick_id in ids
         ]
 
-    entries = await ledger_until(settings, lambda got: len(swept(got)) == len(ids))
+    entries = await ledger_until(settings, lambda got: len(swept(got)) == settings.partitions)
     assert {(e.payload.requested_by, e.payload.workspaces) for e in swept(entries)} == {
         ("operator", 0)
     }

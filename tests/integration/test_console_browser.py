@@ -108,6 +108,12 @@ async def test_an_operator_watches_the_platform_and_approves_a_command_from_the_
     # The platform's health, from the projections: three workspaces seen by the policy.
     await expect(page.locator("#health-healthy")).to_have_text("3", timeout=PAGE_WAIT_MS)
 
+    # The operator runs the sweeps now: each shard's run shows, named by the console.
+    await page.click("#run-once")
+    await expect(page.locator("#message")).to_contain_text("/run-once → 202")
+    swept = page.locator("#sweeps tr", has_text="console")
+    await expect(swept.locator("td").nth(3)).to_have_text("3", timeout=PAGE_WAIT_MS)
+
     # The README's picture comes from here (AUTOPILOT_TEST_ARTEFACTS: where to keep it).
     shot = Path(os.environ.get("AUTOPILOT_TEST_ARTEFACTS", tmp_path)) / "console.png"
     await page.screenshot(path=str(shot), full_page=True)

@@ -148,7 +148,7 @@ async def test_an_operators_run_ticks_every_served_shard_now_with_its_name(
     served: Served,
 ) -> None:
     """Given an operator's run, then each served shard gets a tick of the sweep now, named by
-    the operator, with an id of its own; a schedule the policy lacks is refused, naming the
+    the operator, each run with an id of its own; a schedule the policy lacks is refused, naming the
     ones it has."""
     clock, sent = Clock(), []
     clock.now = T + 12.7
