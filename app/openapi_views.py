@@ -30,34 +30,17 @@ _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     Access.CONTROL: [{"controlToken": []}, {"consoleSession": []}],
 }
 _ANY_JSON: dict[str, Any] = {"application/json": {"schema": {}}}
-_RUN_ONCE_BODY = {
-    "required": False,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "schedule": {"type": "string"},
-                    "by": {"type": "string"},
-                    "reason": {"type": "string"},
-                },
-                "additionalProperties": False,
-            }
-        }
-    },
-}
-_OPERATOR_BODY = {
-    "required": False,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"by": {"type": "string"}, "reason": {"type": "string"}},
-                "additionalProperties": False,
-            }
-        }
-    },
-}
+
+
+def _optional_body(*fields: str) -> dict[str, Any]:
+    """An optional JSON object body of text fields, nothing else."""
+    properties = {name: {"type": "string"} for name in fields}
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
+_OPERATOR_BODY = _optional_body("by", "reason")
+_RUN_ONCE_BODY = _optional_body("schedule", "by", "reason")
 
 
 def _path_parameter(name: str, description: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.rules import seed_policy
+from topics.commands import Action, Command, Priority
 from topics.ledger import LEDGER_ENTRY, AnyLedgerEntry, LedgerKind
 from topics.signals import Signal, SignalType, signal_from
 
@@ -34,6 +35,29 @@ def signal_at(
             "occurred_at": T0 + timedelta(seconds=at),
             "attributes": attributes,
         }
+    )
+
+
+def command(
+    name: str,
+    workspace_id: str = "ws-1",
+    action: Action = Action.RUN_PROVISIONING,
+    priority: Priority = Priority.MEDIUM,
+    **fields: Any,
+) -> Command:
+    """Command `cmd-NAME` of a workspace, decided as `dec-NAME` on signal `sig-NAME` (rule and
+    policy version of tests unless `fields` say otherwise)."""
+    return Command(
+        command_id=f"cmd-{name}",
+        decision_id=f"dec-{name}",
+        workspace_id=workspace_id,
+        action=action,
+        priority=priority,
+        rule_id=fields.pop("rule_id", "test.rule"),
+        policy_version=fields.pop("policy_version", "p-test"),
+        signal_ids=(f"sig-{name}",),
+        correlation_id=f"sig-{name}",
+        **fields,
     )
 
 

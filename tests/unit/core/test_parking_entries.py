@@ -14,6 +14,7 @@ from core.ledger_entries import (
     parking_id,
     released_entry,
 )
+from tests.support import factories
 from topics.approvals import ParkingRelease
 from topics.commands import Action, Command, Priority
 from topics.ledger import LedgerKind
@@ -24,17 +25,8 @@ SECRET_ANSWER = '{"error": "customer 4711 card declined", "token": "sk-live-123"
 
 
 def command(n: int, attempt: int = 1) -> Command:
-    return Command(
-        command_id=f"cmd-{n}",
-        decision_id=f"dec-{n}",
-        workspace_id="ws-a",
-        action=Action.ISSUE_CREDIT,
-        priority=Priority.HIGH,
-        rule_id="test.parking",
-        policy_version="p-test",
-        signal_ids=(f"sig-{n}",),
-        correlation_id=f"sig-{n}",
-        attempt=attempt,
+    return factories.command(
+        str(n), "ws-a", Action.ISSUE_CREDIT, Priority.HIGH, rule_id="test.parking", attempt=attempt
     )
 
 

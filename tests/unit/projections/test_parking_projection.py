@@ -25,8 +25,9 @@ from projections.entries import decode_entry
 from projections.parked import ParkedWorkspace, parked_workspaces
 from projections.schema import READ_MODELS, rows_of
 from projections.store import Projection, Record
+from tests.support import factories
 from topics.approvals import ParkingRelease
-from topics.commands import Action, Command, Priority
+from topics.commands import Command
 from topics.ledger import LedgerEntry
 
 T = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -38,17 +39,7 @@ def at(seconds: int) -> datetime:
 
 
 def command(workspace: str, n: str) -> Command:
-    return Command(
-        command_id=f"cmd-{workspace}-{n}",
-        decision_id=f"dec-{workspace}-{n}",
-        workspace_id=workspace,
-        action=Action.RUN_PROVISIONING,
-        priority=Priority.MEDIUM,
-        rule_id="test.parking",
-        policy_version="p-test",
-        signal_ids=(f"sig-{workspace}-{n}",),
-        correlation_id=f"sig-{workspace}-{n}",
-    )
+    return factories.command(f"{workspace}-{n}", workspace, rule_id="test.parking")
 
 
 def release(workspace: str, drop: bool = False) -> ParkingRelease:

@@ -22,24 +22,15 @@ from projections.database import Database
 from projections.platform_view import platform_view
 from projections.store import Projection, Record
 from projections.sweeps import SweepRun
-from topics.commands import Action, Command, Priority
+from tests.support import factories
+from topics.commands import Command
 from topics.ledger import LedgerEntry
 
 T = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
 
 def command(workspace: str, n: int) -> Command:
-    return Command(
-        command_id=f"cmd-{workspace}-{n}",
-        decision_id=f"dec-{workspace}-{n}",
-        workspace_id=workspace,
-        action=Action.RUN_PROVISIONING,
-        priority=Priority.MEDIUM,
-        rule_id="test.view",
-        policy_version="p-test",
-        signal_ids=(f"sig-{n}",),
-        correlation_id=f"sig-{n}",
-    )
+    return factories.command(f"{workspace}-{n}", workspace, rule_id="test.view")
 
 
 def ledger() -> list[LedgerEntry]:
