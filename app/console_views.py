@@ -50,11 +50,15 @@ def attach(
     executor: Executor,
     not_ready: Callable[[], str | None],
     reads: ProjectionReads,
+    lanes: Callable[[], dict[str, int] | None],
 ) -> None:
-    """Register the console and the platform reads on the app's web server."""
+    """Register the console and the platform reads on the app's web server; `lanes` gives
+    the lane backlogs as last counted (None: not yet)."""
     app = autopilot.app
     settings = autopilot.settings
-    status = partial(worker_status, signals, executor, not_ready, str(app.conf.canonical_url))
+    status = partial(
+        worker_status, signals, executor, not_ready, str(app.conf.canonical_url), lanes
+    )
 
     async def platform(view: View, query: Callable[[Database], Any]) -> Any:
         try:
@@ -135,7 +139,11 @@ _CSP = (
 
 
 def worker_status(
-    signals: SignalEngine, executor: Executor, not_ready: Callable[[], str | None], address: str
+    signals: SignalEngine,
+    executor: Executor,
+    not_ready: Callable[[], str | None],
+    address: str,
+    lanes: Callable[[], dict[str, int] | None],
 ) -> dict[str, Any]:
     """This worker as `GET /status` and the console show it."""
     reason = not_ready()
@@ -154,6 +162,7 @@ def worker_status(
             "actions": dict(sorted(_outcomes(executor).items())),
         },
         "lag": sum(signals.engine.lag().values()),
+        "lane_backlog": lanes(),
     }
 
 

@@ -65,7 +65,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
     approval_views.attach(autopilot)
     reads = projection_reads(autopilot, metrics)
     count_lanes(autopilot, gate, metrics)
-    console_views.attach(autopilot, signals, executor, readiness, reads)
+    console_views.attach(autopilot, signals, executor, readiness, reads, lambda: metrics.lanes)
     parking_views.attach(autopilot, reads)
     openapi_views.attach(autopilot)
     if settings.web_enabled:

@@ -107,6 +107,8 @@ async def test_an_operator_watches_the_platform_and_approves_a_command_from_the_
     assert "202" in (await page.text_content("#message") or "")
     # The platform's health, from the projections: three workspaces seen by the policy.
     await expect(page.locator("#health-healthy")).to_have_text("3", timeout=PAGE_WAIT_MS)
+    # Every command served: nothing waits in this worker's lanes.
+    await expect(page.locator("#lanes")).to_have_text("0", timeout=PAGE_WAIT_MS)
 
     # The operator runs the sweeps now: each shard's run shows, named by the console.
     await page.click("#run-once")
