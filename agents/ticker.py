@@ -4,10 +4,10 @@ Once a second, for every shard the engine has restored and reads, and every sche
 policy (core/schedules.py): when the schedule's latest period began after the last tick the
 shard acted on (in its committed state) and not longer ago than the schedule's catch-up, one
 tick for that period goes onto the shard's partition of the `control` topic (a shard that never
-ran the schedule waits for the next period to begin). The shard acts on
-a period's first tick only; so a tick written twice (this worker's write was not yet read when
-the shard moved, and its new owner writes it again) acts once, and a period that began while no
-worker owned the shard still runs when one does (once, however many periods were missed).
+ran the schedule waits for the next period to begin). The shard acts on a period's first tick
+only; so a tick written twice (this worker's write was not yet read when the shard moved, and
+its new owner writes it again) acts once, and a period that began while no worker owned the
+shard still runs when one does (once, however many periods were missed).
 
 The clock is read here, never in the stage: the tick carries its period's start, which is the
 event time of everything the shard decides on it.
@@ -99,11 +99,11 @@ class Ticker:
                 + f" (its schedules: {known}); add [[schedules]] to the policy file"
             )
         due_at = datetime.fromtimestamp(int(self._clock()), UTC)
-        # One id for the run on every shard: its sweep.completed entries are one run.
-        run_id = f"run-{uuid.uuid4().hex}"
+        # One id per sweep run on every shard: its sweep.completed entries are one run.
+        run_ids = {schedule.id: f"run-{uuid.uuid4().hex}" for schedule in schedules}
         ticks = [
             Tick(
-                tick_id=run_id,
+                tick_id=run_ids[schedule.id],
                 schedule=schedule.id,
                 shard=shard,
                 due_at=due_at,

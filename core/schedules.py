@@ -43,13 +43,14 @@ class Schedule(BaseModel):
     id: ScheduleId
     cron: str | None = None
     every_seconds: int | None = Field(default=None, ge=1, le=7 * DAY_SECONDS)
-    # Per run and shard: how many workspaces a sweep rule may be evaluated for (worst health
-    # first), and how many commands the run may issue.
+    # Per run, across the platform (split across shards as the platform cap is): how many
+    # workspaces a sweep rule may be evaluated for (worst health first), and how many
+    # commands the run may issue.
     max_workspaces: int = Field(default=100, ge=1, le=1_000_000)
     max_actions: int = Field(default=50, ge=0, le=100_000)
     # A period missed (no worker owned the shard when it began) still runs when the shard's
-    # owner is back within this long; an older one is skipped. Default: one period, at most
-    # an hour.
+    # owner is back within this long; an older one is skipped. Default: an interval's period
+    # (an hour at most); for a cron, an hour.
     catch_up_seconds: int | None = Field(default=None, ge=0, le=7 * DAY_SECONDS)
     description: str = Field(default="", max_length=200)
 

@@ -166,3 +166,36 @@ async def test_an_operators_run_ticks_every_served_shard_now_with_its_name(
 
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+async def test_a_run_of_two_sweeps_gives_each_its_own_id(served: Served) -> None:
+    """Given a policy with two sweeps, then a run of both gives each sweep its own id (a shard
+    takes one operator request per id, so one id for both would lose the second)."""
+    two = parse_policy(_TWO_SWEEPS, "test")
+    sent: list[tuple[int, Tick]] = []
+
+    async def send(shard: int, value: bytes) -> None:
+        sent.append((shard, Tick.model_validate_json(value)))
+
+    ticks = await Ticker(two, served, send, Clock()).run_once(None, "alice")
+
+    assert sorted(t.schedule for t in ticks) == ["hourly", "minutely"]
+    assert len({t.tick_id for t in ticks}) == 2
+
+
+_TWO_SWEEPS = """
+[[schedules]]
+id = "minutely"
+every_seconds = 60
+
+[[schedules]]
+id = "hourly"
+cron = "0 * * * *"
+
+[[rules]]
+id = "sweep-queue"
+on = ["sweep:minutely", "sweep:hourly"]
+action = "rebalance_queue"
+priority = 9
+cooldown_seconds = 0
+"""
