@@ -112,7 +112,8 @@ class ShardTimers:
         removed from the store (staged with the tick's batch) and the timers from their
         workspaces' states. A timer pushed back since is moved to its new time instead."""
         found: list[DueTimer | DueSignal] = []
-        for key, value in self.store.scan(_DUE, _due_key(at + 1, "", "", "")):
+        # Every key due after `at` starts with its time, so sorts from this prefix on.
+        for key, value in self.store.scan(_DUE, b"%s%011d" % (_DUE, at + 1)):
             _, workspace_id, kind, name = key[len(_DUE) :].decode().split(":", 3)
             self.store.delete(key)
             if kind == "t":

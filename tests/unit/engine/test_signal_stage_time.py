@@ -267,3 +267,15 @@ def test_a_tick_on_another_shards_partition_is_refused_with_its_reason(shard: Sh
     assert [(e.kind.value, e.payload.reason) for e in out] == [
         ("signal.rejected", "invalid: a tick for shard 5 on control partition 0")
     ]
+
+
+def test_a_held_signal_is_not_released_a_second_early_whatever_its_workspace_id(
+    shard: Shard,
+) -> None:
+    """Given a follow-up of workspace 9-lives (an id starting with a digit, which sorts before
+    the key separator) due at T+60, then the tick at T+59 leaves it held; T+60 decides it."""
+    due = T + timedelta(seconds=60)
+    shard.signal("followup_due", due, T, workspace_id="9-lives", workspace="9-lives")
+
+    assert decisions(shard.tick("timers", due - timedelta(seconds=1))) == []
+    assert decisions(shard.tick("timers", due)) == [("followup", DecisionKind.MADE.value)]
