@@ -425,7 +425,11 @@ class Executor:
             elif ended is not None:
                 state = memory.finish(state, lease.command_id, ended.value, time.time())
                 if ended is LedgerKind.ACTION_DEAD_LETTERED:
-                    state = await self._parked_by_ledger(partition, lease, state)
+                    parked = await self._parked_by_ledger(partition, lease, state)
+                    if parked is None:
+                        await asyncio.sleep(LEASE_POLL_SECONDS)
+                        continue
+                    state = parked
             elif memory.foreign_lease(state, self.holder, time.time()) is not None:
                 if not waiting:
                     waiting = True
@@ -535,9 +539,11 @@ class Executor:
 
     async def _parked_by_ledger(
         self, partition: int, lease: Lease, state: ExecutionState
-    ) -> ExecutionState:
+    ) -> ExecutionState | None:
         """A leased attempt found dead-lettered on the ledger: park the workspace as its worker
-        did (or, if that worker stopped before recording it, as it would have)."""
+        did (or, if that worker stopped before recording it, as it would have). None while
+        its worker, its lease live, has yet to record the parking that follows the dead letter:
+        writing one here meanwhile would give the workspace's chain two writers."""
         if memory.parked_of(state) is not None:
             return state
         dead, parked = await self._watch.dead_letter(partition, lease)
@@ -545,8 +551,10 @@ class Executor:
             found = parked.payload
             since = found.since.timestamp()
             return memory.park_workspace(state, found.dead_lettered, found.reason, since)
-        if dead is None:
+        if dead is None or dead.payload.action not in self._parks:
             return state
+        if lease.until > time.time():
+            return None
         return await self._park(dead, dead.payload.action, state)
 
     async def _hold(

@@ -106,6 +106,12 @@ def _ending(entry: LedgerEntry, lease: Lease) -> LedgerKind | None:
         return None
     if entry.kind in TERMINAL_KINDS:
         return entry.kind
-    if isinstance(entry, ActionFailed) and entry.payload.attempt == lease.attempt:
+    # A failure with no next attempt is followed by its dead letter: not an end by itself (the
+    # worker is still writing; waiting for the dead letter keeps the chain to one writer).
+    if (
+        isinstance(entry, ActionFailed)
+        and entry.payload.attempt == lease.attempt
+        and entry.payload.retry_at is not None
+    ):
         return entry.kind
     return None
