@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from app.settings import Settings
 from tests.integration.conftest import WAIT_SECONDS, StartWorker
 from tests.integration.http import get_workspace, wait_for_workspace, wait_until_answers
+from tests.support.factories import SEED_POLICY
 from tools.worker_process import WorkerProcess
 from topics.ledger import LedgerEntry, LedgerKind, parse_entry
 from topics.signals import SignalType
@@ -46,6 +47,10 @@ SETTLE_SECONDS = 0.5
 STALL_SECONDS = 8.0
 # The product refuses signals dated more than this after their record's timestamp.
 MAX_FUTURE_SECONDS = 300
+# Signal type → how far ahead the seed policy lets it be (held until due).
+HELD_LIMITS = {
+    held.value: SEED_POLICY.timing.max_hold_seconds for held in SEED_POLICY.timing.hold_until_due
+}
 
 # (partition, offset, index in the batch or None for a whole record): where an input was read.
 Position = tuple[int, int, int | None]
@@ -235,8 +240,12 @@ def _bad_time(draw: st.DrawFn, signal: dict[str, Any], context: Context) -> None
 
 
 def _future_time(draw: st.DrawFn, signal: dict[str, Any], context: Context) -> None:
-    # Well past the limit: the record is written a little after the example started.
-    ahead = draw(st.integers(MAX_FUTURE_SECONDS + 300, 10**8))
+    # Well past the limit: the record is written a little after the example started. Types the
+    # seed policy holds until due have a limit of their own.
+    kind = signal.get("type")
+    limit = HELD_LIMITS.get(kind, MAX_FUTURE_SECONDS) if isinstance(kind, str) else 0
+    limit = max(limit, MAX_FUTURE_SECONDS)
+    ahead = draw(st.integers(limit + 300, 10**8))
     signal["occurred_at"] = _event_time(draw, context.now + timedelta(seconds=ahead))
 
 
