@@ -37,7 +37,12 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from engine.broker_retry import retrying
 from engine.partition_store import PartitionStore
-from engine.transactions import Outgoing, PartitionTransactions, transactional_id
+from engine.transactions import (
+    Outgoing,
+    PartitionTransactions,
+    tolerate_stale_produce_requests,
+    transactional_id,
+)
 from topics.kafka_security import PLAINTEXT, KafkaSecurity
 
 logger = logging.getLogger(__name__)
@@ -221,6 +226,7 @@ class BatchEngine:
 
     async def run(self) -> None:
         """Read, process and commit until `stop` is called."""
+        tolerate_stale_produce_requests(asyncio.get_running_loop())
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
