@@ -129,52 +129,52 @@ def attach(autopilot: Autopilot, signals: SignalEngine, executor: Executor, tick
     @app.page("/run-once")
     class RunOnceView(View):
         async def post(self, request: Request) -> Response:
-            body = await operator_body(self, request)
-            if not isinstance(body, dict):
-                return body
-            schedule = body.pop("schedule", None)
-            if schedule is not None and not isinstance(schedule, str):
-                return self.json({"error": "schedule must be a schedule's id"}, status=422)
-            unknown = unknown_fields(self, body)
-            if unknown is not None:
-                return unknown
-            by = body.get("by", "operator")
-            if not isinstance(by, str) or not OPERATOR_NAME.fullmatch(by):
-                return self.json({"error": "by must be a name (letters, digits, _.@-)"}, status=422)
-            if signals.engine.not_ready() is not None:
-                return self.json(
-                    {"error": f"this worker is not ready: {signals.engine.not_ready()}"},
-                    status=503,
-                    headers={"Retry-After": "5"},
-                )
-            try:
-                ticks = await ticker.run_once(schedule, by)
-            except NoSweepError as exc:
-                return self.json({"error": str(exc)}, status=404)
-            except KafkaError:
-                logger.exception("run-once tick could not be published")
-                return broker_refused(self, "run")
-            logger.warning(
-                "sweep run requested",
-                extra={
-                    "schedule": schedule,
-                    "by": by,
-                    "reason": body.get("reason"),
-                    "ticks": len(ticks),
-                },
-            )
-            return self.json(
-                {
-                    "ticks": [
-                        {"tick_id": t.tick_id, "schedule": t.schedule, "shard": t.shard}
-                        for t in ticks
-                    ],
-                    "due_at": ticks[0].due_at.isoformat() if ticks else None,
-                },
-                status=202,
-            )
+            return await run_once(self, request, signals, ticker)
 
     del OperatorSwitchView, OperatorView, EnableView, DisableView, RunOnceView
+
+
+async def run_once(view: View, request: Request, signals: SignalEngine, ticker: Ticker) -> Response:
+    """`POST /run-once`: a tick of the policy's sweeps (or one of them) on this worker's shards."""
+    body = await operator_body(view, request)
+    if not isinstance(body, dict):
+        return body
+    schedule = body.pop("schedule", None)
+    if schedule is not None and not isinstance(schedule, str):
+        return view.json({"error": "schedule must be a schedule's id"}, status=422)
+    unknown = unknown_fields(view, body)
+    if unknown is not None:
+        return unknown
+    by = body.get("by", "operator")
+    if not isinstance(by, str) or not OPERATOR_NAME.fullmatch(by):
+        return view.json({"error": "by must be a name (letters, digits, _.@-)"}, status=422)
+    why_not = signals.engine.not_ready()
+    if why_not is not None:
+        return view.json(
+            {"error": f"this worker is not ready: {why_not}"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+    try:
+        ticks = await ticker.run_once(schedule, by)
+    except NoSweepError as exc:
+        return view.json({"error": str(exc)}, status=404)
+    except KafkaError:
+        logger.exception("run-once tick could not be published")
+        return broker_refused(view, "run")
+    logger.warning(
+        "sweep run requested",
+        extra={"schedule": schedule, "by": by, "reason": body.get("reason"), "ticks": len(ticks)},
+    )
+    return view.json(
+        {
+            "ticks": [
+                {"tick_id": t.tick_id, "schedule": t.schedule, "shard": t.shard} for t in ticks
+            ],
+            "due_at": ticks[0].due_at.isoformat() if ticks else None,
+        },
+        status=202,
+    )
 
 
 async def operator_body(view: View, request: Request) -> dict[str, Any] | Response:

@@ -121,7 +121,7 @@ def decide_positioned(
             continue
         trigger = Trigger(signal_type.value, signal.id, outcome.occurred_at, source)
         decisions.extend(
-            _decide(policy, state, workspace_id, facts, trigger, at, quota, share, mode)
+            decide_fired(policy, state, workspace_id, facts, trigger, at, quota, share, mode)
         )
     for state in touched.values():
         expire(state, config)
@@ -155,10 +155,10 @@ def decide_trigger(
     facts = FactReader(state, None, at=trigger.at, trigger=trigger.type)
     if not may_fire(policy, trigger.type, trigger.at, state["policy"]["issued"], facts):
         return []
-    return _decide(policy, state, workspace_id, facts, trigger, trigger.at, quota, share, mode)
+    return decide_fired(policy, state, workspace_id, facts, trigger, trigger.at, quota, share, mode)
 
 
-def _decide(
+def decide_fired(
     policy: Policy,
     state: WorkspaceState,
     workspace_id: str,
@@ -169,7 +169,8 @@ def _decide(
     share: int,
     mode: Mode,
 ) -> list[Decision]:
-    """The evaluation of a trigger some rule may fire on (`may_fire` holds)."""
+    """The evaluation of a trigger some rule may fire on (the caller checked `may_fire` with
+    these facts); the workspace's policy memory and the quota are updated in place."""
     memory = state["policy"]
     issued = memory["issued"]
     newest = quota["newest"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.decide import ShardQuota, Trigger, decide_trigger
+from core.decide import ShardQuota, Trigger, decide_fired
 from core.facts import FactReader
 from core.policy import Decision, DecisionKind, Mode, may_fire, shard_share
 from core.rules import Policy
@@ -70,23 +70,26 @@ def sweep(
     max_workspaces = shard_share(schedule.max_workspaces, partitions, partition)
     max_actions = shard_share(schedule.max_actions, partitions, partition)
     seen = 0
-    candidates: list[tuple[int, str, WorkspaceState]] = []
+    candidates: list[tuple[int, str, WorkspaceState, FactReader]] = []
     for workspace_id, state in workspaces:
         if state["watermark"] is None:
             continue
         seen += 1
         facts = FactReader(state, None, at=trigger.at, trigger=trigger.type)
         if may_fire(policy, trigger.type, trigger.at, state["policy"]["issued"], facts):
-            candidates.append((facts.health().score, workspace_id, state))
+            candidates.append((facts.health().score, workspace_id, state, facts))
     candidates.sort(key=lambda candidate: (candidate[0], candidate[1]))
     decisions: list[Decision] = []
     changed: dict[str, WorkspaceState] = {}
     evaluated = actions = 0
-    for _, workspace_id, state in candidates:
+    for _, workspace_id, state, facts in candidates:
         if evaluated >= max_workspaces or actions >= max_actions:
             break
         evaluated += 1
-        made = decide_trigger(state, workspace_id, trigger, policy, quota, share, mode)
+        # The facts the candidate was chosen by: a sweep's decisions change no other state.
+        made = decide_fired(
+            policy, state, workspace_id, facts, trigger, trigger.at, quota, share, mode
+        )
         if made:
             changed[workspace_id] = state
             decisions.extend(made)
