@@ -17,8 +17,8 @@ For each command, under its workspace's lock (other workspaces of the shard go o
 6. Its provider's circuit breaker open: `action.deferred` and back on `commands.retry` for when
    the breaker half-opens; no attempt is used.
 7. The lease is written and flushed, `action.started`, then the handler runs. Done ->
-   `action.succeeded`; retryable -> `action.failed` and the next attempt on `commands.retry`
-   after a backoff; terminal or out of attempts -> `commands.dlq` and `action.dead_lettered`,
+   `action.succeeded`; retryable -> the next attempt on `commands.retry` after a backoff, then
+   `action.failed`; terminal or out of attempts -> `commands.dlq` and `action.dead_lettered`,
    then, for an action the policy's `[parking] actions` name, `workspace.parked`.
 Every ledger entry and record is on the broker before the table is written and the command's
 record acked, so a crash at any point repeats at most an attempt whose outside effect the
@@ -346,10 +346,12 @@ class Executor:
             )
         if wait is not None:
             retry_at = _at(now + wait)
-            await self._record(failed_entry(command, _now(), result, retry_at))
+            # The next attempt is queued before action.failed says it will run: a new owner
+            # that finds action.failed on the ledger takes the next attempt as queued.
             await self._send_retry(
                 command.model_copy(update={"attempt": command.attempt + 1, "not_before": retry_at})
             )
+            await self._record(failed_entry(command, _now(), result, retry_at))
             state = memory.record_attempt(state, command.command_id, command.attempt, now)
             return await self._settle(command.workspace_id, state, source, began)
         dead = await self._dead_letter(command, result, source)
