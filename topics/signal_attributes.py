@@ -45,6 +45,14 @@ class ProvisioningNeededAttributes(TypedDict, total=False):
 
 
 @with_config(_ATTRIBUTES)
+class ProvisioningFailedAttributes(TypedDict, total=False):
+    """A provisioning run of the workspace failed: which run, and why."""
+
+    operation_id: Reference
+    reason: Text
+
+
+@with_config(_ATTRIBUTES)
 class FollowupDueAttributes(TypedDict, total=False):
     """A follow-up with the workspace's contact is due (at the signal's event time)."""
 

@@ -28,6 +28,7 @@ from topics.signal_attributes import (
     HeartbeatAttributes,
     IntegrationOfflineAttributes,
     OldestPendingAgeAttributes,
+    ProvisioningFailedAttributes,
     ProvisioningNeededAttributes,
     PublishFailedAttributes,
     QueueDepthAttributes,
@@ -54,6 +55,7 @@ class SignalType(StrEnum):
 
     HEALTH_DEGRADED = "health_degraded"
     PROVISIONING_NEEDED = "provisioning_needed"
+    PROVISIONING_FAILED = "provisioning_failed"
     FOLLOWUP_DUE = "followup_due"
     WEBHOOK_FAILED = "webhook_failed"
     INTEGRATION_OFFLINE = "integration_offline"
@@ -95,6 +97,13 @@ class ProvisioningNeeded(_Envelope):
 
     type: Literal[SignalType.PROVISIONING_NEEDED]
     attributes: ProvisioningNeededAttributes = Field(default_factory=ProvisioningNeededAttributes)
+
+
+class ProvisioningFailed(_Envelope):
+    """A provisioning run of the workspace failed."""
+
+    type: Literal[SignalType.PROVISIONING_FAILED]
+    attributes: ProvisioningFailedAttributes = Field(default_factory=ProvisioningFailedAttributes)
 
 
 class FollowupDue(_Envelope):
@@ -156,6 +165,7 @@ class Heartbeat(_Envelope):
 Signal = Annotated[
     HealthDegraded
     | ProvisioningNeeded
+    | ProvisioningFailed
     | FollowupDue
     | WebhookFailed
     | IntegrationOffline

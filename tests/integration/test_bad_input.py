@@ -99,6 +99,7 @@ ATTRIBUTES: dict[str, dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[
         "reason": TEXTUAL,
     },
     "provisioning_needed": {"resource": NAMED, "plan": NAMED, "reason": TEXTUAL},
+    "provisioning_failed": {"operation_id": REFERENCED, "reason": TEXTUAL},
     "followup_due": {"contact_id": REFERENCED, "topic": NAMED, "reason": TEXTUAL},
     "webhook_failed": {
         "webhook_id": REFERENCED,

@@ -157,8 +157,9 @@ async def test_http_refuses_bad_requests_with_a_reason_and_publishes_nothing(
         (
             3,
             "invalid: type: unknown or missing signal type, expected one of: health_degraded, "
-            "provisioning_needed, followup_due, webhook_failed, integration_offline, queue_depth, "
-            "oldest_pending_age, publish_failed, error_reported, heartbeat",
+            "provisioning_needed, provisioning_failed, followup_due, webhook_failed, "
+            "integration_offline, queue_depth, oldest_pending_age, publish_failed, "
+            "error_reported, heartbeat",
         ),
         (4, "invalid: occurred_at: more than 300 s after the record was written"),
     ]

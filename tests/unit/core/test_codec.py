@@ -622,8 +622,8 @@ def test_every_broken_rule_is_named_in_one_reason() -> None:
 
 TYPE_REASON = (
     "invalid: type: unknown or missing signal type, expected one of: health_degraded, "
-    "provisioning_needed, followup_due, webhook_failed, integration_offline, queue_depth, "
-    "oldest_pending_age, publish_failed, error_reported, heartbeat"
+    "provisioning_needed, provisioning_failed, followup_due, webhook_failed, integration_offline, "
+    "queue_depth, oldest_pending_age, publish_failed, error_reported, heartbeat"
 )
 
 

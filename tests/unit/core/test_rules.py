@@ -69,6 +69,7 @@ def test_the_seed_policy_ships_twelve_rules_watching_their_triggers() -> None:
     assert {t: [r.id for r in rules] for t, rules in SEED_POLICY.rules_for.items()} == {
         HEALTH: [EMERGENCY, "emergency.reported_critical", "seed.health_degraded"],
         SignalType.PROVISIONING_NEEDED: ["seed.provisioning_needed"],
+        SignalType.PROVISIONING_FAILED: [],
         SignalType.FOLLOWUP_DUE: ["seed.followup_due"],
         SignalType.WEBHOOK_FAILED: ["seed.webhook_failed"],
         SignalType.INTEGRATION_OFFLINE: ["seed.integration_offline"],

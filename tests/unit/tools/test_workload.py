@@ -97,7 +97,7 @@ def monitored(seed: int = 7, signals: int = 3000) -> list[Signal]:
 
 
 def test_a_monitored_stream_mixes_in_every_monitoring_type() -> None:
-    """Given monitoring on, then the stream holds all ten types, each of them valid."""
+    """Given monitoring on, then the stream holds every type, each of them valid."""
     assert {s.type for s in monitored()} == set(SignalType)
 
 

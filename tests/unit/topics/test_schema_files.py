@@ -34,6 +34,7 @@ FIX = "run `autopilot schemas` (python -m app schemas) and commit topics/schemas
 FULL_ATTRIBUTES: dict[SignalType, dict[str, Any]] = {
     SignalType.HEALTH_DEGRADED: {"health_score": 42.5, "component": "api", "reason": "p99 up"},
     SignalType.PROVISIONING_NEEDED: {"resource": "db", "plan": "pro", "reason": "new seat"},
+    SignalType.PROVISIONING_FAILED: {"operation_id": "op-81", "reason": "quota exceeded"},
     SignalType.FOLLOWUP_DUE: {"contact_id": "c-17", "topic": "renewal", "reason": "trial ends"},
     SignalType.WEBHOOK_FAILED: {
         "webhook_id": "wh-1",

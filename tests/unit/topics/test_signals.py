@@ -1,4 +1,4 @@
-"""The ten signal types: one frozen model each, told apart by `type`, with typed, bounded and
+"""The eleven signal types: one frozen model each, told apart by `type`, with typed, bounded and
 strict attributes (a number is a JSON number, never a numeric string or a boolean)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from topics.signals import (
     Heartbeat,
     IntegrationOffline,
     OldestPendingAge,
+    ProvisioningFailed,
     ProvisioningNeeded,
     PublishFailed,
     QueueDepth,
@@ -37,6 +38,7 @@ EXAMPLES: dict[SignalType, dict[str, Any]] = {
         "reason": "p95 latency over budget",
     },
     SignalType.PROVISIONING_NEEDED: {"resource": "database", "plan": "pro", "reason": "upgrade"},
+    SignalType.PROVISIONING_FAILED: {"operation_id": "op-81", "reason": "quota exceeded"},
     SignalType.FOLLOWUP_DUE: {"contact_id": "contact-42", "topic": "renewal", "reason": "trial"},
     SignalType.WEBHOOK_FAILED: {
         "webhook_id": "wh-1",
@@ -64,6 +66,7 @@ EXAMPLES: dict[SignalType, dict[str, Any]] = {
 MODELS = {
     SignalType.HEALTH_DEGRADED: HealthDegraded,
     SignalType.PROVISIONING_NEEDED: ProvisioningNeeded,
+    SignalType.PROVISIONING_FAILED: ProvisioningFailed,
     SignalType.FOLLOWUP_DUE: FollowupDue,
     SignalType.WEBHOOK_FAILED: WebhookFailed,
     SignalType.INTEGRATION_OFFLINE: IntegrationOffline,
@@ -103,11 +106,12 @@ def refusal(value: dict[str, Any]) -> list[tuple[str, str]]:
 # --- accepted ---------------------------------------------------------------------------------
 
 
-def test_there_are_ten_signal_types_each_with_its_own_model() -> None:
-    """Given the signal types, then there are ten and each maps to the model that carries it."""
+def test_there_are_eleven_signal_types_each_with_its_own_model() -> None:
+    """Given the signal types, then there are eleven and each maps to the model that carries it."""
     assert [t.value for t in SignalType] == [
         "health_degraded",
         "provisioning_needed",
+        "provisioning_failed",
         "followup_due",
         "webhook_failed",
         "integration_offline",
@@ -356,6 +360,7 @@ def test_another_types_attribute_is_refused() -> None:
 TEXT_ATTRIBUTES = [
     (SignalType.HEALTH_DEGRADED, "reason"),
     (SignalType.PROVISIONING_NEEDED, "reason"),
+    (SignalType.PROVISIONING_FAILED, "reason"),
     (SignalType.FOLLOWUP_DUE, "reason"),
     (SignalType.WEBHOOK_FAILED, "error"),
     (SignalType.INTEGRATION_OFFLINE, "reason"),
@@ -403,6 +408,7 @@ def test_a_name_that_is_too_long_or_free_text_is_refused(
 @pytest.mark.parametrize(
     ("signal_type", "key"),
     [
+        (SignalType.PROVISIONING_FAILED, "operation_id"),
         (SignalType.FOLLOWUP_DUE, "contact_id"),
         (SignalType.WEBHOOK_FAILED, "webhook_id"),
         (SignalType.WEBHOOK_FAILED, "endpoint_id"),
@@ -506,7 +512,7 @@ def test_a_64_character_workspace_id_is_accepted(signal_type: SignalType) -> Non
     ids=["unknown", "wrong-case", "trailing-space", "empty", "missing"],
 )
 def test_an_unknown_or_missing_type_is_refused(signal_type: Any, error: str) -> None:
-    """Given a type that is not one of the ten (or none), then the signal is refused as a
+    """Given a type that is not one of the eleven (or none), then the signal is refused as a
     whole: without a known type there is no model to check it against."""
     value = fields(SignalType.HEARTBEAT, type=signal_type)
 
