@@ -24,6 +24,7 @@ from topics.commands import Command
 # The errors a handler raises; whether one is retryable is a property of its class.
 from topics.errors import ActionError as ActionError
 from topics.errors import NotConfiguredError as NotConfiguredError
+from topics.errors import NotReadyError as NotReadyError
 from topics.errors import RetryableError as RetryableError
 from topics.errors import TerminalError as TerminalError
 

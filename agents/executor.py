@@ -52,6 +52,7 @@ from actions.reconciler import (
     ActionSpec,
     Done,
     NotConfiguredError,
+    NotReadyError,
     TerminalError,
     WorkspaceSnapshot,
 )
@@ -402,6 +403,8 @@ class Executor:
             await self.breakers.record(spec.provider, ok=True)
         elif isinstance(result, NotConfiguredError):
             return  # nothing was called
+        elif isinstance(result, NotReadyError):
+            await self.breakers.record(result.provider or spec.provider, ok=True)
         else:
             # A terminal answer is still an answer: the provider is up.
             await self.breakers.record(result.provider or spec.provider, ok=not result.retryable)

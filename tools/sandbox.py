@@ -36,6 +36,13 @@ from aiohttp import web
 _CONTROL_OPERATION = re.compile(r"[a-z][a-z0-9-]{0,63}")
 HOOK_OPERATION = "hook"
 FAILED_DELIVERIES_OPERATION = "webhooks-failed"
+HEALTH_OPERATION = "health"
+INTEGRATIONS_OPERATION = "integrations"
+DEFAULT_HEALTH: dict[str, Any] = {"status": "healthy", "score": 90}
+DEFAULT_INTEGRATIONS: list[dict[str, Any]] = [
+    {"id": "crm", "status": "offline"},
+    {"id": "calendar", "status": "online"},
+]
 LLM_MODEL = "sandbox-chat"
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -110,6 +117,8 @@ class Sandbox:
         # Deques: script() may be called from another thread (SandboxThread) while the loop pops.
         self._scripts: dict[tuple[str, str], collections.deque[Scripted]] = {}
         self._failed_deliveries: dict[str, list[dict[str, Any]]] = {}
+        self._health: dict[str, dict[str, Any]] = {}
+        self._integrations: dict[str, list[dict[str, Any]]] = {}
         # The control API is one platform; each webhook endpoint is its own customer server,
         # so their keys live in separate scopes ("control", "hook:<workspace>").
         self._stored: dict[tuple[str, str], _Stored] = {}
@@ -158,13 +167,22 @@ class Sandbox:
 
         A tuple (status, seconds) adds a Retry-After header. A non-2xx entry applies no effect;
         a 2xx entry processes the request normally. Operation "hook" is the webhook receiver,
-        "webhooks-failed" the failed-deliveries listing. Replaces any earlier script.
+        "webhooks-failed" the failed-deliveries listing, "health" and "integrations" the
+        workspace's reads. Replaces any earlier script.
         """
         self._scripts[(workspace_id, operation)] = collections.deque(statuses)
 
     def set_failed_deliveries(self, workspace_id: str, deliveries: list[dict[str, Any]]) -> None:
         """Override the failed webhook deliveries listed for a workspace (may be empty)."""
         self._failed_deliveries[workspace_id] = list(deliveries)
+
+    def set_health(self, workspace_id: str, status: str, score: int) -> None:
+        """Override what `GET /workspaces/{id}/health` answers for a workspace."""
+        self._health[workspace_id] = {"status": status, "score": score}
+
+    def set_integrations(self, workspace_id: str, integrations: list[dict[str, Any]]) -> None:
+        """Override the integrations (`{"id", "status"}` each) listed for a workspace."""
+        self._integrations[workspace_id] = list(integrations)
 
     def effect_counts(self) -> collections.Counter[str]:
         """Applied effects per idempotency key (anything above 1 is a duplicate)."""
@@ -191,7 +209,10 @@ class Sandbox:
             return response
 
         app = web.Application(middlewares=[record])
+        # The reads before the operations: a GET never applies an effect.
         app.router.add_get("/workspaces/{workspace_id}/webhooks/failed", self._failed_listing)
+        app.router.add_get("/workspaces/{workspace_id}/health", self._health_read)
+        app.router.add_get("/workspaces/{workspace_id}/integrations", self._integrations_read)
         app.router.add_post("/workspaces/{workspace_id}/{operation}", self._control)
         app.router.add_post("/hooks/{workspace_id}", self._hook)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
@@ -218,15 +239,9 @@ class Sandbox:
 
     async def _failed_listing(self, request: web.Request) -> web.Response:
         workspace_id = request.match_info["workspace_id"]
-        if self.down:
-            return _error(503, "unavailable")
-        if not _WORKSPACE_ID.fullmatch(workspace_id):
-            return _error(404, "not found")
-        if not _bearer_ok(request, self._control_token):
-            return _error(401, "unauthorized")
-        scripted = self._next_scripted(workspace_id, FAILED_DELIVERIES_OPERATION)
-        if scripted is not None and not 200 <= scripted[0] < 300:
-            return _scripted_failure(*scripted)
+        status = self._read_status(request, workspace_id, FAILED_DELIVERIES_OPERATION)
+        if isinstance(status, web.Response):
+            return status
         deliveries = self._failed_deliveries.get(workspace_id)
         if deliveries is None:
             deliveries = [
@@ -236,9 +251,40 @@ class Sandbox:
                 }
             ]
         return web.json_response(
-            {"url": f"{self.url}/hooks/{workspace_id}", "deliveries": deliveries},
-            status=scripted[0] if scripted else 200,
+            {"url": f"{self.url}/hooks/{workspace_id}", "deliveries": deliveries}, status=status
         )
+
+    async def _health_read(self, request: web.Request) -> web.Response:
+        workspace_id = request.match_info["workspace_id"]
+        status = self._read_status(request, workspace_id, HEALTH_OPERATION)
+        if isinstance(status, web.Response):
+            return status
+        return web.json_response(self._health.get(workspace_id, DEFAULT_HEALTH), status=status)
+
+    async def _integrations_read(self, request: web.Request) -> web.Response:
+        workspace_id = request.match_info["workspace_id"]
+        status = self._read_status(request, workspace_id, INTEGRATIONS_OPERATION)
+        if isinstance(status, web.Response):
+            return status
+        integrations = self._integrations.get(workspace_id, DEFAULT_INTEGRATIONS)
+        return web.json_response({"integrations": integrations}, status=status)
+
+    def _read_status(
+        self, request: web.Request, workspace_id: str, operation: str
+    ) -> int | web.Response:
+        """The status a read of the control API answers with, or the refusal it gets."""
+        if self.down:
+            return _error(503, "unavailable")
+        if not _WORKSPACE_ID.fullmatch(workspace_id):
+            return _error(404, "not found")
+        if not _bearer_ok(request, self._control_token):
+            return _error(401, "unauthorized")
+        scripted = self._next_scripted(workspace_id, operation)
+        if scripted is None:
+            return 200
+        if not 200 <= scripted[0] < 300:
+            return _scripted_failure(*scripted)
+        return scripted[0]
 
     # -- webhook receiver ------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from topics.signals import EventId, WorkspaceId
 
@@ -30,8 +30,15 @@ class Action(StrEnum):
     FORCE_PUBLISH = "force_publish"
     RETRY_FAILED = "retry_failed"
     TRIGGER_RECONCILIATION = "trigger_reconciliation"
+    # Read-only checks through the control API, for playbooks (core/playbooks.py).
+    VERIFY_HEALTH = "verify_health"
+    CHECK_INTEGRATIONS = "check_integrations"
     # Compliance-tagged (finance): runs only once an operator approved it.
     ISSUE_CREDIT = "issue_credit"
+
+
+# What a step acts on within its workspace (one item of a fan-out: an integration, ...).
+Target = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 
 
 class Command(BaseModel):
@@ -53,3 +60,7 @@ class Command(BaseModel):
     deadline: AwareDatetime | None = None
     attempt: int = Field(default=1, ge=1)
     dry_run: bool = False
+    # A playbook's step: the run it belongs to (its outcome goes back to the run), and the item
+    # of a fan-out it acts on.
+    playbook_run: EventId | None = None
+    target: Target | None = None

@@ -66,4 +66,8 @@ class Tick(BaseModel):
     requested_by: OperatorName | None = None
 
 
+# The most items one step's outcome may hand to a fan-out.
+MAX_STEP_ITEMS = 100
+
+
 CONTROL_RECORD: TypeAdapter[OperatorSwitch | Tick] = TypeAdapter(OperatorSwitch | Tick)

@@ -42,6 +42,11 @@ class RetryableError(ActionError):
         self.retry_after = retry_after
 
 
+class NotReadyError(RetryableError):
+    """The provider answered, and what it reports is not there yet (a workspace not healthy
+    yet): check again after a backoff. Its breaker counts the answer as a success."""
+
+
 class TerminalError(ActionError):
     """A failure another attempt cannot fix (a 4xx, a missing setting): dead-letter it."""
 

@@ -276,6 +276,55 @@ async def test_failed_deliveries_default_and_override(
     assert unauthorized == (401, {"error": "unauthorized"})
 
 
+async def test_health_and_integrations_reads_default_override_and_refuse(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """The workspace reads answer the defaults, a test's override, a scripted failure, and
+    refuse a missing token, a bad workspace id and a down platform; they apply no effect."""
+    auth = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
+
+    async def read(workspace_id: str, what: str, headers: dict[str, str] = auth) -> Any:
+        url = f"{sandbox.url}/workspaces/{workspace_id}/{what}"
+        async with http.get(url, headers=headers) as response:
+            return response.status, await response.json()
+
+    defaults = [await read("ws-1", "health"), await read("ws-1", "integrations")]
+    sandbox.set_health("ws-2", "degraded", 41)
+    sandbox.set_integrations("ws-2", [{"id": "erp", "status": "offline"}])
+    overridden = [await read("ws-2", "health"), await read("ws-2", "integrations")]
+    sandbox.script("ws-1", "health", [(503, 1)])
+    sandbox.script("ws-1", "integrations", [429])
+    scripted = [await read("ws-1", "health"), await read("ws-1", "integrations")]
+    refused = [await read("ws-1", "health", {}), await read("-ws", "integrations")]
+    sandbox.down = True
+    down = await read("ws-1", "health")
+
+    assert defaults == [
+        (200, {"status": "healthy", "score": 90}),
+        (
+            200,
+            {
+                "integrations": [
+                    {"id": "crm", "status": "offline"},
+                    {"id": "calendar", "status": "online"},
+                ]
+            },
+        ),
+    ]
+    assert overridden == [
+        (200, {"status": "degraded", "score": 41}),
+        (200, {"integrations": [{"id": "erp", "status": "offline"}]}),
+    ]
+    assert scripted == [
+        (503, {"error": "service unavailable"}),
+        (429, {"error": "too many requests"}),
+    ]
+    assert refused == [(401, {"error": "unauthorized"}), (404, {"error": "not found"})]
+    assert down == (503, {"error": "unavailable"})
+    assert {s.method for s in sandbox.requests} == {"GET"}
+    assert sandbox.effects == []
+
+
 # -- webhook receiver ----------------------------------------------------------------------
 
 
