@@ -13,6 +13,7 @@ from typing import Any
 from agents.dead_letter_writer import Headers, Send
 from agents.faust_app import Autopilot
 from topics.commands import Command
+from topics.control import StepOutcome
 from topics.ledger import LedgerEntry
 
 
@@ -30,6 +31,19 @@ async def send_command(autopilot: Autopilot, command: Command) -> Awaitable[Any]
         autopilot.lanes[command.priority].get_topic_name(),
         command.workspace_id.encode(),
         command.model_dump_json().encode(),
+        partition=None,
+        timestamp=None,
+        headers=None,
+    )
+
+
+async def send_step_outcome(autopilot: Autopilot, outcome: StepOutcome) -> Awaitable[Any]:
+    """Hand how a playbook's command ended to its shard's stage, on the shard's control
+    partition (keyed by its workspace, as the command was)."""
+    return await autopilot.app.producer.send(
+        autopilot.control.get_topic_name(),
+        outcome.workspace_id.encode(),
+        outcome.model_dump_json().encode(),
         partition=None,
         timestamp=None,
         headers=None,

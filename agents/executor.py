@@ -35,7 +35,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +57,7 @@ from actions.reconciler import (
     WorkspaceSnapshot,
 )
 from agents.dead_letter_writer import DeadLetterWriter
-from agents.emit import record_sender, send_entry
+from agents.emit import record_sender, send_entry, send_step_outcome
 from agents.faust_app import Autopilot
 from agents.ledger_watch import LedgerWatch
 from core import execution_state as memory
@@ -86,6 +86,7 @@ from core.windows import SourcePosition, WorkspaceState
 from topics import headers
 from topics.approvals import ApprovalGiven, ParkingRelease, Verdict
 from topics.commands import Command
+from topics.control import StepOutcome, found_items
 from topics.headers import header_of
 from topics.ledger import ActionDeadLettered, CommandPayload, LedgerEntry, LedgerKind
 
@@ -208,6 +209,8 @@ class Executor:
                 return
             command = Command.model_validate_json(parked)
             approved = approval.verdict is Verdict.APPROVED
+            if not approved:
+                await self._report_step(command, LedgerKind.ACTION_REJECTED, succeeded=False)
             await self._record(
                 verdict_entry(
                     command, _now(), approved, approval.by or "operator", approval.reason or ""
@@ -254,6 +257,7 @@ class Executor:
         spec = spec_of(command.action)
         if command.dry_run:
             would = spec.describe(command, self._config)
+            await self._report_step(command, LedgerKind.ACTION_SKIPPED, succeeded=True)
             await self._record(skipped_entry(command, _now(), "dry_run", would))
             return await self._settle(
                 workspace_id,
@@ -337,6 +341,9 @@ class Executor:
     ) -> bool:
         now = time.time()
         if isinstance(result, Done):
+            await self._report_step(
+                command, LedgerKind.ACTION_SUCCEEDED, succeeded=True, detail=result.detail
+            )
             await self._record(succeeded_entry(command, _now(), result.detail))
             state = memory.finish(state, command.command_id, LedgerKind.ACTION_SUCCEEDED, now)
             return await self._settle(command.workspace_id, state, source, began)
@@ -355,9 +362,12 @@ class Executor:
             await self._record(failed_entry(command, _now(), result, retry_at))
             state = memory.record_attempt(state, command.command_id, command.attempt, now)
             return await self._settle(command.workspace_id, state, source, began)
+        await self._report_step(command, LedgerKind.ACTION_DEAD_LETTERED, succeeded=False)
         dead = await self._dead_letter(command, result, source)
         state = memory.finish(state, command.command_id, LedgerKind.ACTION_DEAD_LETTERED, now)
-        state = await self._park(dead, command.action.value, state)
+        if command.playbook_run is None:
+            # A playbook's step does not park its workspace: the playbook's branches handle it.
+            state = await self._park(dead, command.action.value, state)
         return await self._settle(command.workspace_id, state, source, began)
 
     async def _run_handler(self, command: Command, spec: ActionSpec) -> Done | ActionError:
@@ -663,6 +673,7 @@ class Executor:
         for held in dropped:
             command = Command.model_validate_json(held["command"])
             would = spec_of(command.action).describe(command, self._config)
+            await self._report_step(command, LedgerKind.ACTION_SKIPPED, succeeded=False)
             await self._record(skipped_entry(command, _now(), DROPPED, would))
         logger.warning(
             "workspace parking dropped",
@@ -697,6 +708,29 @@ class Executor:
             return False
         self._save(workspace_id, memory.prune(state, time.time(), self._horizon))
         return True
+
+    async def _report_step(
+        self,
+        command: Command,
+        ended: LedgerKind,
+        *,
+        succeeded: bool,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Hand a playbook step's end to its run, before the ledger's terminal entry: once that
+        entry is there, the run has its outcome too (a copy after a crash is ignored by it)."""
+        if command.playbook_run is None:
+            return
+        outcome = StepOutcome(
+            run_id=command.playbook_run,
+            command_id=command.command_id,
+            workspace_id=command.workspace_id,
+            ended=ended.value,
+            succeeded=succeeded,
+            items=found_items(detail),
+            at=_now(),
+        )
+        await (await send_step_outcome(self._autopilot, outcome))
 
     async def _record(self, entry: LedgerEntry, shard: int | None = None) -> None:
         # Awaited to the broker's ack: nothing after it (table, ack) may get ahead of it.

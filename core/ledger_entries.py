@@ -16,6 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from core.codec import Rejection
+from core.playbooks import Moved, Run
 from core.policy import Decision, DecisionKind
 from core.sweeps import SweepRun
 from core.windows import SourcePosition
@@ -53,6 +54,8 @@ from topics.ledger import (
     OperatorKinds,
     OperatorSwitched,
     ParkingPayload,
+    PlaybookEntry,
+    PlaybookPayload,
     ReissuedPayload,
     RejectedPayload,
     RejectedSource,
@@ -156,6 +159,37 @@ def sweep_entry(run: SweepRun, requested_by: str | None, recorded_at: datetime) 
             max_workspaces=run.max_workspaces,
             max_actions=run.max_actions,
             requested_by=requested_by,
+        ),
+    )
+
+
+def playbook_entry(
+    run: Run,
+    move: Moved,
+    cause: dict[str, Any],
+    policy_version: str,
+    recorded_at: datetime,
+) -> PlaybookEntry:
+    """playbook.*: one step of a run's transition; its id is the run's, the kind's, the step's
+    and the cause's, so a transition made again after a crash is recorded once."""
+    entry_id = stable_id("pb", run["id"], move.kind.value, move.step or "", cause["id"])
+    return PlaybookEntry(
+        kind=move.kind,
+        entry_id=entry_id,
+        workspace_id=run["workspace"],
+        correlation_id=run["id"],
+        causation_id=cause["id"],
+        policy_version=policy_version,
+        recorded_at=recorded_at,
+        payload=PlaybookPayload(
+            run_id=run["id"],
+            playbook=run["playbook"],
+            step=move.step,
+            outcome=move.outcome,
+            next=move.next,
+            commands=[command.command_id for command in move.commands],
+            cause=cause,
+            run=run,
         ),
     )
 

@@ -10,6 +10,11 @@ policy and compared field by field with what was recorded:
 A what-if covers the evaluations that decided something; a signal on which the recorded policy
 decided nothing left no inputs on the ledger, so a rule the new policy adds is previewed only
 on signals where some rule fired.
+
+Playbook runs are replayed the same way: each transition (the playbook.* entries one cause
+made) is derived again from the run as the entry before it recorded it and the recorded cause
+(core/playbooks.py), and compared: the entries' kinds, steps, outcomes, next steps, commands,
+and the run after it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from typing import Any
 import orjson
 
 from core.ledger_entries import decision_payload
+from core.playbooks import Advance, Origin, replay_transition, start
 from core.policy import Decision, Inputs, evaluate
 from core.rules import Policy
-from topics.ledger import DecisionEntry, LedgerEntry
+from topics.commands import Priority
+from topics.ledger import DecisionEntry, LedgerEntry, LedgerKind, PlaybookEntry
 
 # What makes two decisions the same: every field of the verdict, not the time it was recorded.
 _COMPARED = (
@@ -58,6 +65,8 @@ class WorkspaceReplay:
 
     evaluations: int = 0
     identical: int = 0
+    # Playbook transitions derived again (their differences are among the lists below).
+    transitions: int = 0
     diverging: list[Difference] = field(default_factory=list)
     changed: list[Difference] = field(default_factory=list)
 
@@ -94,15 +103,27 @@ class ReplayReport:
         """How many recorded evaluations were derived again."""
         return sum(r.evaluations for r in self.workspaces.values())
 
+    @property
+    def transitions(self) -> int:
+        """How many recorded playbook transitions were derived again."""
+        return sum(r.transitions for r in self.workspaces.values())
+
 
 def replay_policy(entries: Iterable[LedgerEntry], policy: Policy) -> ReplayReport:
     """Derive every recorded evaluation again with `policy` and compare (entries de-duplicated
     by id beforehand, in ledger order)."""
     groups: dict[tuple[str, str], list[DecisionEntry]] = {}
+    # Run id → its transitions in ledger order, each the entries one cause made.
+    runs: dict[str, dict[str, list[PlaybookEntry]]] = {}
     for entry in entries:
         if isinstance(entry, DecisionEntry) and entry.workspace_id is not None:
             groups.setdefault((entry.workspace_id, entry.causation_id), []).append(entry)
+        elif isinstance(entry, PlaybookEntry) and entry.workspace_id is not None:
+            transitions = runs.setdefault(entry.payload.run_id, {})
+            transitions.setdefault(entry.causation_id, []).append(entry)
     report = ReplayReport(policy.version)
+    for transitions in runs.values():
+        _replay_run(report, list(transitions.values()), policy)
     for (workspace_id, signal_id), recorded in groups.items():
         result = report.workspaces.setdefault(workspace_id, WorkspaceReplay())
         result.evaluations += 1
@@ -142,6 +163,94 @@ def replay_policy(entries: Iterable[LedgerEntry], policy: Policy) -> ReplayRepor
     return report
 
 
+def _replay_run(
+    report: ReplayReport, transitions: list[list[PlaybookEntry]], policy: Policy
+) -> None:
+    """Derive each transition of one run again from the run the one before it recorded."""
+    before: dict[str, Any] | None = None
+    for recorded in transitions:
+        first = recorded[0]
+        workspace_id = first.workspace_id or ""
+        result = report.workspaces.setdefault(workspace_id, WorkspaceReplay())
+        result.transitions += 1
+        version = first.policy_version
+        if version is not None:
+            report.recorded_versions.add(version)
+        playbook = policy.playbooks.get(first.payload.playbook)
+        cause = first.payload.cause
+        derived: Advance | None = None
+        problem = None
+        if playbook is None:
+            problem = f"the policy has no playbook {first.payload.playbook}"
+        else:
+            try:
+                if first.kind is LedgerKind.PLAYBOOK_STARTED:
+                    origin = first.payload.run["origin"]
+                    derived = start(
+                        playbook,
+                        first.payload.run_id,
+                        workspace_id,
+                        Origin(
+                            origin["decision"],
+                            origin["rule"],
+                            Priority(origin["lane"]),
+                            origin["signal"],
+                            origin["dry_run"],
+                        ),
+                        first.payload.commands[0],
+                        int(cause["at"]),
+                    )
+                elif before is None:
+                    # The run's earlier entries are not in what was read (retention, --since).
+                    result.transitions -= 1
+                    continue
+                else:
+                    derived = replay_transition(playbook, before, cause)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                problem = f"the recorded transition cannot be read ({type(exc).__name__})"
+        rows = tuple(_transition_row(entry.kind.value, entry.payload) for entry in recorded)
+        derived_rows = (
+            ()
+            if derived is None
+            else tuple(
+                _transition_row(move.kind.value, move, derived.run) for move in derived.moves
+            )
+        )
+        before = recorded[-1].payload.run
+        if problem is None and rows == derived_rows:
+            continue
+        difference = Difference(
+            workspace_id,
+            first.causation_id,
+            version,
+            rows,
+            derived_rows,
+            problem
+            or f"playbook run {first.payload.run_id}: recorded {_moves(rows)}, "
+            f"derived {_moves(derived_rows) or 'no transition'}",
+        )
+        if version == policy.version or playbook is None:
+            result.diverging.append(difference)
+        else:
+            result.changed.append(difference)
+
+
+def _transition_row(kind: str, move: Any, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    commands = move.commands
+    return {
+        "kind": kind,
+        "step": move.step,
+        "outcome": move.outcome,
+        "next": move.next,
+        "commands": [c if isinstance(c, str) else c.command_id for c in commands],
+        "run": _canonical(move.run if run is None else run),
+    }
+
+
+def _moves(rows: tuple[dict[str, Any], ...]) -> str:
+    return ", ".join(f"{row['kind']} {row['step'] or ''}->{row['next'] or ''}" for row in rows)
+
+
 def _recorded_row(entry: DecisionEntry) -> dict[str, Any]:
     row = {name: getattr(entry.payload, name, None) for name in _COMPARED}
     row["decision_id"] = entry.entry_id
@@ -175,6 +284,8 @@ def render(report: ReplayReport, verbose: bool = False, limit: int = 20) -> str:
         f"{identical} identical, {len(report.diverging)} diverging, "
         f"{len(report.changed)} changed by this policy",
     ]
+    if report.transitions:
+        lines.append(f"{report.transitions} playbook transitions derived again")
     shown = 0
     for workspace_id in sorted(workspaces):
         result = workspaces[workspace_id]

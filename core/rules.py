@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.playbooks import Playbook
 from core.schedules import (
     SWEEP_PREFIX,
     TIMER_PREFIX,
@@ -61,7 +62,7 @@ TEXT_FACTS = frozenset({"signal.type", "health.status"})
 
 
 # Sections added after policies were first versioned (see Policy).
-_LATER_FIELDS = ("schedules", "timers", "timing", "parking")
+_LATER_FIELDS = ("schedules", "timers", "timing", "parking", "playbooks")
 
 
 class PolicyError(AutopilotError):
@@ -125,7 +126,8 @@ class Check(BaseModel):
 
 class Rule(BaseModel):
     """On its `on` triggers (signal types, `sweep:SCHEDULE`, `timer:TIMER`), when every check
-    holds, ask for `action` (unless cooling down)."""
+    holds, ask for `action` (unless cooling down), or start `playbook` (core/playbooks.py),
+    whose first step's action is then the rule's: cooldowns and budgets count it as one."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -137,6 +139,7 @@ class Rule(BaseModel):
     priority: int = Field(ge=1, le=10)
     cooldown_seconds: int = Field(ge=0, le=7 * 24 * 3600)
     description: str = Field(default="", max_length=200)
+    playbook: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] | None = None
 
     @property
     def lane(self) -> Priority:
@@ -182,6 +185,36 @@ class PolicySpec(BaseModel):
     schedules: tuple[Schedule, ...] = ()
     timers: tuple[Timer, ...] = ()
     timing: Timing = Timing()
+    playbooks: tuple[Playbook, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _playbook_actions(cls, data: Any) -> Any:
+        """A rule that starts a playbook asks for its first step's action."""
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            return data
+        firsts = {}
+        for playbook in data.get("playbooks") or ():
+            steps = playbook.get("steps") if isinstance(playbook, dict) else None
+            if isinstance(steps, list) and steps and isinstance(steps[0], dict):
+                firsts[playbook.get("id")] = steps[0].get("action")
+        rules = []
+        for rule in data["rules"]:
+            if isinstance(rule, dict) and rule.get("playbook") is not None:
+                name = rule["playbook"]
+                if name not in firsts:
+                    raise ValueError(
+                        f"rule {rule.get('id')} starts playbook {name}, which no [[playbooks]] "
+                        "entry defines"
+                    )
+                if rule.get("action", firsts[name]) != firsts[name]:
+                    raise ValueError(
+                        f"rule {rule.get('id')} starts playbook {name}: its action is the "
+                        f"playbook's first step's ({firsts[name]}); leave `action` out"
+                    )
+                rule = {**rule, "action": firsts[name]}
+            rules.append(rule)
+        return {**data, "rules": rules}
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicySpec:
@@ -189,7 +222,12 @@ class PolicySpec(BaseModel):
         repeated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
         if repeated:
             raise ValueError(f"rule ids must be unique; repeated: {', '.join(repeated)}")
-        for kind, named in (("schedule", self.schedules), ("timer", self.timers)):
+        named_kinds = (
+            ("schedule", self.schedules),
+            ("timer", self.timers),
+            ("playbook", self.playbooks),
+        )
+        for kind, named in named_kinds:
             names = [item.id for item in named]
             if len(set(names)) != len(names):
                 raise ValueError(f"{kind} ids must be unique")
@@ -218,7 +256,15 @@ class Policy:
         self.limits = spec.limits
         canonical = spec.model_dump_json(
             exclude={
-                "rules": {"__all__": {"description"}},
+                # A rule's `playbook` only when it names one: rules written before playbooks
+                # keep their version.
+                "rules": {
+                    index: {"description"} | ({"playbook"} if rule.playbook is None else set())
+                    for index, rule in enumerate(spec.rules)
+                },
+                "playbooks": {
+                    "__all__": {"description": True, "steps": {"__all__": {"description"}}}
+                },
                 "schedules": {"__all__": {"description"}},
                 "timers": {"__all__": {"description"}},
                 # Left out while as by default, so a policy written before they existed keeps
@@ -257,8 +303,17 @@ class Policy:
         # The types a signal of which may be held or arm a timer (most are neither).
         self.timed_types = self.held_types | {t for t, timers in self.timers_for.items() if timers}
         # What the ticker writes ticks for: the sweeps, and timer ticks when anything waits.
+        self.playbooks = {playbook.id: playbook for playbook in spec.playbooks}
+        # Rule id → the playbook it starts (most rules start none).
+        self.playbook_of: dict[str, Playbook] = {
+            rule.id: self.playbooks[rule.playbook] for rule in spec.rules if rule.playbook
+        }
+        # The signal types a playbook's wait may end on.
+        self.awaited_types = frozenset(
+            t.value for playbook in spec.playbooks for step in playbook.steps for t in step.until
+        )
         self.tick_schedules: tuple[Schedule, ...] = spec.schedules
-        if spec.timers or spec.timing.hold_until_due:
+        if spec.timers or spec.timing.hold_until_due or spec.playbooks:
             self.tick_schedules += (timer_schedule(spec.timing),)
 
     @cached_property

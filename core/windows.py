@@ -76,6 +76,8 @@ class WorkspaceState(TypedDict):
     policy: PolicyMemory
     # Timer id → when it is due (event time): the workspace's armed timers (core/schedules.py).
     timers: NotRequired[dict[str, int]]
+    # Run id → a playbook run of the workspace still running (core/playbooks.py).
+    playbooks: NotRequired[dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)

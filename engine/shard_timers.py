@@ -10,6 +10,8 @@ with them:
   anyway; the key is moved only when a tick reaches it and finds the timer pushed back. So a
   heartbeat every 30 s re-arms a 10-minute timer without writing anything but its state.
 - `\\x01due:DUE:WORKSPACE:s:SIGNAL ID` → the signal and where it was read: a held signal.
+- `\\x01due:DUE:WORKSPACE:p:RUN ID`: a playbook run's wait or deadline (core/playbooks.py); the
+  run in the workspace's state says whether it still is due then.
 Keys under `\\x01due:` sort by time (fixed-width epoch seconds), so a tick reads what is due up
 to its moment with one range scan.
 """
@@ -50,6 +52,16 @@ class DueSignal:
     due: int
     signal: Signal
     source: SourcePosition
+
+
+@dataclass(frozen=True, slots=True)
+class DueRun:
+    """A playbook run's wait or deadline reached at a tick."""
+
+    key: bytes
+    due: int
+    workspace_id: str
+    run_id: str
 
 
 def _due_key(due: int, workspace_id: str, kind: str, name: str) -> bytes:
@@ -97,6 +109,10 @@ class ShardTimers:
         if armed is None:
             self.store.put(_due_key(due, workspace_id, "t", timer), b"")
 
+    def arm_run(self, workspace_id: str, run_id: str, due: int) -> None:
+        """Wake a playbook run at `due` (its state says what for)."""
+        self.store.put(_due_key(due, workspace_id, "p", run_id), b"")
+
     def hold(self, signal: Signal, source: SourcePosition, due: int) -> None:
         """Keep a signal until a tick reaches its due time (a copy of it is kept once)."""
         value = orjson.dumps(
@@ -107,11 +123,13 @@ class ShardTimers:
         )
         self.store.put(_due_key(due, signal.workspace_id, "s", signal.id), value)
 
-    def due(self, at: int, state_of: Callable[[str], WorkspaceState]) -> list[DueTimer | DueSignal]:
+    def due(
+        self, at: int, state_of: Callable[[str], WorkspaceState]
+    ) -> list[DueTimer | DueSignal | DueRun]:
         """Every timer and held signal due at or before `at`, by their keys' order; they are
         removed from the store (staged with the tick's batch) and the timers from their
         workspaces' states. A timer pushed back since is moved to its new time instead."""
-        found: list[DueTimer | DueSignal] = []
+        found: list[DueTimer | DueSignal | DueRun] = []
         # Every key due after `at` starts with its time, so sorts from this prefix on.
         for key, value in self.store.scan(_DUE, b"%s%011d" % (_DUE, at + 1)):
             _, workspace_id, kind, name = key[len(_DUE) :].decode().split(":", 3)
@@ -129,6 +147,9 @@ class ShardTimers:
                 if not timers:
                     state.pop("timers", None)
                 found.append(DueTimer(key, due, workspace_id, name))
+            elif kind == "p":
+                due = int(key[len(_DUE) :].split(b":", 1)[0])
+                found.append(DueRun(key, due, workspace_id, name))
             else:
                 due = int(key[len(_DUE) :].split(b":", 1)[0])
                 held = orjson.loads(value)

@@ -56,7 +56,8 @@ from core.sweeps import sweep
 from core.windows import SourcePosition, WindowConfig, WorkspaceState, initialize, upcast
 from engine.broker_retry import retrying
 from engine.partition_store import PartitionStore
-from engine.shard_timers import DueSignal, ShardTimers
+from engine.playbook_runs import PlaybookRuns
+from engine.shard_timers import DueRun, DueSignal, ShardTimers
 from engine.transactions import Outgoing
 from topics.batches import encode_batches
 from topics.catalog import (
@@ -68,8 +69,8 @@ from topics.catalog import (
     SIGNALS_DLQ,
     lane_topic,
 )
-from topics.commands import Priority
-from topics.control import CONTROL_RECORD, OperatorSwitch, Tick, switched
+from topics.commands import Command, Priority
+from topics.control import CONTROL_RECORD, OperatorSwitch, StepOutcome, Tick, switched
 from topics.headers import REROUTED_FROM, REROUTED_PIECE
 from topics.ids import stable_id
 from topics.kafka_security import PLAINTEXT, KafkaSecurity
@@ -228,6 +229,15 @@ class _Batch:
         self.own: list[tuple[Signal, SourcePosition]] = []
         self.tally = stage._pending.setdefault(partition, Counter())
         self.timers = ShardTimers(store)
+        self.runs = PlaybookRuns(
+            stage.policy,
+            self._state_of,
+            self._record,
+            self._issue,
+            self.timers,
+            self.tally,
+            self.now,
+        )
 
     def control(self, record: ConsumerRecord) -> None:
         try:
@@ -241,6 +251,13 @@ class _Batch:
                 self._reject(Rejection(f"{reason} {self.partition}", record.value or b""), record)
                 return
             self.tick(request, SourcePosition(record.topic, self.partition, record.offset))
+        elif isinstance(request, StepOutcome):
+            owner = self.stage._shards.owner(request.workspace_id)
+            if owner != self.partition:
+                reason = f"invalid: a step outcome for shard {owner} on control partition"
+                self._reject(Rejection(f"{reason} {self.partition}", record.value or b""), record)
+                return
+            self.runs.outcome(request)
         else:
             self.switch(request)
 
@@ -259,11 +276,14 @@ class _Batch:
             self._reject(rejection, record)
         foreign: dict[int, list[Signal]] = {}
         timed = self.stage.policy.timed_types
+        awaited = self.stage.policy.awaited_types
         for signal in decoded.signals:
             owner = self.stage._shards.owner(signal.workspace_id)
             if owner == self.partition:
                 if signal.type in timed and self._held(signal, source, written_at):
                     continue
+                if signal.type in awaited:
+                    self.runs.signal(signal)
                 self.own.append((signal, source))
             else:
                 foreign.setdefault(owner, []).append(signal)
@@ -352,6 +372,9 @@ class _Batch:
             if isinstance(item, DueSignal):
                 self.own.append((item.signal, item.source))
                 continue
+            if isinstance(item, DueRun):
+                self.runs.due(item)
+                continue
             trigger_type = TIMER_PREFIX + item.timer
             if trigger_type not in policy.rules_for:
                 self.tally["timer_unknown", item.timer] += 1
@@ -376,21 +399,30 @@ class _Batch:
             )
 
     def _emit(self, decisions: list[Decision]) -> None:
-        """Each decision on the ledger, in the same transaction as its command."""
+        """Each decision on the ledger, in the same transaction as its command (a playbook's
+        first step's, the run started)."""
         stage = self.stage
         for decision in decisions:
             self.tally["decision", decision.rule_id, decision.kind.value] += 1
             self._record(decision_entry(decision, self.now))
             command = command_of(decision)
-            if command is not None:
-                self.out.append(
-                    Outgoing(
-                        stage.topics.lanes[command.priority],
-                        self.partition,
-                        command.workspace_id.encode(),
-                        command.model_dump_json().encode(),
-                    )
-                )
+            if command is None:
+                continue
+            playbook = stage.policy.playbook_of.get(decision.rule_id)
+            if playbook is not None:
+                command = self.runs.start(playbook, decision, command)
+            self._issue(command)
+
+    def _issue(self, command: Command) -> None:
+        """A command on its lane, on this shard."""
+        self.out.append(
+            Outgoing(
+                self.stage.topics.lanes[command.priority],
+                self.partition,
+                command.workspace_id.encode(),
+                command.model_dump_json().encode(),
+            )
+        )
 
     def _mode(self) -> Mode:
         return Mode(paused=self.mode["paused"], dry_run=self.mode["dry_run"])

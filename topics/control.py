@@ -4,6 +4,8 @@
   per partition, so each shard's owner applies it between two records of its own stream and
   records an `operator.*` entry on that shard's ledger: the ledger then says, shard by shard,
   which decisions came before the switch and which after.
+- Step outcomes: how a playbook's command ended, written by the executor that ran it, so the
+  shard's stage moves the playbook's run on in its own transaction (core/playbooks.py).
 - Ticks: one per schedule period per shard, written by the shard's owner (agents/ticker.py),
   or by an operator's `POST /run-once`. The shard acts on a period's first tick only, so a
   tick written twice (a new owner after a failover) acts once (core/schedules.py).
@@ -11,12 +13,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
-from topics.signals import EventId
+from topics.commands import Target
+from topics.signals import EventId, WorkspaceId
 
 OperatorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
 
@@ -70,4 +82,42 @@ class Tick(BaseModel):
 MAX_STEP_ITEMS = 100
 
 
-CONTROL_RECORD: TypeAdapter[OperatorSwitch | Tick] = TypeAdapter(OperatorSwitch | Tick)
+class StepOutcome(BaseModel):
+    """How one command of a playbook's run ended (at most once per command, but a copy may be
+    written again after a crash: the run takes the first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    run_id: EventId
+    command_id: EventId
+    workspace_id: WorkspaceId
+    # The ledger kind that ended it (action.succeeded, action.dead_lettered, ...).
+    ended: str = Field(max_length=64)
+    succeeded: bool
+    # What a listing step found (e.g. offline integrations), for a fan-out step after it.
+    items: tuple[Target, ...] = Field(default=(), max_length=MAX_STEP_ITEMS)
+    at: AwareDatetime
+
+
+_TARGET = TypeAdapter(Target)
+
+
+def found_items(detail: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The items a listing handler's detail names under "found" (ids only, at most
+    MAX_STEP_ITEMS; anything else is left out)."""
+    found = (detail or {}).get("found")
+    if not isinstance(found, list):
+        return ()
+    items = []
+    for item in found[:MAX_STEP_ITEMS]:
+        try:
+            items.append(_TARGET.validate_python(item))
+        except ValidationError:
+            continue
+    return tuple(items)
+
+
+CONTROL_RECORD: TypeAdapter[OperatorSwitch | Tick | StepOutcome] = TypeAdapter(
+    OperatorSwitch | Tick | StepOutcome
+)

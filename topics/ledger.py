@@ -49,6 +49,12 @@ class LedgerKind(StrEnum):
     SIGNALS_FOLDED = "signals.folded"
     # One shard's run of a scheduled sweep: what it looked at and what it decided.
     SWEEP_COMPLETED = "sweep.completed"
+    # A playbook's run (core/playbooks.py): started by a decision, one entry per step that
+    # ended, then completed or failed. Written by the stage, on the workspace's decision chain.
+    PLAYBOOK_STARTED = "playbook.started"
+    PLAYBOOK_STEP_COMPLETED = "playbook.step_completed"
+    PLAYBOOK_COMPLETED = "playbook.completed"
+    PLAYBOOK_FAILED = "playbook.failed"
     OPERATOR_PAUSED = "operator.paused"
     OPERATOR_RESUMED = "operator.resumed"
     OPERATOR_DRY_RUN_ENABLED = "operator.dry_run_enabled"
@@ -65,6 +71,14 @@ TERMINAL_KINDS = frozenset(
         LedgerKind.ACTION_SKIPPED,
         LedgerKind.ACTION_DEAD_LETTERED,
         LedgerKind.ACTION_REJECTED,
+    }
+)
+PLAYBOOK_KINDS = frozenset(
+    {
+        LedgerKind.PLAYBOOK_STARTED,
+        LedgerKind.PLAYBOOK_STEP_COMPLETED,
+        LedgerKind.PLAYBOOK_COMPLETED,
+        LedgerKind.PLAYBOOK_FAILED,
     }
 )
 OPERATOR_KINDS = frozenset(
@@ -284,6 +298,25 @@ class SwitchPayload(_Payload):
     mode: dict[str, bool]
 
 
+class PlaybookPayload(_Payload):
+    """playbook.*: one transition of a run, what caused it and the run as it is after it."""
+
+    run_id: EventId
+    playbook: str
+    # The step that ended (started: none), how, and the step entered next ("complete",
+    # "fail" at the end of the run).
+    step: str | None
+    outcome: str | None
+    next: str | None
+    # The commands this transition issued (a step's, or compensations on failure).
+    commands: list[EventId]
+    # What moved the run: {"kind": decision|outcome|due|signal, "id": ..., "at": epoch s, ...}.
+    cause: dict[str, Any]
+    # The run's state after the transition (core/playbooks.py), so a replay can re-derive the
+    # next transition from it; a finished run's last state.
+    run: dict[str, Any]
+
+
 # The entries: one model per kind, or per group of kinds that share a payload.
 
 
@@ -414,6 +447,19 @@ class SweepCompleted(LedgerEntry):
     payload: SweepPayload
 
 
+PlaybookKinds = Literal[
+    LedgerKind.PLAYBOOK_STARTED,
+    LedgerKind.PLAYBOOK_STEP_COMPLETED,
+    LedgerKind.PLAYBOOK_COMPLETED,
+    LedgerKind.PLAYBOOK_FAILED,
+]
+
+
+class PlaybookEntry(LedgerEntry):
+    kind: PlaybookKinds
+    payload: PlaybookPayload
+
+
 class OperatorSwitched(LedgerEntry):
     kind: OperatorKinds
     payload: SwitchPayload
@@ -442,6 +488,7 @@ AnyLedgerEntry = Annotated[
     | SignalRejected
     | SignalsFolded
     | SweepCompleted
+    | PlaybookEntry
     | OperatorSwitched,
     Field(discriminator="kind"),
 ]

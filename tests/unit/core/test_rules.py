@@ -62,17 +62,20 @@ def fired(signals: list[Signal]) -> list[Fired]:
 EMERGENCY = "emergency.health_critical"
 
 
-def test_the_seed_policy_ships_twelve_rules_watching_their_triggers() -> None:
+def test_the_seed_policy_ships_fourteen_rules_watching_their_triggers() -> None:
     """Given the seed policy, then each signal type, its daily sweep and its heartbeat timer
     are watched by exactly these rules, highest priority first (file order among equals), and
     heartbeats themselves by none (they arm the timer)."""
     assert {t: [r.id for r in rules] for t, rules in SEED_POLICY.rules_for.items()} == {
         HEALTH: [EMERGENCY, "emergency.reported_critical", "seed.health_degraded"],
         SignalType.PROVISIONING_NEEDED: ["seed.provisioning_needed"],
-        SignalType.PROVISIONING_FAILED: [],
+        SignalType.PROVISIONING_FAILED: ["playbook.provisioning_failed"],
         SignalType.FOLLOWUP_DUE: ["seed.followup_due"],
         SignalType.WEBHOOK_FAILED: ["seed.webhook_failed"],
-        SignalType.INTEGRATION_OFFLINE: ["seed.integration_offline"],
+        SignalType.INTEGRATION_OFFLINE: [
+            "seed.integration_offline",
+            "playbook.integrations_offline",
+        ],
         SignalType.QUEUE_DEPTH: [EMERGENCY, "monitor.queue_saturated"],
         SignalType.OLDEST_PENDING_AGE: [EMERGENCY, "monitor.oldest_pending"],
         PUBLISH: [EMERGENCY, "monitor.recent_failures"],
@@ -86,7 +89,7 @@ def test_the_seed_policy_ships_twelve_rules_watching_their_triggers() -> None:
         ],
         "timer:heartbeat-missing": ["seed.heartbeat_missing"],
     }
-    assert len(SEED_POLICY.spec.rules) == 12
+    assert len(SEED_POLICY.spec.rules) == 14
     assert [(s.id, s.cron, s.max_workspaces, s.max_actions) for s in SEED_POLICY.schedules] == [
         ("daily", "0 10 * * *", 100, 50)
     ]
@@ -127,6 +130,31 @@ FIRING = [
         [sig("i", 0, SignalType.INTEGRATION_OFFLINE)],
         [("i", "seed.integration_offline", Action.RESTART_INTEGRATION, Priority.HIGH, 8)],
         id="seed.integration_offline",
+    ),
+    pytest.param(
+        [sig("pf", 0, SignalType.PROVISIONING_FAILED)],
+        [("pf", "playbook.provisioning_failed", Action.RUN_PROVISIONING, Priority.HIGH, 9)],
+        id="playbook.provisioning_failed: its playbook's first step",
+    ),
+    pytest.param(
+        several(SignalType.INTEGRATION_OFFLINE, 3),
+        [
+            (
+                "integration_offline-0",
+                "seed.integration_offline",
+                Action.RESTART_INTEGRATION,
+                Priority.HIGH,
+                8,
+            ),
+            (
+                "integration_offline-2",
+                "playbook.integrations_offline",
+                Action.CHECK_INTEGRATIONS,
+                Priority.MEDIUM,
+                7,
+            ),
+        ],
+        id="playbook.integrations_offline: the third outage",
     ),
     pytest.param(
         [depth(51)],

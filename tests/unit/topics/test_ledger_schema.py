@@ -225,7 +225,11 @@ def test_the_golden_records_hold_every_kind(version: int) -> None:
     """Given the golden records, then every kind of entry is among them, with the kinds added
     since in their own files (a new kind needs its record here, and the tests below then read
     it)."""
-    later = parking_records() + (GOLDEN / "ledger-v3-sweeps.jsonl").read_bytes().splitlines()
+    later = parking_records() + [
+        record
+        for name in ("ledger-v3-sweeps.jsonl", "ledger-v3-playbooks.jsonl")
+        for record in (GOLDEN / name).read_bytes().splitlines()
+    ]
     assert {parse_entry(raw).kind for raw in records(version) + later} == set(LedgerKind)
 
 
