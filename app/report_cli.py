@@ -255,6 +255,19 @@ def _sections(report: Report) -> list[Section]:
                 for s in report.sweeps
             ],
         ),
+        (
+            "Playbooks",
+            ("playbook", "running", "completed", "failed"),
+            [[p.playbook, p.running, p.completed, p.failed] for p in report.playbooks],
+        ),
+        (
+            "Recent playbook runs",
+            ("workspace", "playbook", "status", "step", "started", "ended"),
+            [
+                [r.workspace_id, r.playbook, r.status, r.step, r.started_at, r.ended_at]
+                for r in report.playbook_runs
+            ],
+        ),
     ]
 
 

@@ -2,9 +2,10 @@
 
 The projector (projections/projector.py) loads the rows a batch of entries touches, folds the
 entries into them here, and writes them back with its position in one transaction. Rows keyed by
-workspace or command live on one ledger partition, so folding each partition in offset order
-gives the same rows live or replayed, however partitions interleave. Counters that span
-partitions (run metrics) are deltas, added in SQL, so their sum does not depend on order either.
+workspace, command or playbook run (its workspace's) live on one ledger partition, so folding
+each partition in offset order gives the same rows live or replayed, however partitions
+interleave. Counters that span partitions (run metrics) are deltas, added in SQL, so their sum
+does not depend on order either.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from topics.ledger import TERMINAL_KINDS, LedgerKind
+from topics.ledger import PLAYBOOK_KINDS, TERMINAL_KINDS, LedgerKind
 
 
 class Entry(Protocol):
@@ -185,6 +186,33 @@ class SweepRow:
     skipped: int
 
 
+# playbook_runs.status: a run is running until its playbook.completed or playbook.failed.
+PLAYBOOK_RUNNING = "running"
+PLAYBOOK_ENDS = {
+    # The entry ending a run → the run's status and the step it ends on.
+    LedgerKind.PLAYBOOK_COMPLETED: ("completed", "complete"),
+    LedgerKind.PLAYBOOK_FAILED: ("failed", "fail"),
+}
+
+
+@dataclass
+class PlaybookRow:
+    """playbook_runs: one run of a playbook, where it stands (its playbook.* entries)."""
+
+    run_id: str
+    workspace_id: str
+    playbook: str
+    rule_id: str | None
+    status: str = PLAYBOOK_RUNNING
+    # The step the run is in, or the end it reached ("complete", "fail").
+    step: str | None = None
+    steps_completed: int = 0
+    last_outcome: str | None = None
+    started_at: str = ""
+    updated_at: str = ""
+    ended_at: str | None = None
+
+
 @dataclass
 class IntervalWorkspaceRow:
     """interval_workspaces: a workspace seen in an interval."""
@@ -223,6 +251,8 @@ class Rows:
     parked: dict[str, ParkedRow | None] = field(default_factory=dict)
     # Entry id → a sweep run (each entry folds once: no row to read first).
     sweeps: dict[str, SweepRow] = field(default_factory=dict)
+    # Run id → a playbook run.
+    playbooks: dict[str, PlaybookRow] = field(default_factory=dict)
     # (interval_start, metric) → delta, and (interval_start, priority) → [decisions, actions].
     metrics: Counter[tuple[str, str]] = field(default_factory=Counter)
     priorities: dict[tuple[str, str], list[int]] = field(default_factory=dict)
@@ -237,18 +267,23 @@ class Keys:
     attempts: frozenset[tuple[str, int]]
     intervals: frozenset[tuple[str, str]]
     parked: frozenset[str] = frozenset()
+    playbooks: frozenset[str] = frozenset()
 
 
 def keys_of(entries: Iterable[Entry], interval_seconds: int) -> Keys:
     """The keys of the rows these entries fold into."""
     workspaces, actions, attempts, intervals = set(), set(), set(), set()
-    parked = set()
+    parked, playbooks = set(), set()
     for entry in entries:
         if entry.workspace_id is not None:
             workspaces.add(entry.workspace_id)
             intervals.add((interval_of(entry.recorded_at, interval_seconds), entry.workspace_id))
             if entry.kind in PARKING_KINDS:
                 parked.add(entry.workspace_id)
+        if entry.kind in PLAYBOOK_KINDS:
+            run_id = entry.payload.get("run_id")
+            if isinstance(run_id, str):
+                playbooks.add(run_id)
         command_id = entry.payload.get("command_id")
         if isinstance(command_id, str):
             actions.add(command_id)
@@ -261,6 +296,7 @@ def keys_of(entries: Iterable[Entry], interval_seconds: int) -> Keys:
         frozenset(attempts),
         frozenset(intervals),
         frozenset(parked),
+        frozenset(playbooks),
     )
 
 
@@ -290,6 +326,7 @@ class Fold:
             LedgerKind.SIGNAL_REJECTED: self._rejected,
             LedgerKind.SIGNALS_FOLDED: self._folded,
             LedgerKind.SWEEP_COMPLETED: self._swept,
+            **{kind: self._playbook for kind in PLAYBOOK_KINDS},
             **{kind: self._finished for kind in TERMINAL_KINDS},
         }
 
@@ -482,6 +519,42 @@ class Fold:
             requested_by=_text(payload, "requested_by"),
             **counts,
         )
+
+    def _playbook(self, entry: Entry, at: str) -> None:
+        payload = entry.payload
+        run_id = _text(payload, "run_id")
+        if not run_id:
+            return
+        found = payload.get("run")
+        run: dict[str, Any] = found if isinstance(found, dict) else {}
+        row = self.rows.playbooks.get(run_id)
+        if row is None:
+            origin = run.get("origin")
+            # Started when first seen: its playbook.started, unless the ledger no longer
+            # holds it (a retention) or a replay as of a moment cut the run.
+            row = self.rows.playbooks[run_id] = PlaybookRow(
+                run_id=run_id,
+                workspace_id=_workspace_of(entry),
+                playbook=_text(payload, "playbook") or _text(run, "playbook") or "",
+                rule_id=_text(origin, "rule") if isinstance(origin, dict) else None,
+                started_at=at,
+            )
+        elif row.status != PLAYBOOK_RUNNING or entry.kind is LedgerKind.PLAYBOOK_STARTED:
+            return  # a run starts once and ends once; nothing moves it after its end
+        ended = PLAYBOOK_ENDS.get(entry.kind)
+        # The ending entries name no next step; the run they carry stands on its end.
+        row.step = (
+            _text(payload, "next")
+            or _text(run, "step")
+            or (ended[1] if ended is not None else row.step)
+        )
+        row.updated_at = at
+        if entry.kind is LedgerKind.PLAYBOOK_STEP_COMPLETED:
+            row.steps_completed += 1
+            row.last_outcome = _text(payload, "outcome") or row.last_outcome
+        elif ended is not None:
+            row.status = ended[0]
+            row.ended_at = at
 
     # Rows
 

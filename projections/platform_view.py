@@ -1,7 +1,8 @@
 """The platform as an operator watches it live, read from the projections' read models: health
 per status and the worst workspaces, decisions and actions per interval by priority, dead
 letters, the commands waiting for an operator's approval, the workspaces parked by a dead
-letter, commands per status and the latest sweep runs.
+letter, commands per status, the latest sweep runs and playbook runs (with counts per
+playbook).
 
 What `GET /console/data`, `GET /snapshot` and `GET /approvals` answer (app/console_views.py).
 Every worker's projector folds the whole ledger, so any worker answers for the platform.
@@ -15,6 +16,12 @@ from typing import Any
 from core.projection_fold import AWAITING_APPROVAL, FINAL_STATUSES
 from projections.database import Database
 from projections.parked import ParkedWorkspace, parked_workspaces
+from projections.playbooks import (
+    PlaybookCounts,
+    PlaybookRun,
+    playbook_counts,
+    recent_playbook_runs,
+)
 from projections.report import HEALTH_STATUSES, PRIORITIES
 from projections.sweeps import SweepRun, recent_sweeps
 
@@ -66,6 +73,9 @@ class PlatformView:
     # Commands per status (the seed's queue and pending gauges), and the latest sweep runs.
     commands: dict[str, int]
     sweeps: list[SweepRun]
+    # Runs per playbook and status, and the latest runs.
+    playbooks: list[PlaybookCounts]
+    playbook_runs: list[PlaybookRun]
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +164,8 @@ def platform_view(database: Database, worst: int = 10) -> PlatformView:
         parked_workspaces=parked_workspaces(database, 100),
         commands=command_counts(database),
         sweeps=recent_sweeps(database, 5),
+        playbooks=playbook_counts(database),
+        playbook_runs=recent_playbook_runs(database, 5),
     )
 
 

@@ -15,6 +15,12 @@ from typing import Any
 from core.health import HealthStatus
 from projections.database import Database
 from projections.parked import ParkedWorkspace, parked_workspaces
+from projections.playbooks import (
+    PlaybookCounts,
+    PlaybookRun,
+    playbook_counts,
+    recent_playbook_runs,
+)
 from projections.schema import SCHEMA_VERSION, TABLES
 from projections.sweeps import SweepRun, recent_sweeps
 from topics.commands import Priority
@@ -170,6 +176,8 @@ class Report:
     dead_lettered: tuple[DeadLetteredCommand, ...]
     parked_workspaces: tuple[ParkedWorkspace, ...] = ()
     sweeps: tuple[SweepRun, ...] = ()
+    playbooks: tuple[PlaybookCounts, ...] = ()
+    playbook_runs: tuple[PlaybookRun, ...] = ()
 
 
 def require_projections(database: Database) -> None:
@@ -271,6 +279,8 @@ def read_report(
         dead_lettered=tuple(_dead_lettered(row) for row in dead),
         parked_workspaces=tuple(parked_workspaces(database, 100)),
         sweeps=tuple(recent_sweeps(database, 20)),
+        playbooks=tuple(playbook_counts(database)),
+        playbook_runs=tuple(recent_playbook_runs(database, 20)),
     )
 
 

@@ -137,6 +137,20 @@ TABLES: dict[str, str] = {
         suppressed INTEGER NOT NULL,
         affected INTEGER NOT NULL,
         skipped INTEGER NOT NULL""",
+    # Each run of a playbook (playbook.*): where it stands, the steps it ended, when. A run
+    # ends once (playbook.completed or playbook.failed: ended_at set).
+    "playbook_runs": """
+        run_id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL,
+        playbook TEXT NOT NULL,
+        rule_id TEXT,
+        status TEXT NOT NULL,
+        step TEXT,
+        steps_completed INTEGER NOT NULL,
+        last_outcome TEXT,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        ended_at TEXT""",
 }
 
 # The read models compared row for row (live against replayed); positions and meta differ.
@@ -151,6 +165,7 @@ READ_MODELS = (
     "interval_workspaces",
     "parked_workspaces",
     "sweep_runs",
+    "playbook_runs",
 )
 
 
@@ -200,6 +215,7 @@ def rows_of(database: Database, table: str) -> list[tuple[object, ...]]:
         "interval_workspaces": "interval_start, workspace_id",
         "parked_workspaces": "workspace_id",
         "sweep_runs": "entry_id",
+        "playbook_runs": "run_id",
     }[table]
     return database.query(f"SELECT * FROM {table} ORDER BY {key}")
 

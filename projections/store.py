@@ -22,6 +22,7 @@ from core.projection_fold import (
     Fold,
     IntervalWorkspaceRow,
     ParkedRow,
+    PlaybookRow,
     Rows,
     WorkspaceRow,
     iso,
@@ -80,6 +81,7 @@ class Projection:
         self._known_intervals: set[tuple[str, str]] = set()
         # Workspaces whose parking the cache knows (parked: in cache.parked; else not parked).
         self._known_parked: set[str] = set()
+        self._known_playbooks: set[str] = set()
         # The attempt numbers cached per command, so a batch finds its attempts directly.
         self._attempts_of: dict[str, set[int]] = {}
         # An empty database holds nothing this projection has not written: no reads needed.
@@ -137,6 +139,7 @@ class Projection:
         self._known_commands.clear()
         self._known_intervals.clear()
         self._known_parked.clear()
+        self._known_playbooks.clear()
         self._attempts_of.clear()
         self._complete = False
 
@@ -157,8 +160,10 @@ class Projection:
             else:
                 cache.parked[workspace_id] = parked
         self._known_parked.update(rows.parked)
+        cache.playbooks.update(rows.playbooks)
+        self._known_playbooks.update(rows.playbooks)
         size = len(cache.workspaces) + len(cache.actions) + len(cache.attempts)
-        if size + len(cache.intervals) > MAX_CACHED_ROWS:
+        if size + len(cache.intervals) + len(cache.playbooks) > MAX_CACHED_ROWS:
             self._forget()  # read again as needed: memory stays bounded
 
     def _move(self, db: Database, partition: int, expected: int, following: int) -> None:
@@ -225,7 +230,9 @@ class Projection:
         keys = keys_of(entries, self.interval_seconds)
         cache = self._cache
         if not self._complete:
-            self._read(db, keys.workspaces, keys.actions, keys.intervals, keys.parked)
+            self._read(
+                db, keys.workspaces, keys.actions, keys.intervals, keys.parked, keys.playbooks
+            )
         rows = Rows()
         rows.workspaces = {w: cache.workspaces[w] for w in keys.workspaces if w in cache.workspaces}
         rows.actions = {c: cache.actions[c] for c in keys.actions if c in cache.actions}
@@ -236,6 +243,7 @@ class Projection:
         }
         rows.intervals = {k: cache.intervals[k] for k in keys.intervals if k in cache.intervals}
         rows.parked = {w: cache.parked[w] for w in keys.parked if w in cache.parked}
+        rows.playbooks = {r: cache.playbooks[r] for r in keys.playbooks if r in cache.playbooks}
         return rows
 
     def _read(
@@ -245,6 +253,7 @@ class Projection:
         commands: Iterable[str],
         intervals: Iterable[tuple[str, str]],
         parked: Iterable[str] = (),
+        playbooks: Iterable[str] = (),
     ) -> None:
         """Read into the cache the rows of keys it does not know yet."""
         cache = self._cache
@@ -275,6 +284,10 @@ class Projection:
         for row in _select(db, ParkedRow, "parked_workspaces", "workspace_id", unknown):
             cache.parked[row.workspace_id] = row
         self._known_parked |= unknown
+        unknown = {r for r in playbooks if r not in self._known_playbooks}
+        for row in _select(db, PlaybookRow, "playbook_runs", "run_id", unknown):
+            cache.playbooks[row.run_id] = row
+        self._known_playbooks |= unknown
 
     def _write(self, db: Database, rows: Rows, fresh: list[tuple[Record, DecodedEntry]]) -> None:
         db.executemany(
@@ -307,6 +320,7 @@ class Projection:
             [row for row in rows.parked.values() if row is not None],
         )
         _upsert(db, "sweep_runs", ("entry_id",), rows.sweeps.values())
+        _upsert(db, "playbook_runs", ("run_id",), rows.playbooks.values())
         released = sorted(w for w, row in rows.parked.items() if row is None)
         for chunk in _chunks(released):
             db.execute(

@@ -1,6 +1,6 @@
 """The platform view `/snapshot` and the console read: commands per status (the seed's queue and
-pending gauges), dead letters, parked workspaces and the latest sweep runs, from a projection of
-a real ledger's entries into SQLite."""
+pending gauges), dead letters, parked workspaces, the latest sweep runs and playbook runs, from a
+projection of a real ledger's entries into SQLite."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from core.ledger_entries import (
 from core.sweeps import SweepRun as Run
 from projections.database import Database
 from projections.platform_view import platform_view
+from projections.playbooks import PlaybookCounts
 from projections.store import Projection, Record
 from projections.sweeps import SweepRun
 from tests.support import factories
+from tests.unit.projections.test_playbook_projection import playbook_entry
 from topics.commands import Command
-from topics.ledger import LedgerEntry
+from topics.ledger import LedgerEntry, LedgerKind
 
 T = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
@@ -35,7 +37,7 @@ def command(workspace: str, n: int) -> Command:
 
 def ledger() -> list[LedgerEntry]:
     """ws-ok: one command succeeds, one runs; ws-bad: one dead-lettered parks it and one is
-    held behind it; then a daily sweep ran on two shards."""
+    held behind it; then a daily sweep ran on two shards; a playbook run started on ws-bad."""
     ok, running = command("ws-ok", 1), command("ws-ok", 2)
     dead, later = command("ws-bad", 1), command("ws-bad", 2)
     lettered = dead_lettered_entry(dead, T, TerminalError("422"))
@@ -49,14 +51,18 @@ def ledger() -> list[LedgerEntry]:
         held_entry(later, dead.command_id, 1, T),
         sweep_entry(run, None, T),
         sweep_entry(replace(run, partition=1, workspaces=35, actions=1), None, T),
+        playbook_entry(
+            LedgerKind.PLAYBOOK_STARTED, "run-bad", 0, next_step="restart", workspace_id="ws-bad"
+        ),
     ]
 
 
-def test_the_view_counts_commands_per_status_and_shows_parkings_and_sweeps(
+def test_the_view_counts_commands_per_status_and_shows_parkings_sweeps_and_playbooks(
     tmp_path: Path,
 ) -> None:
     """Given that ledger projected, then the view counts one command per status, one dead
-    letter, ws-bad parked holding one command, and the sweep's two shards as one run."""
+    letter, ws-bad parked holding one command, the sweep's two shards as one run, and ws-bad's
+    playbook run running in its first step."""
     database = Database.open(f"sqlite:///{tmp_path / 'p.sqlite3'}")
     records = [Record(0, n, e.model_dump_json().encode()) for n, e in enumerate(ledger())]
     Projection(database, "ledger", 60).apply(records, {0: (0, len(records))})
@@ -70,4 +76,9 @@ def test_the_view_counts_commands_per_status_and_shows_parkings_and_sweeps(
         SweepRun("daily", "2026-12-07T10:00:00.000000Z", None, 2, 75, 6, 4, 3, 4, 0)
     ]
     assert view.as_json()["sweeps"][0]["actions"] == 3
+    assert view.playbooks == [PlaybookCounts("provisioning-recovery", 1, 0, 0)]
+    assert [(r.workspace_id, r.status, r.step) for r in view.playbook_runs] == [
+        ("ws-bad", "running", "restart")
+    ]
+    assert view.as_json()["playbook_runs"][0]["run_id"] == "run-bad"
     database.close()
