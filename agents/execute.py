@@ -1,5 +1,6 @@
 """The execute agents: commands in from the priority lanes and the retry topic, verdicts and
-parking releases in from the approvals topic; the executor (agents/executor.py) carries them out.
+parking releases and requests in from the approvals topic; the executor (agents/executor.py)
+carries them out.
 
 Lanes are served critical first (agents/lanes.py). Each command runs in its own task, under its
 workspace's lock, so a workspace that is busy or waiting (for a lease, an approval, a slow
@@ -37,7 +38,7 @@ from core.codec import Rejection, describe
 from core.rejections import dlq_headers
 from core.rules import Parking
 from core.windows import SourcePosition
-from topics.approvals import ApprovalGiven, parse_approvals_record
+from topics.approvals import ApprovalGiven, ParkingRequest, parse_approvals_record
 from topics.commands import Command, Priority
 
 logger = logging.getLogger(__name__)
@@ -292,6 +293,8 @@ class ExecuteAgents:
                 partition = event.message.partition
                 if isinstance(answer, ApprovalGiven):
                     work = self.executor.give_verdict(event, answer, partition)
+                elif isinstance(answer, ParkingRequest):
+                    work = self.executor.park_for_run(event, answer, partition)
                 else:
                     work = self.executor.end_parking(event, answer, partition)
                 self._track(asyncio.create_task(work))

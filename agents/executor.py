@@ -74,8 +74,10 @@ from core.ledger_entries import (
     failed_entry,
     held_entry,
     parked_entry,
+    parking_id,
     reissued_entry_of,
     released_entry,
+    run_parked_entry,
     skipped_entry,
     started_entry,
     succeeded_entry,
@@ -84,7 +86,7 @@ from core.ledger_entries import (
 from core.rules import Parking
 from core.windows import SourcePosition, WorkspaceState
 from topics import headers
-from topics.approvals import ApprovalGiven, ParkingRelease, Verdict
+from topics.approvals import ApprovalGiven, ParkingRelease, ParkingRequest, Verdict
 from topics.commands import Command
 from topics.control import StepOutcome, found_items
 from topics.headers import header_of
@@ -512,6 +514,37 @@ class Executor:
             if self.generation(partition) != began:
                 return
             settled = await self._release(release, partition, began)
+        if settled and self.generation(partition) == began:
+            event.ack()
+
+    async def park_for_run(self, event: Any, request: ParkingRequest, partition: int) -> None:
+        """A playbook's failed run parks its workspace (a copy of the request does nothing,
+        nor does a workspace parked already), then ack the request."""
+        if self._stopping:
+            return  # as in carry_out
+        began = self.generation(partition)
+        workspace_id = request.workspace_id
+        async with self._workspace(workspace_id):
+            if self.generation(partition) != began:
+                return
+            state = self._load(workspace_id)
+            # Remembered as done under its entry's id, so a copy after a release parks nothing.
+            parking = parking_id(request.command_id)
+            if memory.finished(state, parking) is None and memory.parked_of(state) is None:
+                now = time.time()
+                queued = len(memory.queued_of(state))
+                entry = run_parked_entry(request, _at(now), self._parking_ttl, queued, _now())
+                await self._record(entry)
+                logger.error(
+                    "workspace parked: its playbook failed; its later commands wait for an "
+                    "operator",
+                    extra={"workspace_id": workspace_id, "run_id": request.run_id},
+                )
+                state = memory.park_workspace(state, request.command_id, entry.payload.reason, now)
+            state = memory.finish(state, parking, LedgerKind.WORKSPACE_PARKED, time.time())
+            source = SourcePosition("approvals", partition, -1)
+            settled = await self._settle(workspace_id, state, source, began)
+            await self._producer.flush()
         if settled and self.generation(partition) == began:
             event.ack()
 

@@ -20,7 +20,7 @@ from core.playbooks import Moved, Run
 from core.policy import Decision, DecisionKind
 from core.sweeps import SweepRun
 from core.windows import SourcePosition
-from topics.approvals import ParkingRelease
+from topics.approvals import ParkingRelease, ParkingRequest
 from topics.commands import Command
 from topics.control import OperatorSwitch, Switch
 from topics.errors import ActionError
@@ -422,6 +422,36 @@ def parked_entry(
             dead_lettered=dead.command_id,
             action=dead.action,
             error_class=error_class,
+            since=since,
+            ttl_seconds=ttl_seconds,
+            queued=queued,
+        ),
+    )
+
+
+def run_parked_entry(
+    request: ParkingRequest, since: datetime, ttl_seconds: int, queued: int, recorded_at: datetime
+) -> WorkspaceParked:
+    """workspace.parked: a playbook's failed run parks its workspace, the parking named by the
+    failed step's command as a dead letter's is by its command."""
+    return WorkspaceParked(
+        entry_id=parking_id(request.command_id),
+        workspace_id=request.workspace_id,
+        correlation_id=request.run_id,
+        causation_id=request.run_id,
+        recorded_at=recorded_at,
+        payload=ParkingPayload(
+            reason=(
+                # A step may lead to "fail" on success too (an escalation that was sent).
+                f"playbook {request.playbook} failed after step {request.step}, "
+                f"run {request.run_id}"
+                if request.outcome == "succeeded"
+                else f"playbook {request.playbook} failed at step {request.step} "
+                f"({request.outcome}), run {request.run_id}"
+            ),
+            dead_lettered=request.command_id,
+            action=request.action,
+            error_class=request.outcome,
             since=since,
             ttl_seconds=ttl_seconds,
             queued=queued,

@@ -163,15 +163,19 @@ class Limits(BaseModel):
 
 
 class Parking(BaseModel):
-    """The `[parking]` table: a dead letter of one of these actions parks its workspace, whose
-    later commands then wait (`action.parked`) until an operator releases or drops them, or
-    the parking is older than `ttl_seconds` (0: never) when the workspace's next command comes.
-    The executors read it; decisions do not."""
+    """The `[parking]` table: a dead letter of one of these actions (or, with `playbooks`, a
+    playbook's failed run) parks its workspace, whose later commands then wait
+    (`action.parked`) until an operator releases or drops them, or the parking is older than
+    `ttl_seconds` (0: never) when the workspace's next command comes. The executors read it,
+    and the stage asks them to park for a failed run; decisions do not read it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     actions: tuple[Action, ...] = tuple(Action)
     ttl_seconds: int = Field(default=86_400, ge=0)
+    # A playbook's failed run parks its workspace too (its steps' own dead letters do not:
+    # the playbook's branches handle them).
+    playbooks: bool = True
 
 
 class PolicySpec(BaseModel):

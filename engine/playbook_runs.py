@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from core.ledger_entries import playbook_entry
 from core.playbooks import (
+    FAIL,
     Advance,
     Origin,
     Playbook,
@@ -32,6 +33,7 @@ from core.policy import Decision
 from core.rules import Policy
 from core.windows import WorkspaceState
 from engine.shard_timers import DueRun, ShardTimers
+from topics.approvals import ParkingRequest
 from topics.commands import Command
 from topics.control import StepOutcome
 from topics.ids import stable_id
@@ -48,6 +50,7 @@ class PlaybookRuns:
         state_of: Callable[[str], WorkspaceState],
         record: Callable[[LedgerEntry], None],
         issue: Callable[[Command], None],
+        park: Callable[[ParkingRequest], None],
         timers: ShardTimers,
         tally: Counter[tuple[str, ...]],
         now: datetime,
@@ -56,6 +59,7 @@ class PlaybookRuns:
         self.state_of = state_of
         self.record = record
         self.issue = issue
+        self.park = park
         self.timers = timers
         self.tally = tally
         self.now = now
@@ -132,6 +136,25 @@ class PlaybookRuns:
                 cause = {"kind": "signal", "id": signal.id, "type": signal.type.value, "at": at}
                 self._apply(signal.workspace_id, run.get("due"), advance, cause)
 
+    def _parking(
+        self, workspace_id: str, run: Run, advance: Advance, cause: dict[str, Any]
+    ) -> None:
+        """Ask the shard's executor to park the workspace of a run that failed."""
+        ended = next(move for move in advance.moves if move.next == FAIL)
+        step = self.policy.playbooks[run["playbook"]].step(ended.step or "")
+        self.park(
+            ParkingRequest(
+                workspace_id=workspace_id,
+                run_id=run["id"],
+                playbook=run["playbook"],
+                step=step.id,
+                outcome=ended.outcome or "",
+                action="wait" if step.action is None else step.action.value,
+                command_id=cause["id"] if cause["kind"] == "outcome" else run["id"],
+                requested_at=datetime.fromtimestamp(cause["at"], UTC),
+            )
+        )
+
     def _run(self, workspace_id: str, run_id: str) -> tuple[Playbook, Run] | None:
         """A running run and its playbook; None when it is not running here, or the policy
         no longer has its playbook or its current step (it stays as it is)."""
@@ -169,6 +192,8 @@ class PlaybookRuns:
             if not runs:
                 del state["playbooks"]
             self.tally["playbook", run["playbook"], run["step"]] += 1
+            if run["step"] == FAIL and self.policy.spec.parking.playbooks:
+                self._parking(workspace_id, run, advance, cause)
             return
         runs[run["id"]] = run
         if run["due"] is not None and run["due"] != due_before:

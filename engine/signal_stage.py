@@ -59,8 +59,10 @@ from engine.partition_store import PartitionStore
 from engine.playbook_runs import PlaybookRuns
 from engine.shard_timers import DueRun, DueSignal, ShardTimers
 from engine.transactions import Outgoing
+from topics.approvals import ParkingRequest
 from topics.batches import encode_batches
 from topics.catalog import (
+    APPROVALS,
     CONTROL,
     LANES,
     LEDGER,
@@ -106,6 +108,8 @@ class SignalTopics:
     ledger: str
     lanes: Mapping[Priority, str]
     changelog: str
+    # Where a playbook's failed run asks its shard's executor to park the workspace.
+    approvals: str
 
     @classmethod
     def named(cls, topic: Callable[[str], str], changelog: str) -> SignalTopics:
@@ -117,6 +121,7 @@ class SignalTopics:
             ledger=topic(LEDGER),
             lanes={Priority(lane): topic(lane_topic(lane)) for lane in LANES},
             changelog=changelog,
+            approvals=topic(APPROVALS),
         )
 
 
@@ -234,6 +239,7 @@ class _Batch:
             self._state_of,
             self._record,
             self._issue,
+            self._park,
             self.timers,
             self.tally,
             self.now,
@@ -421,6 +427,17 @@ class _Batch:
                 self.partition,
                 command.workspace_id.encode(),
                 command.model_dump_json().encode(),
+            )
+        )
+
+    def _park(self, request: ParkingRequest) -> None:
+        """A parking request for the shard's executor, in this batch's transaction."""
+        self.out.append(
+            Outgoing(
+                self.stage.topics.approvals,
+                self.partition,
+                request.workspace_id.encode(),
+                request.model_dump_json().encode(),
             )
         )
 

@@ -217,6 +217,18 @@ async def test_a_fan_in_waits_for_every_branch_or_fails_on_its_deadline(
         ("messages", None),
     ]
     assert set(Counter(e.key for e in sandbox.effects).values()) == {1}
+    # And the failed run parked its workspace (its later commands wait for an operator); the
+    # run that completed parked nothing
+    parked = await ledger_until(
+        settings, lambda got: any(e.kind is K.WORKSPACE_PARKED for e in got)
+    )
+    (parking,) = [e for e in parked if e.kind is K.WORKSPACE_PARKED]
+    assert parking.workspace_id == "ws-one-stuck"
+    run_id = timed_out.payload.run_id
+    assert (
+        parking.payload.reason
+        == f"playbook integration-sweep failed after step escalate, run {run_id}"
+    )
     # (each run: its start, and three outcomes or due times that moved it)
     replayed = replay_agrees(settings, {"AUTOPILOT_POLICY_FILE": str(policy)})
     assert "8 playbook transitions derived again" in replayed

@@ -14,12 +14,14 @@ from core.rules import Policy
 from core.windows import WindowConfig
 from engine.partition_store import PartitionStore
 from engine.signal_stage import SignalStage, SignalTopics
+from topics.approvals import parse_approvals_record
 from topics.control import Tick
 from topics.ledger import parse_entry
 
 SIGNALS = "test.signals"
 CONTROL = "test.control"
 LANES = {"test.commands.low", "test.commands.medium", "test.commands.high"}
+APPROVALS = "test.approvals"
 
 
 class Shard:
@@ -36,8 +38,8 @@ class Shard:
         self.offsets = {SIGNALS: 0, CONTROL: 0}
 
     def feed(self, topic: str, value: bytes, written: datetime) -> list[Any]:
-        """One record in a batch of its own, committed; returns what it wrote to the ledger
-        and to the command lanes, as (topic, parsed) pairs."""
+        """One record in a batch of its own, committed; returns what it wrote to the ledger,
+        the command lanes and the approvals topic, each parsed."""
         offset = self.offsets[topic]
         self.offsets[topic] += 1
         millis = int(written.timestamp() * 1000)
@@ -46,9 +48,13 @@ class Shard:
         self.store.apply(None)
         self.stage.committed(0)
         return [
-            parse_entry(o.value) if o.topic == "test.ledger" else orjson.loads(o.value)
+            parse_entry(o.value)
+            if o.topic == "test.ledger"
+            else parse_approvals_record(o.value)
+            if o.topic == APPROVALS
+            else orjson.loads(o.value)
             for o in out
-            if o.topic == "test.ledger" or o.topic in LANES
+            if o.topic in {"test.ledger", APPROVALS} or o.topic in LANES
         ]
 
     def signal(self, signal_type: str, at: datetime, written: datetime, **extra: Any) -> list[Any]:

@@ -12,6 +12,7 @@ import orjson
 
 from core.rules import parse_policy
 from tests.support.stage_shard import CONTROL, Shard
+from topics.approvals import ParkingRequest
 from topics.control import StepOutcome
 from topics.ledger import DecisionEntry, PlaybookEntry
 
@@ -159,6 +160,15 @@ def test_a_fan_out_waits_for_every_branch_and_fails_on_its_deadline(tmp_path: Pa
         ("playbook.step_completed", "restart", "timed_out", "fail"),
         ("playbook.failed", None, None, None),
     ]
+    # And the failed run asks the shard's executor, in the same transaction, to park it
+    (request,) = [o for o in late if isinstance(o, ParkingRequest)]
+    assert (request.workspace_id, request.playbook, request.step, request.outcome) == (
+        "ws-b",
+        "sweep",
+        "restart",
+        "timed_out",
+    )
+    assert (request.run_id, request.command_id) == (listing["playbook_run"],) * 2
     # The straggler arrives after the run failed: nothing.
     assert stage.feed(CONTROL, outcome(restarts[1], True, T), T) == []
 
@@ -188,3 +198,14 @@ def test_an_outcome_for_a_run_this_shard_does_not_have_is_counted_not_acted_on(
     assert stage.feed(CONTROL, outcome(stray, True, T), T) == []
     assert stage.stage.totals[("playbook_run_unknown",)] == 1
     assert orjson.loads(outcome(stray, True, T))["run_id"] == "run-x"
+
+
+def test_a_failed_run_parks_nothing_when_the_policy_says_so(tmp_path: Path) -> None:
+    rules = POLICY[: POLICY.index("[[playbooks]]")]
+    policy = parse_policy("[parking]\nplaybooks = false\n" + rules + PLAYBOOKS, "test")
+    stage = Shard(tmp_path, policy)
+    out = stage.signal("provisioning_failed", T, T, workspace_id="ws-d")
+    (first,) = commands(out)
+    failed = stage.feed(CONTROL, outcome(first, False, T), T)
+    assert entries(failed)[-1] == ("playbook.failed", None, None, None)
+    assert [o for o in failed if isinstance(o, ParkingRequest)] == []

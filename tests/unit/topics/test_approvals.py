@@ -1,12 +1,18 @@
-"""The approvals topic's records: verdicts as they were always written, and parking releases,
-told apart by `kind`."""
+"""The approvals topic's records: verdicts as they were always written, parking releases and
+parking requests (a playbook's failed run), told apart by `kind`."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from topics.approvals import ApprovalGiven, ParkingRelease, Verdict, parse_approvals_record
+from topics.approvals import (
+    ApprovalGiven,
+    ParkingRelease,
+    ParkingRequest,
+    Verdict,
+    parse_approvals_record,
+)
 
 # A verdict as written before parking existed: no `kind`.
 VERDICT = (
@@ -38,6 +44,28 @@ def test_a_parking_release_reads_as_one_and_writes_its_kind() -> None:
     assert answer.model_dump_json().encode() == RELEASE
 
 
+REQUEST = (
+    b'{"schema_version":1,"kind":"parking_request","workspace_id":"ws-b","run_id":"dec-1",'
+    b'"playbook":"integration-sweep","step":"restart","outcome":"timed_out",'
+    b'"action":"restart_integration","command_id":"dec-1",'
+    b'"requested_at":"2026-12-08T09:10:00Z"}'
+)
+
+
+def test_a_parking_request_reads_as_one_and_writes_its_kind() -> None:
+    """Given a failed run's parking request, when read, then it is the request, and written
+    again it is the same bytes."""
+    answer = parse_approvals_record(REQUEST)
+
+    assert isinstance(answer, ParkingRequest)
+    assert (answer.workspace_id, answer.playbook, answer.step) == (
+        "ws-b",
+        "integration-sweep",
+        "restart",
+    )
+    assert answer.model_dump_json().encode() == REQUEST
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -46,8 +74,16 @@ def test_a_parking_release_reads_as_one_and_writes_its_kind() -> None:
         RELEASE.replace(b'"alice"', b'"not a name"'),
         VERDICT.replace(b'"schema_version":1', b'"kind":"verdict","schema_version":1'),
         b"[1]",
+        REQUEST.replace(b'"dec-1",', b'"dec 1",', 1),
     ],
-    ids=["unknown-kind", "bad-workspace", "bad-operator", "verdict-with-kind", "not-an-object"],
+    ids=[
+        "unknown-kind",
+        "bad-workspace",
+        "bad-operator",
+        "verdict-with-kind",
+        "not-an-object",
+        "request-bad-run-id",
+    ],
 )
 def test_anything_else_is_refused(raw: bytes) -> None:
     """Given a record of an unknown kind, or a release or verdict that does not validate, when
