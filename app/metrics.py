@@ -171,6 +171,17 @@ class _Polled(Collector):
             "Sweep runs this worker's shards completed, by schedule (scheduled and requested).",
             labels=["schedule"],
         )
+        playbooks = CounterMetricFamily(
+            "autopilot_playbook_runs",
+            "Playbook runs this worker's shards started, completed and failed, by playbook.",
+            labels=["playbook", "event"],
+        )
+        ignored = CounterMetricFamily(
+            "autopilot_playbook_inputs_ignored",
+            "Step outcomes and due times no run waited for: a copy (after a crash), a run not "
+            "on this shard, or a playbook (or step) the policy no longer has, whose runs wait.",
+            labels=["reason"],
+        )
         held = CounterMetricFamily(
             "autopilot_signals_held",
             "Signals written ahead of their time and held until it (folded later).",
@@ -185,7 +196,11 @@ class _Polled(Collector):
                 decisions.add_metric([key[1], key[2].removeprefix("decision.")], count)
             elif key[0] == "sweep":
                 sweeps.add_metric([key[1]], count)
-        yield from (folded, rejected, decisions, sweeps, held)
+            elif key[0] == "playbook":
+                playbooks.add_metric([key[1], key[2]], count)
+            elif key[0] == "playbook_ignored":
+                ignored.add_metric([key[1]], count)
+        yield from (folded, rejected, decisions, sweeps, held, playbooks, ignored)
 
     def _engine(self) -> Iterator[Metric]:
         engine = self._signals.engine

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.ledger_entries import playbook_entry
 from core.playbooks import (
+    COMPLETE,
     FAIL,
     Advance,
     Origin,
@@ -79,6 +80,7 @@ class PlaybookRuns:
             playbook, decision.decision_id, decision.workspace_id, origin, command.command_id, at
         )
         cause = {"kind": "decision", "id": decision.decision_id, "at": at}
+        self.tally["playbook", playbook.id, "started"] += 1
         self._apply(decision.workspace_id, None, advance, cause, issue=False)
         return command.model_copy(update={"playbook_run": decision.decision_id})
 
@@ -93,7 +95,7 @@ class PlaybookRuns:
             playbook, run, outcome.command_id, outcome.succeeded, outcome.items, at
         )
         if advance is None:
-            self.tally[("playbook_outcome_ignored",)] += 1
+            self.tally["playbook_ignored", "copy"] += 1
             return
         cause: dict[str, Any] = {
             "kind": "outcome",
@@ -160,11 +162,11 @@ class PlaybookRuns:
         no longer has its playbook or its current step (it stays as it is)."""
         run = self.state_of(workspace_id).get("playbooks", {}).get(run_id)
         if run is None:
-            self.tally[("playbook_run_unknown",)] += 1
+            self.tally["playbook_ignored", "unknown_run"] += 1
             return None
         playbook = self.policy.playbooks.get(run["playbook"])
         if playbook is None or run["step"] not in {step.id for step in playbook.steps}:
-            self.tally["playbook_unknown", run["playbook"]] += 1
+            self.tally["playbook_ignored", "unknown_playbook"] += 1
             return None
         return playbook, run
 
@@ -191,7 +193,8 @@ class PlaybookRuns:
             runs.pop(run["id"], None)
             if not runs:
                 del state["playbooks"]
-            self.tally["playbook", run["playbook"], run["step"]] += 1
+            ended = "completed" if run["step"] == COMPLETE else "failed"
+            self.tally["playbook", run["playbook"], ended] += 1
             if run["step"] == FAIL and self.policy.spec.parking.playbooks:
                 self._parking(workspace_id, run, advance, cause)
             return

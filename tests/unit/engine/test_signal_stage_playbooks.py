@@ -139,6 +139,13 @@ def test_a_run_starts_on_the_decisions_command_and_moves_once_per_outcome(
     assert commands(done) == []
     state = stage.stage.workspace_state(stage.store, "ws-a")
     assert state is not None and "playbooks" not in state
+    # Counted for the metrics (autopilot_playbook_runs, autopilot_playbook_inputs_ignored)
+    totals = stage.stage.totals
+    assert (
+        totals["playbook", "recovery", "started"],
+        totals["playbook", "recovery", "completed"],
+    ) == (1, 1)
+    assert totals["playbook_ignored", "copy"] == 1
 
 
 def test_a_fan_out_waits_for_every_branch_and_fails_on_its_deadline(tmp_path: Path) -> None:
@@ -196,7 +203,7 @@ def test_an_outcome_for_a_run_this_shard_does_not_have_is_counted_not_acted_on(
     stage = shard(tmp_path)
     stray = {"playbook_run": "run-x", "command_id": "cmd-x", "workspace_id": "ws-z"}
     assert stage.feed(CONTROL, outcome(stray, True, T), T) == []
-    assert stage.stage.totals[("playbook_run_unknown",)] == 1
+    assert stage.stage.totals[("playbook_ignored", "unknown_run")] == 1
     assert orjson.loads(outcome(stray, True, T))["run_id"] == "run-x"
 
 
