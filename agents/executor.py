@@ -4,13 +4,14 @@ For each command, under its workspace's lock (other workspaces of the shard go o
 1. A command already finished, or an attempt already superseded, does nothing (idempotency by
    command_id, remembered in the `executions` table).
 2. Dry-run: `action.skipped` with what it would have done; nothing outside is touched.
-3. A workspace parked by a dead letter holds the command: `action.parked`, and it waits in the
-   table, in the order it came, until an operator releases the workspace (the held commands
-   then run in that order) or drops them (each `action.skipped`), or until the parking is
-   older than the policy's `[parking] ttl_seconds` when the workspace's next command comes.
-   Commands begun before the parking go on: the next attempt of a failed one, one an
-   operator approved (it asked before the parking: a held command asks once released), and
-   a re-issued one (`autopilot dlq replay`, an operator's own act).
+3. A workspace parked by a dead letter (or a playbook's failed run) holds the command:
+   `action.parked`, and it waits in the table, in the order it came, until an operator
+   releases the workspace (the held commands then run in that order) or drops them (each
+   `action.skipped`), or until the parking is older than the policy's `[parking]
+   ttl_seconds` when the workspace's next command comes. Commands begun before the parking go
+   on: the next attempt of a failed one, one an operator approved (it asked before the
+   parking: a held command asks once released), a re-issued one (`autopilot dlq replay`, an
+   operator's own act), and the compensations of the failed run that parked it.
 4. A compliance-tagged action waits, parked in the table, for an operator's approval.
 5. A live lease of another worker (the shard moved while it acted) is waited out, until it
    expires or the ledger shows how that attempt ended.
@@ -271,6 +272,7 @@ class Executor:
             hold
             and (memory.parked_of(state) is not None or memory.queued_of(state))
             and not memory.begun(state, command.command_id)
+            and not memory.parked_by_run(state, command.playbook_run)
         ):
             return await self._hold(command, state, source, began)
         tags = spec.tags & self._approval_tags
@@ -540,7 +542,9 @@ class Executor:
                     "operator",
                     extra={"workspace_id": workspace_id, "run_id": request.run_id},
                 )
-                state = memory.park_workspace(state, request.command_id, entry.payload.reason, now)
+                state = memory.park_workspace(
+                    state, request.command_id, entry.payload.reason, now, request.run_id
+                )
             state = memory.finish(state, parking, LedgerKind.WORKSPACE_PARKED, time.time())
             source = SourcePosition("approvals", partition, -1)
             settled = await self._settle(workspace_id, state, source, began)

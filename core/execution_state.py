@@ -49,11 +49,13 @@ class GivenVerdict(TypedDict):
 
 
 class Parking(TypedDict):
-    """Why and since when a workspace is parked, and the command whose dead letter parked it."""
+    """Why and since when a workspace is parked, and the command whose dead letter parked it
+    (or, parked by a playbook's failed run, that run and its failed step's command)."""
 
     reason: str
     since: float
     command_id: str
+    run: NotRequired[str]
 
 
 class HeldCommand(TypedDict):
@@ -215,12 +217,23 @@ def position_of(state: ExecutionState, command_id: str) -> int | None:
 
 
 def park_workspace(
-    state: ExecutionState, command_id: str, reason: str, since: float
+    state: ExecutionState, command_id: str, reason: str, since: float, run: str | None = None
 ) -> ExecutionState:
-    """The command's dead letter parks the workspace (already parked: it stays as it was)."""
+    """The command's dead letter (or the failed playbook `run`) parks the workspace (already
+    parked: it stays as it was)."""
     if parked_of(state) is not None:
         return state
-    return {**state, "parked": {"reason": reason, "since": since, "command_id": command_id}}
+    parking: Parking = {"reason": reason, "since": since, "command_id": command_id}
+    if run is not None:
+        parking["run"] = run
+    return {**state, "parked": parking}
+
+
+def parked_by_run(state: ExecutionState, run: str | None) -> bool:
+    """Whether the workspace is parked by this playbook run's failure (whose compensations,
+    issued with it, are not held by it)."""
+    parking = parked_of(state)
+    return run is not None and parking is not None and parking.get("run") == run
 
 
 def queue_parked(

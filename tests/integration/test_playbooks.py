@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from tests.integration.commands import ledger_until
+from tests.integration.commands import ended, ledger_until
 from tests.integration.conftest import StartWorker
 from tests.integration.http import wait_until_answers
 from tests.integration.streams import publish_one_per_record
@@ -119,6 +119,7 @@ id = "integration-sweep"
 id = "list"
 action = "check_integrations"
 on_success = "restart"
+compensate = "trigger_reconciliation"
 [[playbooks.steps]]
 id = "restart"
 action = "restart_integration"
@@ -211,10 +212,22 @@ async def test_a_fan_in_waits_for_every_branch_or_fails_on_its_deadline(
         e for e in entries if e.kind is K.PLAYBOOK_STARTED and e.workspace_id == "ws-one-stuck"
     )
     assert timed_out.recorded_at.timestamp() >= started.recorded_at.timestamp() + 6
+    # And its failure issued the compensation of the step that had succeeded (the listing's:
+    # a reconciliation), which ran although the failure parked the workspace
+    failed = next(
+        e for e in entries if e.kind is K.PLAYBOOK_FAILED and e.workspace_id == "ws-one-stuck"
+    )
+    (compensation,) = failed.payload.commands
+    done = await ledger_until(settings, ended(compensation))
+    assert [e.kind for e in done if getattr(e.payload, "command_id", None) == compensation] == [
+        K.ACTION_STARTED,
+        K.ACTION_SUCCEEDED,
+    ]
     assert effects(sandbox, "ws-one-stuck") == [
         ("restart-integration", "crm"),
         ("restart-integration", "mail"),
         ("messages", None),
+        ("reconcile", None),
     ]
     assert set(Counter(e.key for e in sandbox.effects).values()) == {1}
     # And the failed run parked its workspace (its later commands wait for an operator); the

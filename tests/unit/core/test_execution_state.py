@@ -255,3 +255,17 @@ def test_lease_of_returns_any_lease_left_live_or_expired() -> None:
 
     assert memory.lease_of(state) == left
     assert memory.lease_of(memory.initial()) is None
+
+
+def test_a_parking_by_a_failed_run_lets_that_runs_compensations_through() -> None:
+    """Given a workspace parked by playbook run r-1's failure, then r-1's commands (its
+    compensations) are not held by it, another run's are, and a dead letter's parking names
+    no run; a second parking leaves the first as it was."""
+    state = memory.park_workspace(memory.initial(), "cmd-7", "playbook failed", 10.0, "r-1")
+
+    assert memory.parked_by_run(state, "r-1")
+    assert not memory.parked_by_run(state, "r-2")
+    assert not memory.parked_by_run(state, None)
+    by_dead_letter = memory.park_workspace(memory.initial(), "cmd-8", "dead-lettered", 10.0)
+    assert not memory.parked_by_run(by_dead_letter, "r-1")
+    assert memory.park_workspace(by_dead_letter, "cmd-9", "again", 11.0, "r-1") == by_dead_letter
