@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.playbooks import Playbook
+from core.playbooks import Name, Playbook
 from core.schedules import (
     SWEEP_PREFIX,
     TIMER_PREFIX,
@@ -139,7 +139,7 @@ class Rule(BaseModel):
     priority: int = Field(ge=1, le=10)
     cooldown_seconds: int = Field(ge=0, le=7 * 24 * 3600)
     description: str = Field(default="", max_length=200)
-    playbook: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] | None = None
+    playbook: Name | None = None
 
     @property
     def lane(self) -> Priority:
