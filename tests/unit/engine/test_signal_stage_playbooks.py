@@ -36,16 +36,6 @@ playbook = "sweep"
 priority = 7
 cooldown_seconds = 0
 
-[[playbooks]]
-id = "recovery"
-[[playbooks.steps]]
-id = "provision"
-action = "run_provisioning"
-on_success = "verify"
-[[playbooks.steps]]
-id = "verify"
-action = "verify_health"
-wait_seconds = 0
 """
 
 PLAYBOOKS = """
@@ -74,8 +64,7 @@ deadline_seconds = 600
 
 
 def shard(tmp_path: Path) -> Shard:
-    rules = POLICY[: POLICY.index("[[playbooks]]")]
-    return Shard(tmp_path, parse_policy(rules + PLAYBOOKS, "test"))
+    return Shard(tmp_path, parse_policy(POLICY + PLAYBOOKS, "test"))
 
 
 def outcome(command: dict[str, Any], succeeded: bool, at: datetime, *items: str) -> bytes:
@@ -208,8 +197,7 @@ def test_an_outcome_for_a_run_this_shard_does_not_have_is_counted_not_acted_on(
 
 
 def test_a_failed_run_parks_nothing_when_the_policy_says_so(tmp_path: Path) -> None:
-    rules = POLICY[: POLICY.index("[[playbooks]]")]
-    policy = parse_policy("[parking]\nplaybooks = false\n" + rules + PLAYBOOKS, "test")
+    policy = parse_policy("[parking]\nplaybooks = false\n" + POLICY + PLAYBOOKS, "test")
     stage = Shard(tmp_path, policy)
     out = stage.signal("provisioning_failed", T, T, workspace_id="ws-d")
     (first,) = commands(out)
