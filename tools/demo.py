@@ -32,7 +32,13 @@ from tools.broker import provide_bootstrap
 from tools.sandbox import Sandbox, SandboxThread
 from tools.worker_process import WorkerProcess
 from tools.workload import realistic_stream, workspace_ids
-from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
+from topics.ledger import (
+    DECISION_KINDS,
+    TERMINAL_KINDS,
+    LedgerEntry,
+    LedgerKind,
+    PlaybookEntry,
+)
 
 WORKSPACES = 1_000
 SIGNALS = 20_000
@@ -130,7 +136,7 @@ async def _run(settings: Settings, tmp: Path) -> bool:
         replayed = replay_policy(entries, policy)
         print("\nautopilot policy replay (the recorded decisions derived again):")
         print("  " + render(replayed).replace("\n", "\n  "))
-        return _check(summary, expected) and not replayed.diverging
+        return _check(summary, expected, _step_commands(entries)) and not replayed.diverging
 
 
 def _complete(entries: list[LedgerEntry], expected: Counter[str]) -> bool:
@@ -138,10 +144,21 @@ def _complete(entries: list[LedgerEntry], expected: Counter[str]) -> bool:
     decisions = sum(kinds[kind.value] for kind in DECISION_KINDS)
     commands = kinds[LedgerKind.DECISION_MADE.value] + kinds[LedgerKind.DECISION_DEFERRED.value]
     outcomes = sum(kinds[kind.value] for kind in TERMINAL_KINDS)
+    ended = kinds[LedgerKind.PLAYBOOK_COMPLETED.value] + kinds[LedgerKind.PLAYBOOK_FAILED.value]
     return (
         decisions >= expected.total()
-        and outcomes >= commands
+        and outcomes >= commands + _step_commands(entries)
+        and kinds[LedgerKind.PLAYBOOK_STARTED.value] == ended
         and kinds[LedgerKind.SIGNAL_REJECTED.value] >= len(MALFORMED)
+    )
+
+
+def _step_commands(entries: list[LedgerEntry]) -> int:
+    """Commands playbook runs issued besides their first (which is their decision's)."""
+    return sum(
+        len(entry.payload.commands)
+        for entry in entries
+        if isinstance(entry, PlaybookEntry) and entry.kind is not LedgerKind.PLAYBOOK_STARTED
     )
 
 
@@ -161,12 +178,18 @@ async def _noisiest_health(web_url: str, token: str) -> list[str]:
     return lines
 
 
-def _check(summary: LedgerSummary, expected: Counter[str]) -> bool:
-    commands = expected["decision.made"] + expected["decision.deferred"]
+def _check(summary: LedgerSummary, expected: Counter[str], step_commands: int) -> bool:
+    """The decisions are the offline replay's; every command ended once: the decisions' and
+    the later steps' of the playbooks they started (which follow the outcomes, not only the
+    signals)."""
+    commands = expected["decision.made"] + expected["decision.deferred"] + step_commands
     ok = summary.decisions_per_verdict == expected and summary.outcomes == commands
     verdict = "matches" if ok else "DOES NOT match"
     mix = ", ".join(f"{n} {kind}" for kind, n in sorted(expected.items()))
-    print(f"\noffline replay of the same signals expects {mix}: the ledger {verdict}")
+    print(
+        f"\noffline replay of the same signals expects {mix}: the ledger {verdict} (and "
+        f"{summary.outcomes} commands ended, {step_commands} of them playbook steps)"
+    )
     return ok
 
 

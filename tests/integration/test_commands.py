@@ -84,6 +84,11 @@ def test_demo_prints_a_summary_read_from_the_ledger_and_leaves_nothing_running()
         assert re.search(rf"seed\.{rule}\s+\d+", out), out
     assert re.search(r"emergency\.reported_critical\s+\d+", out), out
     assert re.search(r"monitor\.queue_saturated\s+\d+", out), out
+    # And the playbooks it started ran to their end, each step's command ended once
+    assert re.search(r"playbook\.provisioning_failed\s+\d+", out), out
+    assert re.search(r"verify_health\s+action\.succeeded \d+", out), out
+    assert re.search(r"\d+ commands ended, [1-9]\d* of them playbook steps", out), out
+    assert re.search(r"\d+ playbook transitions derived again", out), out
     # And the policy replay over the demo's own ledger finds every decision identical
     assert re.search(r"evaluations in \d+ workspaces: \d+ identical, 0 diverging", out), out
     assert re.search(r"send_followup\s+action\.succeeded \d+", out), out

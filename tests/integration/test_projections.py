@@ -22,14 +22,20 @@ from app.client import SignalPublisher
 from app.settings import Settings
 from core.replay import replay_decisions
 from projections.database import Database
-from projections.ledger_reader import seek_to_start
+from projections.ledger_reader import read_records_to_end, seek_to_start
 from projections.schema import READ_MODELS, rows_of
 from tests.integration.commands import ROOT, autopilot_cli, ledger_until
 from tests.integration.conftest import StartWorker
 from tests.support.factories import command_payload, decision_payload, ledger_entry
 from tools.demo import SIGNALS, SPAN_SECONDS, WORKSPACES
 from tools.workload import realistic_stream
-from topics.ledger import DECISION_KINDS, TERMINAL_KINDS, LedgerEntry, LedgerKind
+from topics.ledger import (
+    DECISION_KINDS,
+    TERMINAL_KINDS,
+    LedgerEntry,
+    LedgerKind,
+    PlaybookEntry,
+)
 
 WAIT_SECONDS = 300.0
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -60,14 +66,15 @@ def positions(url: str) -> dict[int, int]:
         database.close()
 
 
-async def end_offsets(settings: Settings) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic("ledger"), p) for p in range(settings.partitions)]
-        return {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
-    finally:
-        await consumer.stop()
+async def ledger_ends(settings: Settings) -> dict[int, int]:
+    """Per ledger partition, the offset just past its last committed entry: where a projector
+    that read everything stands (the end offset itself may lie past a transaction's commit
+    marker, which holds no entry)."""
+    assert settings.kafka_bootstrap_servers
+    records = await read_records_to_end(
+        settings.kafka_bootstrap_servers, settings.topic("ledger"), timeout=60
+    )
+    return {p: got[-1][0] + 1 if got else 0 for p, got in records.items()}
 
 
 async def caught_up(url: str, ends: dict[int, int], timeout: float = WAIT_SECONDS) -> None:
@@ -97,10 +104,15 @@ async def run_workload(settings: Settings) -> list[LedgerEntry]:
     )
 
     def complete(entries: list[LedgerEntry]) -> bool:
+        # Every decision, and every command ended: the decisions' and the playbooks' steps',
+        # once every playbook run has ended.
         kinds = Counter(e.kind for e in entries)
         issued = kinds[LedgerKind.DECISION_MADE] + kinds[LedgerKind.DECISION_DEFERRED]
-        return sum(kinds[k] for k in DECISION_KINDS) >= expected and issued <= sum(
-            kinds[k] for k in TERMINAL_KINDS
+        runs_ended = kinds[LedgerKind.PLAYBOOK_COMPLETED] + kinds[LedgerKind.PLAYBOOK_FAILED]
+        return (
+            sum(kinds[k] for k in DECISION_KINDS) >= expected
+            and kinds[LedgerKind.PLAYBOOK_STARTED] == runs_ended
+            and issued + step_commands(entries) <= sum(kinds[k] for k in TERMINAL_KINDS)
         )
 
     entries = await ledger_until(settings, complete, timeout=WAIT_SECONDS)
@@ -110,13 +122,25 @@ async def run_workload(settings: Settings) -> list[LedgerEntry]:
     return entries
 
 
+def step_commands(entries: list[LedgerEntry]) -> int:
+    """Commands playbook runs issued besides their first (which is their decision's)."""
+    return sum(
+        len(e.payload.commands)
+        for e in entries
+        if isinstance(e, PlaybookEntry) and e.kind is not LedgerKind.PLAYBOOK_STARTED
+    )
+
+
 def until_positions(live: dict[int, int]) -> str:
     assert all(o > 0 for o in live.values()), live
     return ",".join(f"{p}:{o - 1}" for p, o in sorted(live.items()))
 
 
-def assert_what_the_run_did(models: dict[str, list[tuple[object, ...]]], n_signals: int) -> None:
-    """The figures an operator reads: every signal counted, every command ended once."""
+def assert_what_the_run_did(
+    models: dict[str, list[tuple[object, ...]]], n_signals: int, steps: int
+) -> None:
+    """The figures an operator reads: every signal counted, every command ended once (the
+    decisions' and the `steps` later playbook steps issued)."""
     metrics = models["run_metrics"]
     # run_metrics columns: interval_start, signals_processed, signals_rejected, made, deferred,
     # suppressed, started, succeeded, failed, dead_lettered, errors, workspaces_affected
@@ -126,7 +150,7 @@ def assert_what_the_run_did(models: dict[str, list[tuple[object, ...]]], n_signa
     statuses = Counter(row[8] for row in actions)
     assert set(statuses) <= {"succeeded", "dead_lettered", "skipped"}, statuses
     made_or_deferred = sum(int(row[3]) + int(row[4]) for row in metrics)  # type: ignore[call-overload]
-    assert len(actions) == made_or_deferred
+    assert len(actions) == made_or_deferred + steps
     assert sum(int(row[11]) for row in metrics) > 0  # type: ignore[call-overload]
     assert all(row[10] == 0 and row[11] == 0 for row in models["workspace_status"])
 
@@ -137,8 +161,8 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
     # Given a worker projecting live into its SQLite file, and the demo's workload carried out
     live = sqlite_url(tmp_path / "data" / "projections.sqlite3")
     worker = start_worker({"AUTOPILOT_PROJECTOR_ENABLED": "true"})
-    await run_workload(settings)
-    await caught_up(live, await end_offsets(settings))
+    steps = step_commands(await run_workload(settings))
+    await caught_up(live, await ledger_ends(settings))
     worker.stop()
 
     # When the ledger is replayed from offset 0 into a fresh file, up to the live position,
@@ -162,7 +186,7 @@ async def test_live_sqlite_projection_equals_a_replay_row_for_row_and_the_ledger
     live_models, replayed_models = read_models(live), read_models(replayed)
     for table in READ_MODELS:
         assert live_models[table] == replayed_models[table], table
-    assert_what_the_run_did(live_models, SIGNALS)
+    assert_what_the_run_did(live_models, SIGNALS, steps)
 
     # And a replay into the same database again is refused, with what to do
     again = autopilot_cli(settings, "replay", "--db", replayed)
@@ -251,8 +275,8 @@ async def test_live_postgresql_projection_equals_a_replay_row_for_row(
     worker = start_worker(
         {"AUTOPILOT_PROJECTOR_ENABLED": "true", "AUTOPILOT_PROJECTIONS_URL": fresh_postgres_url}
     )
-    await run_workload(settings)
-    await caught_up(fresh_postgres_url, await end_offsets(settings))
+    steps = step_commands(await run_workload(settings))
+    await caught_up(fresh_postgres_url, await ledger_ends(settings))
     worker.stop()
 
     # When the ledger is replayed into a fresh SQLite file up to the live position
@@ -267,7 +291,7 @@ async def test_live_postgresql_projection_equals_a_replay_row_for_row(
         assert [tuple(map(_plain, row)) for row in live_models[table]] == [
             tuple(map(_plain, row)) for row in replayed_models[table]
         ], table
-    assert_what_the_run_did(live_models, SIGNALS)
+    assert_what_the_run_did(live_models, SIGNALS, steps)
 
 
 def _plain(value: object) -> object:
@@ -280,9 +304,9 @@ async def test_a_killed_projector_resumes_to_the_same_rows_as_an_uninterrupted_r
 ) -> None:
     # Given a ledger written by a worker that projects nothing itself
     worker = start_worker({"AUTOPILOT_PROJECTOR_ENABLED": "false"})
-    await run_workload(settings)
+    steps = step_commands(await run_workload(settings))
     worker.stop()
-    ends = await end_offsets(settings)
+    ends = await ledger_ends(settings)
     assert not (tmp_path / "data" / "projections.sqlite3").exists()
 
     # When a projector, folding 100 records a transaction, is SIGKILLed mid-run and restarted
@@ -315,7 +339,7 @@ async def test_a_killed_projector_resumes_to_the_same_rows_as_an_uninterrupted_r
     killed_models, whole_models = read_models(killed), read_models(whole)
     for table in READ_MODELS:
         assert killed_models[table] == whole_models[table], table
-    assert_what_the_run_did(whole_models, SIGNALS)
+    assert_what_the_run_did(whole_models, SIGNALS, steps)
 
 
 def start_projector(settings: Settings, url: str) -> subprocess.Popen[str]:
