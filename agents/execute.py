@@ -55,10 +55,14 @@ def attach(
     bootstrap: str,
     max_defer_seconds: float,
     parking: Parking,
+    playbook_rules: frozenset[str] = frozenset(),
 ) -> tuple[LaneGate, Executor]:
     """Register the lane, retry and approval agents; returns the lane gate and the executor.
-    `parking`: the policy's `[parking]` table (which dead letters park a workspace, how long)."""
-    agents = ExecuteAgents(autopilot, signals, bootstrap, max_defer_seconds, parking)
+    `parking`: the policy's `[parking]` table (which dead letters park a workspace, how long);
+    `playbook_rules`: the rules that start playbooks (their commands' dead letters do not park)."""
+    agents = ExecuteAgents(
+        autopilot, signals, bootstrap, max_defer_seconds, parking, playbook_rules
+    )
     agents.register()
     return agents.gate, agents.executor
 
@@ -74,11 +78,12 @@ class ExecuteAgents:
         bootstrap: str,
         max_defer_seconds: float,
         parking: Parking,
+        playbook_rules: frozenset[str] = frozenset(),
     ) -> None:
         self.autopilot = autopilot
         self.app = autopilot.app
         self.max_defer_seconds = max_defer_seconds
-        self.executor = Executor(autopilot, signals.state, bootstrap, parking)
+        self.executor = Executor(autopilot, signals.state, bootstrap, parking, playbook_rules)
         self.topics = {lane: topic.get_topic_name() for lane, topic in autopilot.lanes.items()}
         self.command_topics = {
             *self.topics.values(),

@@ -112,6 +112,7 @@ class Executor:
         state_of: Callable[[str], WorkspaceState | None],
         bootstrap: str,
         parking: Parking,
+        playbook_rules: frozenset[str] = frozenset(),
     ) -> None:
         settings = autopilot.settings
         self._autopilot = autopilot
@@ -129,6 +130,9 @@ class Executor:
         self._approval_tags = settings.approval_tags
         self._parks = frozenset(action.value for action in parking.actions)
         self._parking_ttl = parking.ttl_seconds
+        # A playbook's commands carry its starting rule: their dead letters park nothing (the
+        # playbook's branches handle them), also when read off the ledger after a crash.
+        self._playbook_rules = playbook_rules
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.breakers = Breakers(settings.breaker_config(), self._breaker_changed)
         self._watch = LedgerWatch(
@@ -603,7 +607,11 @@ class Executor:
             found = parked.payload
             since = found.since.timestamp()
             return memory.park_workspace(state, found.dead_lettered, found.reason, since)
-        if dead is None or dead.payload.action not in self._parks:
+        if (
+            dead is None
+            or dead.payload.action not in self._parks
+            or dead.payload.rule_id in self._playbook_rules
+        ):
             return state
         if lease.until > time.time():
             return None

@@ -55,6 +55,7 @@ def build_worker(settings: Settings, bootstrap: str) -> Autopilot:
         bootstrap,
         limits.interval_seconds * (limits.defer_max_intervals + 1),
         policy.spec.parking,
+        frozenset(policy.playbook_of),
     )
     ticker = run_ticker(autopilot, signals, policy)
     readiness = partial(not_ready, autopilot, signals)
