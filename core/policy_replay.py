@@ -32,8 +32,9 @@ from core.rules import Policy
 from topics.commands import Priority
 from topics.ledger import DecisionEntry, LedgerEntry, LedgerKind, PlaybookEntry
 
-# What makes two decisions the same: every field of the verdict, not the time it was recorded.
-_COMPARED = (
+# What makes two decisions the same: every field of the verdict, not the time it was recorded
+# (the what-if, core/policy_whatif.py, compares the verdict of decisions matched by id and rule).
+COMPARED = (
     "decision_id",
     "kind",
     "rule_id",
@@ -252,7 +253,7 @@ def _moves(rows: tuple[dict[str, Any], ...]) -> str:
 
 
 def _recorded_row(entry: DecisionEntry) -> dict[str, Any]:
-    row = {name: getattr(entry.payload, name, None) for name in _COMPARED}
+    row = {name: getattr(entry.payload, name, None) for name in COMPARED}
     row["decision_id"] = entry.entry_id
     row["kind"] = entry.kind.value
     return row
@@ -260,7 +261,7 @@ def _recorded_row(entry: DecisionEntry) -> dict[str, Any]:
 
 def _derived_row(decision: Decision) -> dict[str, Any]:
     payload = decision_payload(decision)
-    row = {name: getattr(payload, name, None) for name in _COMPARED}
+    row = {name: getattr(payload, name, None) for name in COMPARED}
     row["kind"] = decision.kind.value
     return row
 
@@ -316,7 +317,7 @@ def _describe(difference: Difference) -> str:
         elif after is None and before is not None:
             parts.append(f"- {before['rule_id']} {before['kind']} {before['action']}")
         elif before is not None and after is not None:
-            fields = [name for name in _COMPARED if before[name] != after[name]]
+            fields = [name for name in COMPARED if before[name] != after[name]]
             parts.append(
                 f"~ {before['rule_id']}: "
                 + ", ".join(f"{name} {before[name]!r} -> {after[name]!r}" for name in fields)

@@ -22,22 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from core.policy_replay import COMPARED as REPLAY_COMPARED
 from topics.ledger import DecisionEntry
 
 Status = Literal["new", "gone", "changed"]
 STATUSES: tuple[Status, ...] = ("new", "gone", "changed")
 
-# The verdict: what the two runs are compared on (not when it was recorded, nor its inputs).
-COMPARED = (
-    "kind",
-    "action",
-    "priority",
-    "rank",
-    "command_id",
-    "not_before",
-    "reason",
-    "dry_run",
-)
+# The verdict: what the two runs are compared on (not when it was recorded, nor its inputs):
+# the replay's fields but those a decision is matched by.
+COMPARED = tuple(name for name in REPLAY_COMPARED if name not in ("decision_id", "rule_id"))
 
 
 @dataclass(frozen=True, slots=True)
